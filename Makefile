@@ -1,0 +1,37 @@
+# reconciler: two commands for a newcomer, `make run` and `make test`.
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+JOBS   ?= ./jobs
+DATA   ?= ./.reconciler
+
+.PHONY: run test unit e2e lint deps bench clean
+
+$(VENV)/.deps: pyproject.toml scripts/install-deps
+	./scripts/install-deps $(VENV)
+
+deps: $(VENV)/.deps ## install what is missing (Debian packages, a virtualenv)
+
+run: $(VENV)/.deps ## start the service on ./jobs with the embedded SQLite
+	$(BIN)/reconciler run --jobs $(JOBS) --data-dir $(DATA)
+
+test: $(VENV)/.deps lint ## the whole suite: lint, types, unit tier, e2e tier (root)
+	$(BIN)/python -m pytest tests
+
+unit: $(VENV)/.deps
+	$(BIN)/python -m pytest tests/unit
+
+e2e: $(VENV)/.deps
+	$(BIN)/python -m pytest tests/e2e
+
+lint: $(VENV)/.deps
+	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/mypy reconciler
+	$(BIN)/lint-imports
+
+bench: $(VENV)/.deps ## figures, never pass/fail
+	$(BIN)/python bench/spec.py
+	$(BIN)/python bench/executor.py
+	$(BIN)/python bench/loop.py
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,359 @@
+"""Apply: perform a Plan through the executor and record every step in the store.
+
+Also where task exits land: the restart policy decides what a slot does next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from reconciler import metrics, restarts
+from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey, SlotRecord
+from reconciler.db.store import Event, Store
+from reconciler.errors import PermanentError
+from reconciler.executor.base import (
+    Executor,
+    ExitResult,
+    NodeConfig,
+    StartError,
+    TaskConfig,
+    TaskHandle,
+)
+from reconciler.plan import Action, Plan, phase
+from reconciler.spec.load import JobSpec
+from reconciler.spec.models import EffectiveRestart, Job, effective_restart
+from reconciler.taskconfig import task_config
+
+log = logging.getLogger("reconciler")
+
+
+@dataclass
+class Running:
+    instance_id: int
+    key: SlotKey
+    handle: TaskHandle
+
+
+def handle_of(key: SlotKey, inst: InstanceRecord) -> TaskHandle:
+    return TaskHandle(
+        id=str(key), pid=inst.pid, shim_pid=inst.shim_pid, shim_start_ticks=inst.shim_start_ticks,
+        boot_id=inst.boot_id, cgroup=inst.cgroup, task_dir=inst.task_dir,
+        started_at=inst.started_at,
+    )  # fmt: skip
+
+
+@dataclass
+class Applier:
+    store: Store
+    executor: Executor
+    node: NodeConfig
+    attributes: Mapping[str, str]
+    clock: Callable[[], float]
+    jitter: Callable[[], float] = random.random
+    on_change: Callable[[str], None] = lambda _line: None
+    running: dict[str, Running] = field(default_factory=dict)  # by task handle id
+    specs: dict[str, JobSpec] = field(default_factory=dict)  # effective spec per job
+
+    @property
+    def live(self) -> frozenset[int]:
+        return frozenset(r.instance_id for r in self.running.values())
+
+    # ---- a whole plan ----
+
+    def apply(self, plan: Plan, observed: Observed) -> None:
+        now = self.clock()
+        for job_id, why in plan.revert:
+            self.store.reject(job_id, why, now)
+            self.on_change(f"{job_id}: rolled back ({why})")
+        for job_id, spec in plan.attempt.items():
+            self.store.attempt(job_id, spec.digest, now)
+        for a in plan.adopt:
+            self._adopt(observed.slots[a.key], now)
+        for a in plan.stop:
+            self._stop(a, observed, a.intent or "remove", now)
+        for a in plan.restart:
+            self._stop(a, observed, "update", now)
+        for a in plan.rerender:
+            self._rerender(a, observed, now)
+        for a in plan.start:
+            if a.spec is not None:
+                self.specs[a.key.job] = a.spec
+            self._start(a, observed.slots.get(a.key), now)
+        for a in plan.keep:
+            if a.spec is not None:
+                self.specs[a.key.job] = a.spec
+        if plan.forget:
+            self.store.forget(plan.forget)
+            self._release_empty_allocs(plan.forget, observed)
+        for job_id in plan.promote:
+            self.store.promote(job_id, now)
+            self.on_change(f"{job_id}: version applied")
+        if plan.status:
+            self.store.set_status(dict(plan.status), now)
+
+    # ---- steps ----
+
+    def _adopt(self, slot: SlotRecord, now: float) -> None:
+        inst = slot.instance
+        assert inst is not None
+        handle = handle_of(slot.key, inst)
+        if self.executor.recover(handle):
+            self.running[handle.id] = Running(inst.id, slot.key, handle)
+            self.on_change(f"{slot.key}: adopted pid {inst.pid}")
+            return
+        self.store.finished(
+            inst.id, exit_code=-1, signal=0, oom=False, finished_at=now, outcome="lost",
+            error="the task was gone when the service restarted (machine rebooted?)", now=now,
+            slot_state="pending", next_start_at=now, reason="lost",
+            events=[Event("Failed Restoring Task", "task was not running; starting it again")],
+        )  # fmt: skip
+        self.on_change(f"{slot.key}: lost while the service was down; restarting")
+
+    def _kill_settings(self, key: SlotKey, observed: Observed) -> tuple[str, float, float]:
+        job = self._job_model(key.job, observed.jobs.get(key.job))
+        if job is None or key.group not in job.group or key.task not in job.group[key.group].task:
+            return "SIGINT", 5.0, 0.0
+        task = job.group[key.group].task[key.task]
+        delay = task.shutdown_delay or job.group[key.group].shutdown_delay
+        return task.kill_signal or "SIGINT", task.kill_timeout, delay
+
+    def _job_model(self, job_id: str, record: JobRecord | None) -> Job | None:
+        if job_id in self.specs:
+            return self.specs[job_id].job
+        if record and record.applied_canonical:
+            return Job.model_validate_json(record.applied_canonical)
+        return None
+
+    def _stop(self, a: Action, observed: Observed, intent: str, now: float) -> None:
+        slot = observed.slots.get(a.key)
+        if slot is None or slot.instance is None:
+            return
+        signal, timeout, delay = self._kill_settings(a.key, observed)
+        handle = handle_of(a.key, slot.instance)
+        events = [Event("Killing", f"{a.reason}: sent {signal}, force kill after {timeout:g}s")]
+        if delay:
+            events.insert(0, Event("Waiting for shutdown delay", f"{delay:g}s"))
+        self.store.stopping(a.key, intent, now, events)
+        self.executor.stop(handle, signal, timeout, delay)
+        self.on_change(f"{a.key}: stopping ({a.reason})")
+
+    def _rerender(self, a: Action, observed: Observed, now: float) -> None:
+        slot = observed.slots.get(a.key)
+        if a.spec is None or slot is None or slot.instance is None:
+            return
+        config = task_config(a.spec, a.key, self.node, self.attributes)
+        render = getattr(self.executor, "render_templates", None)
+        if render is not None:
+            render(handle_of(a.key, slot.instance), config)
+        if a.signal:
+            with contextlib.suppress(ProcessLookupError, PermanentError):
+                self.executor.signal(handle_of(a.key, slot.instance), a.signal)
+        self.store.set_slot(a.key, now, spec_digest=a.task_digest)
+        self.store.event(
+            a.key, "Template Rendered", f"signal {a.signal}" if a.signal else "noop", now
+        )
+
+    def _start(self, a: Action, slot: SlotRecord | None, now: float) -> None:
+        assert a.spec is not None
+        key, spec = a.key, a.spec
+        changed = slot is None or slot.spec_digest != a.task_digest
+        events = [Event("Received", "task received by reconciler")] if slot is None else []
+        try:
+            config = task_config(spec, key, self.node, self.attributes)
+        except KeyError as e:
+            self._start_failed(a, slot, f"cannot resolve ${{{e.args[0]}}}", now, permanent=True,
+                               event="Failed Validation")  # fmt: skip
+            return
+        events.append(Event("Task Setup", "building task directory"))
+        try:
+            handle = self.executor.start(config)
+        except StartError as e:
+            self._start_failed(a, slot, str(e), now, permanent=True, event="Driver Failure")
+            return
+        except Exception as e:  # a temporary failure: the restart policy applies
+            log.exception("starting %s", key)
+            self._start_failed(a, slot, str(e), now, permanent=False, event="Driver Failure")
+            return
+        events.append(Event("Started", f"task started by reconciler (pid {handle.pid})"))
+        inst_id = self.store.started(key, a.task_digest, spec.digest, handle, now, events, changed)
+        self.running[handle.id] = Running(inst_id, key, handle)
+        self.on_change(f"{key}: started pid {handle.pid} ({a.reason})")
+
+    def _policy(self, key: SlotKey) -> tuple[EffectiveRestart, bool] | None:
+        spec = self.specs.get(key.job)
+        if spec is None or key.group not in spec.job.group:
+            return None
+        group = spec.job.group[key.group]
+        task = group.task.get(key.task)
+        if task is None:
+            return None
+        ph = phase(task)
+        on_success = (spec.job.type == "service" and ph in ("main", "sidecar")) or (
+            ph == "poststart" and task.lifecycle is not None and task.lifecycle.sidecar
+        )
+        return effective_restart(spec.job, group, task), on_success
+
+    def _start_failed(
+        self, a: Action, slot: SlotRecord | None, error: str, now: float, *, permanent: bool,
+        event: str,
+    ) -> None:  # fmt: skip
+        policy = self._policy(a.key)
+        restarts_n = slot.restarts if slot and slot.spec_digest == a.task_digest else 0
+        window = slot.window_start if slot and slot.spec_digest == a.task_digest else None
+        if policy is None:
+            d = restarts.Decision("failed", None, restarts_n, window, "Not Restarting", error)
+        else:
+            d = restarts.after_exit(
+                successful=False, restarts=restarts_n, window_start=window, policy=policy[0],
+                restart_on_success=policy[1], now=now, jitter=self.jitter(),
+                unrecoverable=error if permanent else "",
+            )  # fmt: skip
+        assert a.spec is not None
+        self.store.start_failed(
+            a.key, a.task_digest, a.spec.digest, error, now, d.state, d.next_start_at,
+            d.restarts, d.window_start, [Event(event, error), Event(d.event, d.message)],
+        )  # fmt: skip
+        self.on_change(f"{a.key}: failed to start: {error}")
+
+    def _release_empty_allocs(self, keys: tuple[SlotKey, ...], observed: Observed) -> None:
+        gone = {k.alloc for k in keys}
+        for slot in observed.slots.values():
+            if slot.key.alloc in gone and slot.key not in keys:
+                gone.discard(slot.key.alloc)
+        release = getattr(self.executor, "release", None)
+        for alloc in gone:
+            if release is not None:
+                release(alloc)
+
+    # ---- exits ----
+
+    def on_exit(self, handle: TaskHandle, result: ExitResult, observed: Observed) -> None:
+        now = self.clock()
+        run = self.running.pop(handle.id, None)
+        if run is None:
+            return
+        slot = observed.slots.get(run.key)
+        with_signal = f", signal {result.signal}" if result.signal else ""
+        oom = ", OOM killed" if result.oom_killed else ""
+        terminated = Event("Terminated", f"exit code {result.exit_code}{with_signal}{oom}"
+                           + (f": {result.error}" if result.error else ""))  # fmt: skip
+        outcome = "exited" if result.successful else "failed"
+        common: dict[str, Any] = dict(
+            exit_code=result.exit_code,
+            signal=result.signal,
+            oom=result.oom_killed,
+            error=result.error,
+            finished_at=result.finished_at or now,
+            now=now,
+        )
+        try:
+            self.executor.destroy(handle, force=True)
+        except Exception:
+            log.exception("destroying %s", handle.id)
+        if slot is not None and slot.state == "stopping":
+            intent = slot.stop_intent
+            killed = Event("Killed", "task was killed by reconciler")
+            if intent == "remove":
+                self.store.finished(
+                    run.instance_id,
+                    outcome="killed",
+                    slot_state=None,
+                    events=[terminated, killed],
+                    **common,
+                )
+                self._release_empty_allocs((run.key,), observed)
+            elif intent == "pause":
+                self.store.finished(
+                    run.instance_id,
+                    outcome="killed",
+                    slot_state="dead",
+                    events=[terminated, killed],
+                    **common,
+                )
+            else:  # update, restart, leader: start again at once, not counted as a failure
+                msg = {
+                    "update": "new version of the task",
+                    "restart": "restart requested by operator",
+                }
+                self.store.finished(
+                    run.instance_id, outcome="killed", slot_state="pending", next_start_at=now,
+                    reason=intent, events=[terminated, killed,
+                                           Event("Restarting", msg.get(intent, intent))],
+                    **common,  
+                )  # fmt: skip
+            self.on_change(f"{run.key}: stopped")
+            return
+        policy = self._policy(run.key)
+        if policy is None:
+            self.store.finished(
+                run.instance_id, outcome=outcome, slot_state=None, events=[terminated], **common
+            )
+            return
+        d = restarts.after_exit(
+            successful=result.successful,
+            restarts=slot.restarts if slot else 0,
+            window_start=slot.window_start if slot else None,
+            policy=policy[0],
+            restart_on_success=policy[1],
+            now=now,
+            jitter=self.jitter(),
+        )
+        events = (
+            [terminated] if d.event == "Terminated" else [terminated, Event(d.event, d.message)]
+        )
+        if d.event == "Restarting":
+            metrics.restarted()
+        self.store.finished(
+            run.instance_id, outcome=outcome, slot_state=d.state, next_start_at=d.next_start_at,
+            restarts=d.restarts, window_start=d.window_start,
+            reason="" if d.state == "complete" else d.message, events=events,
+            **common,  
+        )  # fmt: skip
+        self.on_change(f"{run.key}: exited ({terminated.message}); {d.message}")
+        self._leader_exit(run.key, d.state, observed)
+
+    def _leader_exit(self, key: SlotKey, state: str, observed: Observed) -> None:
+        spec = self.specs.get(key.job)
+        if spec is None or not spec.job.group[key.group].task[key.task].leader:
+            return
+        now = self.clock()
+        for slot in observed.slots.values():
+            other = slot.key
+            if (
+                other.alloc == key.alloc
+                and other != key
+                and slot.state == "running"
+                and slot.instance
+            ):
+                intent = "leader" if state == "pending" else "pause"
+                signal, timeout, delay = self._kill_settings(other, observed)
+                self.store.stopping(
+                    other, intent, now, [Event("Leader Task Dead", f"leader {key.task} exited")]
+                )
+                self.executor.stop(handle_of(other, slot.instance), signal, timeout, delay)
+
+    # ---- operator actions ----
+
+    def operator_restart(self, key: SlotKey, observed: Observed) -> bool:
+        slot = observed.slots.get(key)
+        if slot is None or slot.state != "running" or slot.instance is None:
+            return False
+        self._stop(Action(key, "restart requested by operator"), observed, "restart", self.clock())
+        return True
+
+    def operator_signal(self, key: SlotKey, signal: str, observed: Observed) -> None:
+        slot = observed.slots.get(key)
+        if slot is None or slot.instance is None:
+            raise ProcessLookupError(f"{key} is not running")
+        self.executor.signal(handle_of(key, slot.instance), signal)
+        self.store.event(
+            key, "Signaling", f"{signal} sent by operator", self.clock(), slot.instance.id
+        )
+
+
+__all__ = ["Applier", "Running", "TaskConfig", "handle_of"]

@@ -1,0 +1,263 @@
+"""The `reconciler` command: run the service, check job files, and look inside."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reconciler import __version__
+from reconciler.cli.common import (
+    DATA_DIR_HELP,
+    FAILED,
+    USAGE,
+    console,
+    data_dir,
+    db_path,
+    emit_json,
+    err,
+    fail,
+)
+from reconciler.db.snapshot import Observed
+from reconciler.db.store import Store
+from reconciler.executor.base import NodeConfig
+from reconciler.spec.load import Loader, load_paths
+from reconciler.spec.node import NodeConfigError, NodeSettings, load_node_config
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
+                  help="Make this machine run exactly what a directory of Nomad job files says.")  # fmt: skip
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help=DATA_DIR_HELP)]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"reconciler {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    """reconciler: Nomad's exec driver semantics on one machine, driven by a directory."""
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"reconciler {__version__}")
+
+
+def node_config(settings: NodeSettings) -> NodeConfig:
+    ex, rc = settings.exec, settings.reconciler
+    return NodeConfig(
+        no_pivot_root=ex.no_pivot_root, default_pid_mode=ex.default_pid_mode,
+        default_ipc_mode=ex.default_ipc_mode,
+        allow_caps=frozenset(ex.allow_caps) if ex.allow_caps is not None else None,
+        chroot_env=settings.chroot_env, allow_raw_exec=settings.raw_exec.enabled,
+        allow_root=rc.allow_root, cgroup_version=rc.cgroup_version, pids_max=rc.pids_max,
+        bridge_name=rc.bridge_name, bridge_cidr=rc.bridge_cidr, meta=dict(settings.meta),
+    )  # fmt: skip
+
+
+def load_node(config: Path | None) -> NodeConfig:
+    try:
+        return node_config(load_node_config(config))
+    except NodeConfigError as e:
+        fail(f"node configuration:\n{e}", USAGE)
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Job files or directories")] = None,
+    as_json: Json = False,
+) -> None:
+    """Check job files; print every problem of every file. Exit 1 on any error."""
+    targets = paths or [Path("jobs")]
+    for target in targets:
+        if not target.exists():
+            fail(f"{target}: no such file or directory", USAGE)
+    desired = load_paths(targets)
+    problems = desired.problems
+    errors = [p for p in problems if p.severity == "error"]
+    if as_json:
+        emit_json({
+            "ok": not errors,
+            "jobs": sorted(desired.jobs),
+            "files": len(desired.files),
+            "problems": [p.as_dict() for p in problems],
+        })  # fmt: skip
+    else:
+        for p in problems:
+            style = "red" if p.severity == "error" else "yellow"
+            text = str(p)
+            (console if not errors else err).print(
+                f"[{style}]{text}[/{style}]" if console.is_terminal else text
+            )
+        n = len(desired.files)
+        summary = f"{n} file{'s' * (n != 1)}, {len(desired.jobs)} valid job{'s' * (len(desired.jobs) != 1)}"
+        summary += f", {len(errors)} error{'s' * (len(errors) != 1)}"
+        warnings = len(problems) - len(errors)
+        if warnings:
+            summary += f", {warnings} warning{'s' * (warnings != 1)}"
+        (err if errors else console).print(summary)
+    if errors:
+        raise typer.Exit(FAILED)
+
+
+@app.command("plan")
+def plan_cmd(
+    jobs: Annotated[Path, typer.Option("--jobs", help="Job directory")] = Path("jobs"),
+    data: DataDir = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Node configuration file")] = None,
+    as_json: Json = False,
+) -> None:
+    """Show what `run` would start, stop, restart or keep, per task instance."""
+    from reconciler import plan as planner
+    from reconciler.executor.linux.executor import LinuxExecutor
+
+    d = data_dir(data)
+    desired = Loader(jobs).scan()
+    observed = Observed()
+    if db_path(d).exists():
+        store = Store(db_path(d), readonly=True)
+        observed = store.observed()
+        observed = Observed(observed.jobs, observed.slots, frozenset(
+            s.instance.id for s in observed.slots.values() if s.instance))  # fmt: skip
+    node = load_node(config)
+    fp = LinuxExecutor(d, node).fingerprint()
+    result = planner.plan(
+        desired, observed, planner.Host(dict(fp.attributes), fp.healthy), time.time()
+    )
+    buckets = result.buckets()
+    if as_json:
+        emit_json(
+            {
+                name: [{"task": str(a.key), "reason": a.reason} for a in actions]
+                for name, actions in buckets.items()
+            }
+            | {"errors": [p.as_dict() for p in desired.errors], "warnings": list(result.warnings)}
+        )
+        return
+    marks = {"start": ("+", "green"), "stop": ("-", "red"), "restart": ("~", "yellow"),
+             "rerender": ("~", "yellow"), "adopt": ("<", "cyan"), "keep": (" ", "dim"),
+             "blocked": ("!", "magenta")}  # fmt: skip
+    for name, actions in buckets.items():
+        mark, colour = marks[name]
+        for a in actions:
+            line = f"{mark} {name:<8} {a.key}  {a.reason}"
+            console.print(f"[{colour}]{line}[/{colour}]" if console.is_terminal else line)
+    for p in desired.errors:
+        err.print(str(p).splitlines()[0])
+    for w in result.warnings:
+        err.print(f"warning: {w}")
+    counts = ", ".join(f"{len(v)} to {k}" for k, v in buckets.items() if v and k != "keep")
+    console.print(f"Plan: {counts or 'no changes'}.")
+
+
+@app.command()
+def run(
+    jobs: Annotated[Path, typer.Option("--jobs", help="Job directory")] = Path("jobs"),
+    data: DataDir = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Node configuration file")] = None,
+    log_format: Annotated[str, typer.Option("--log-format", help="human or json")] = "human",
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Allow a change that stops every job")
+    ] = False,  # fmt: skip
+    metrics_addr: Annotated[
+        str | None,
+        typer.Option("--metrics-addr", help="Serve Prometheus metrics, e.g. 127.0.0.1:9464"),
+    ] = None,  # fmt: skip
+) -> None:
+    """Run the service: keep this machine converged on the job directory."""
+    from reconciler import control, metrics
+    from reconciler.daemon import AlreadyRunning, Service, install_signal_handlers, lock_data_dir
+    from reconciler.executor.linux.executor import LinuxExecutor
+
+    _setup_logging(log_format)
+    d = data_dir(data).resolve()
+    try:
+        lock_data_dir(d)
+    except AlreadyRunning as e:
+        fail(str(e))
+    node = load_node(config)
+    store = Store(db_path(d))
+    executor = LinuxExecutor(d, node)
+    fp = executor.fingerprint()
+    log = logging.getLogger("reconciler")
+    log.info("reconciler %s on %s (data %s): %s", __version__, jobs, d, fp.description)
+    if not jobs.is_dir():
+        log.warning("%s is not a directory yet: waiting for it", jobs)
+    service = Service(jobs.resolve(), store, executor, node, allow_empty=allow_empty)
+
+    def reload() -> None:
+        new = load_node(config)
+        if new != service.node:
+            log.info("node configuration reloaded (applies to tasks started from now on)")
+            service.node = service.applier.node = new
+            executor.node = new
+
+    install_signal_handlers(service, reload)
+    control.serve(service, d)
+    if metrics_addr:
+        metrics.serve(metrics_addr)
+    try:
+        service.run()
+    finally:
+        store.close()
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"ts": round(record.created, 3), "level": record.levelname.lower(),
+                           "msg": record.getMessage()})  # fmt: skip
+
+
+def _setup_logging(fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    elif fmt == "human":
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
+        )
+    else:
+        fail("--log-format is human or json", USAGE)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@app.command()
+def node(
+    data: DataDir = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Node configuration file")] = None,
+    as_json: Json = False,
+) -> None:
+    """What isolation this host supports, and why not where it does not."""
+    from reconciler.executor.linux.executor import LinuxExecutor
+
+    ex = LinuxExecutor(data_dir(data), load_node(config))
+    fp = ex.fingerprint()
+    if as_json:
+        emit_json({"healthy": fp.healthy, "description": fp.description,
+                   "attributes": dict(fp.attributes)})  # fmt: skip
+        return
+    console.print(("healthy: " if fp.healthy else "unhealthy: ") + fp.description)
+    for k, v in sorted(fp.attributes.items()):
+        console.print(f"  {k} = {v}")
+
+
+from reconciler.cli import ops as _ops  # noqa: E402  (registers the operator verbs)
+
+del _ops
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,334 @@
+"""The service: one loop thread owns every state change; watch, exits and the control API only
+wake it through a queue.
+
+    watch ─┐
+    exits ─┼─▶ queue ─▶ loop: scan → record → plan → apply
+    control┘
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler import metrics
+from reconciler.apply import Applier
+from reconciler.db.snapshot import Observed, SlotKey
+from reconciler.db.store import ProblemRow, Store, VersionRow
+from reconciler.executor.base import Executor, NodeConfig
+from reconciler.plan import Host, Plan, plan
+from reconciler.spec.load import Desired, Loader
+from reconciler.watch import Watcher
+
+log = logging.getLogger("reconciler")
+RESCAN_EVERY = 30.0
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+@dataclass
+class Request:
+    """A control API call, answered by the loop thread."""
+
+    action: str
+    args: dict[str, Any]
+    reply: Future[Any] = field(default_factory=Future)
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "service.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        pid = (
+            (data_dir / "service.pid").read_text().strip()
+            if (data_dir / "service.pid").exists()
+            else "?"
+        )
+        raise AlreadyRunning(f"another reconciler (pid {pid}) is running on {data_dir}") from None
+    (data_dir / "service.pid").write_text(f"{os.getpid()}\n")
+    return fd
+
+
+class GitInfo:
+    """When jobs/ lies in a git work tree: the commit each job version came from."""
+
+    def __init__(self, jobs: Path) -> None:
+        self.jobs = jobs
+
+    def _git(self, *args: str) -> str | None:
+        try:
+            p = subprocess.run(["git", "-C", str(self.jobs), *args], capture_output=True,
+                               text=True, timeout=5)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return p.stdout.strip() if p.returncode == 0 else None
+
+    def commit_of(self, file: str) -> str | None:
+        head = self._git("rev-parse", "HEAD")
+        if head is None:
+            return None
+        name = os.path.basename(file)
+        dirty = self._git("status", "--porcelain", "--", name)
+        return head if dirty == "" else None
+
+
+class Service:
+    def __init__(
+        self,
+        jobs: Path,
+        store: Store,
+        executor: Executor,
+        node: NodeConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        allow_empty: bool = False,
+        watch: bool = True,
+    ) -> None:
+        self.jobs = jobs
+        self.store = store
+        self.executor = executor
+        self.node = node
+        self.clock = clock
+        self.allow_empty = allow_empty
+        self.loader = Loader(jobs)
+        fp = executor.fingerprint()
+        self.fingerprint = fp
+        self.host = Host(dict(fp.attributes), fp.healthy)
+        self.applier = Applier(store, executor, node, self.host.attributes, clock,
+                               on_change=self._say)  # fmt: skip
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.git = GitInfo(jobs)
+        self.watcher = Watcher(jobs, self._wake_scan) if watch else None
+        self.stopping = threading.Event()
+        self.passes = 0
+        self.last_plan: Plan | None = None
+        self._scan_due = True
+        self._last_scan = 0.0
+        self._first_event: float | None = None
+        self._threads: list[threading.Thread] = []
+        self._seen_errors: set[str] = set()
+
+    # ---- wake-ups from other threads ----
+
+    def _say(self, line: str) -> None:
+        log.info("%s", line)
+
+    def _wake_scan(self, first_event: float) -> None:
+        self.queue.put(("scan", first_event))
+
+    def request(self, action: str, **args: Any) -> Future[Any]:
+        req = Request(action, args)
+        self.queue.put(("request", req))
+        return req.reply
+
+    def _waiter(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                exits = self.executor.poll_exits(0.5)
+            except Exception:
+                log.exception("waiting for task exits")
+                time.sleep(0.5)
+                continue
+            for handle, result in exits:
+                self.queue.put(("exit", (handle, result)))
+
+    # ---- lifecycle ----
+
+    def start_threads(self) -> None:
+        t = threading.Thread(target=self._waiter, name="exits", daemon=True)
+        t.start()
+        self._threads.append(t)
+        if self.watcher is not None:
+            self.watcher.start()
+
+    def run(self) -> None:
+        self.start_threads()
+        self.reconcile()
+        self._report_startup()
+        while not self.stopping.is_set():
+            self.step(self._next_timeout())
+        if self.watcher is not None:
+            self.watcher.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.queue.put(("noop", None))
+
+    def _report_startup(self) -> None:
+        p = self.last_plan
+        if p is None:
+            return
+        log.info(
+            "ready: %d adopted, %d started, %d kept, %d blocked; %d job file problems",
+            len(p.adopt), len(p.start), len(p.keep), len(p.blocked),
+            len(self.loader.scan().errors),
+        )  # fmt: skip
+
+    def _next_timeout(self) -> float:
+        now = self.clock()
+        wake = self._last_scan + RESCAN_EVERY
+        for t in self._deadlines():
+            wake = min(wake, t)
+        return max(0.0, min(RESCAN_EVERY, wake - now))
+
+    def _deadlines(self) -> list[float]:
+        """When something is due without any event: a delayed restart, a health check."""
+        obs = self.store.observed(self.applier.live)
+        out = []
+        for s in obs.slots.values():
+            if s.state == "pending" and s.next_start_at:
+                out.append(s.next_start_at)
+            if s.state == "running" and s.instance is not None:
+                spec = self.applier.specs.get(s.key.job)
+                rec = obs.jobs.get(s.key.job)
+                if spec and rec and rec.applied_digest != spec.digest:
+                    from reconciler.spec.models import effective_update
+
+                    upd = effective_update(spec.job, next(iter(spec.job.group.values())))
+                    out.append(s.instance.started_at + upd.min_healthy_time + 0.01)
+                    if rec.attempted_at:
+                        out.append(rec.attempted_at + upd.healthy_deadline + 0.01)
+        return out
+
+    def step(self, timeout: float) -> None:
+        """Wait for a wake-up (or the timeout), handle everything queued, reconcile once."""
+        items: list[tuple[str, Any]] = []
+        with contextlib.suppress(queue.Empty):
+            items.append(self.queue.get(timeout=timeout))
+        while True:
+            try:
+                items.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        exits = [v for k, v in items if k == "exit"]
+        requests = [v for k, v in items if k == "request"]
+        for k, v in items:
+            if k == "scan":
+                self._scan_due = True
+                self._first_event = v if self._first_event is None else min(self._first_event, v)
+        if exits:
+            obs = self.store.observed(self.applier.live)
+            for handle, result in exits:
+                try:
+                    self.applier.on_exit(handle, result, obs)
+                    metrics.exited(result)
+                except Exception:
+                    log.exception("recording the exit of %s", handle.id)
+        for req in requests:
+            self._answer(req)
+        if self.clock() - self._last_scan >= RESCAN_EVERY:
+            self._scan_due = True
+        self.reconcile()
+
+    # ---- one pass ----
+
+    def scan(self) -> Desired:
+        if self.watcher is not None:
+            self.watcher.check()
+        desired = self.loader.scan()
+        self._last_scan = self.clock()
+        if desired is self._recorded:
+            return desired
+        versions = [VersionRow(s.id, s.digest, s.canonical, s.file) for s in desired.jobs.values()]
+        problems = [
+            ProblemRow(p.file, p.line, p.column, p.path, p.message, p.severity)
+            for p in desired.problems
+        ]
+        self.store.record_scan(versions, problems, desired.files, self.clock(), self.git.commit_of)
+        for p in desired.problems:
+            text = str(p)
+            if text not in self._seen_errors:
+                log.warning("%s", text.splitlines()[0])
+        self._seen_errors = {str(p) for p in desired.problems}
+        metrics.file_problems(desired)
+        self._recorded = desired
+        return desired
+
+    _recorded: Desired | None = None
+
+    def reconcile(self) -> Plan:
+        started = time.perf_counter()
+        if self._scan_due or self._recorded is None:
+            desired = self.scan()
+            self._scan_due = False
+        else:
+            desired = self._recorded
+        for _ in range(5):  # converge: a pass may unlock the next (lifecycle, restarts)
+            observed = self.store.observed(self.applier.live)
+            p = plan(desired, observed, self.host, self.clock(), allow_empty=self.allow_empty)
+            for w in p.warnings:
+                log.warning("%s", w)
+            self.applier.apply(p, observed)
+            self.last_plan = p
+            self.passes += 1
+            if not (p.start or p.adopt or p.promote or p.revert or p.forget):
+                break
+        metrics.pass_done(time.perf_counter() - started, self.store.observed(self.applier.live))
+        if self._first_event is not None:
+            metrics.pickup(time.monotonic() - self._first_event)
+            self._first_event = None
+        return p
+
+    # ---- control API requests ----
+
+    def _answer(self, req: Request) -> None:
+        try:
+            req.reply.set_result(self._do(req.action, req.args))
+        except Exception as e:
+            req.reply.set_exception(e)
+
+    def _do(self, action: str, args: dict[str, Any]) -> Any:
+        now = self.clock()
+        obs: Observed = self.store.observed(self.applier.live)
+        if action == "health":
+            return {"pid": os.getpid(), "passes": self.passes}
+        if action == "reload":
+            self._scan_due = True
+            return {"ok": True}
+        if action in ("stop", "start"):
+            job = args["job"]
+            if not self.store.set_paused(job, action == "stop", now):
+                raise KeyError(f"no job {job!r}")
+            return {"ok": True}
+        keys = [SlotKey(*k) for k in args.get("keys", [])]
+        if action == "restart":
+            done = [str(k) for k in keys if self.applier.operator_restart(k, obs)]
+            return {"restarted": done}
+        if action == "signal":
+            for k in keys:
+                self.applier.operator_signal(k, args["signal"], obs)
+            return {"signalled": [str(k) for k in keys]}
+        raise ValueError(f"unknown action {action!r}")
+
+
+def install_signal_handlers(service: Service, reload: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT stop the service and leave tasks running; SIGHUP rescans and reloads."""
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("%s: stopping the service; tasks keep running", signal.Signals(signum).name)
+        service.stop()
+
+    def _hup(_signum: int, _frame: Any) -> None:
+        reload()
+        service.queue.put(("scan", time.monotonic()))
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _hup)

@@ -1,0 +1,126 @@
+"""Tables. Times are REAL seconds since the epoch (UTC); the views in docs/history.md turn them
+into text. A task *slot* is one (job, group, index, task); a task *instance* is one run of it."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Index, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    source_file: Mapped[str] = mapped_column(String, default="")
+    # ready | reconciling | failed | blocked | stopped | removed
+    status: Mapped[str] = mapped_column(String, default="reconciling")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    paused: Mapped[bool] = mapped_column(default=False)
+    applied_version_id: Mapped[int | None] = mapped_column(ForeignKey("job_versions.id"))
+    attempted_version_id: Mapped[int | None] = mapped_column(ForeignKey("job_versions.id"))
+    attempted_at: Mapped[float | None]
+    created_at: Mapped[float]
+    updated_at: Mapped[float]
+
+
+class JobVersion(Base):
+    __tablename__ = "job_versions"
+    __table_args__ = (UniqueConstraint("job_id", "digest"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String, index=True)
+    digest: Mapped[str] = mapped_column(String)
+    canonical: Mapped[str] = mapped_column(Text)
+    source_file: Mapped[str] = mapped_column(String)
+    git_commit: Mapped[str | None] = mapped_column(String)
+    first_seen: Mapped[float]
+    # pending | applied | rejected | superseded
+    state: Mapped[str] = mapped_column(String, default="pending")
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class TaskSlot(Base):
+    __tablename__ = "task_slots"
+    __table_args__ = (UniqueConstraint("job_id", "group_name", "idx", "task"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String)
+    group_name: Mapped[str] = mapped_column(String)
+    idx: Mapped[int]
+    task: Mapped[str] = mapped_column(String)
+    # pending | running | dead | complete | failed
+    state: Mapped[str] = mapped_column(String, default="pending")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("job_versions.id"))
+    spec_digest: Mapped[str] = mapped_column(String, default="")
+    restarts: Mapped[int] = mapped_column(default=0)
+    window_start: Mapped[float | None]
+    next_start_at: Mapped[float | None]
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("task_instances.id"))
+    # Why a stop was asked for: remove | update | pause | restart (what to do on exit).
+    stop_intent: Mapped[str] = mapped_column(String, default="")
+    updated_at: Mapped[float]
+
+
+class TaskInstance(Base):
+    __tablename__ = "task_instances"
+    __table_args__ = (Index("ix_task_instances_slot", "job_id", "group_name", "idx", "task"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String)
+    group_name: Mapped[str] = mapped_column(String)
+    idx: Mapped[int]
+    task: Mapped[str] = mapped_column(String)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("job_versions.id"))
+    spec_digest: Mapped[str] = mapped_column(String, default="")
+    # The handle: enough to re-adopt after a crash without trusting a pid alone.
+    pid: Mapped[int | None]
+    shim_pid: Mapped[int | None]
+    shim_start_ticks: Mapped[int | None]
+    boot_id: Mapped[str | None] = mapped_column(String)
+    cgroup: Mapped[str] = mapped_column(Text, default="")
+    task_dir: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[float]
+    finished_at: Mapped[float | None] = mapped_column(index=True)
+    exit_code: Mapped[int | None]
+    signal: Mapped[int | None]
+    oom_killed: Mapped[bool] = mapped_column(default=False)
+    # running | exited | failed | killed | lost | start_failed
+    outcome: Mapped[str] = mapped_column(String, default="running")
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class TaskEvent(Base):
+    __tablename__ = "task_events"
+    __table_args__ = (Index("ix_task_events_slot", "job_id", "group_name", "idx", "task"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[float] = mapped_column(index=True)
+    job_id: Mapped[str] = mapped_column(String)
+    group_name: Mapped[str] = mapped_column(String, default="")
+    idx: Mapped[int | None]
+    task: Mapped[str] = mapped_column(String, default="")
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("task_instances.id"))
+    # Nomad's vocabulary: Received, Task Setup, Started, Terminated, Restarting, ...
+    type: Mapped[str] = mapped_column(String)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class SpecError(Base):
+    __tablename__ = "spec_errors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file: Mapped[str] = mapped_column(String, index=True)
+    line: Mapped[int | None]
+    col: Mapped[int | None]
+    path: Mapped[str] = mapped_column(String, default="")
+    message: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String, default="error")
+    first_seen: Mapped[float]
+    last_seen: Mapped[float]
+    cleared_at: Mapped[float | None]

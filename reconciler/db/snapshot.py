@@ -1,0 +1,72 @@
+"""Frozen snapshots of what the store knows: the planner's `observed` input. No ORM objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class SlotKey(NamedTuple):
+    job: str
+    group: str
+    idx: int
+    task: str
+
+    def __str__(self) -> str:
+        return f"{self.job}/{self.group}/{self.idx}/{self.task}"
+
+    @property
+    def alloc(self) -> str:
+        return f"{self.job}/{self.group}/{self.idx}"
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    id: int
+    pid: int
+    shim_pid: int
+    shim_start_ticks: int
+    boot_id: str
+    cgroup: str
+    task_dir: str
+    started_at: float
+    spec_digest: str
+    version_digest: str
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    key: SlotKey
+    # pending | running | stopping | complete | failed | dead
+    state: str
+    spec_digest: str
+    version_digest: str
+    restarts: int = 0
+    window_start: float | None = None
+    next_start_at: float | None = None
+    reason: str = ""
+    instance: InstanceRecord | None = None
+    # Why a stop was asked for: "remove" | "update" | "pause" | "restart" | "" (see apply).
+    stop_intent: str = ""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    source_file: str
+    status: str
+    paused: bool
+    applied_digest: str | None
+    attempted_digest: str | None
+    applied_canonical: str | None
+    rejected: frozenset[str] = frozenset()
+    attempted_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    jobs: Mapping[str, JobRecord] = field(default_factory=dict)
+    slots: Mapping[SlotKey, SlotRecord] = field(default_factory=dict)
+    # Instances this service process has adopted or started; the rest need `recover`.
+    live: frozenset[int] = frozenset()

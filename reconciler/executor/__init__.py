@@ -1,0 +1,1 @@
+"""Runs tasks: a small Protocol (base), a scripted fake, and the real Linux executor."""

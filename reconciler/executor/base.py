@@ -1,0 +1,176 @@
+"""The executor contract, shaped like Nomad's driver plugin API.
+
+The executor takes its own plain `TaskConfig`, never the HCL model: `apply` translates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from reconciler.errors import PermanentError, TemporaryError
+
+PidMode = Literal["private", "host"]
+NetMode = Literal["host", "none", "bridge"]
+
+
+class StartError(PermanentError):
+    """The task could not be started as configured (bad command, caps not allowed, ...)."""
+
+
+class ExecutorUnavailable(TemporaryError):
+    """The host cannot run the task right now (cgroup or namespace set-up failed)."""
+
+
+@dataclass(frozen=True)
+class Template:
+    destination: str
+    text: str
+    perms: int = 0o644
+    env: bool = False
+
+
+@dataclass(frozen=True)
+class PortMap:
+    label: str
+    host_port: int
+    task_port: int
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Everything needed to start one task, in executor terms."""
+
+    id: str  # job/group/index/task; stable for a slot
+    alloc_id: str  # job/group/index: tasks of one group instance share /alloc and the netns
+    command: str
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str = "nobody"
+    work_dir: str = ""
+    pid_mode: PidMode = "private"
+    ipc_mode: PidMode = "private"
+    net_mode: NetMode = "host"
+    ports: tuple[PortMap, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    memory_mb: int = 300
+    memory_max_mb: int = 0
+    cpu_shares: int = 100
+    cores: int = 0
+    pids_max: int = 4096
+    log_max_files: int = 10
+    log_max_file_mb: int = 10
+    logs_disabled: bool = False
+    templates: tuple[Template, ...] = ()
+    raw_exec: bool = False
+    hostname: str = ""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The node's own settings (Nomad's agent config, `plugin "exec"` and `client` blocks)."""
+
+    no_pivot_root: bool = False
+    default_pid_mode: PidMode = "private"
+    default_ipc_mode: PidMode = "private"
+    allow_caps: frozenset[str] | None = None  # None: Nomad's default list
+    chroot_env: Mapping[str, str] | None = None  # None: Nomad's default map
+    allow_raw_exec: bool = False
+    allow_root: bool = False
+    cgroup_version: int | None = None  # None: detect
+    pids_max: int = 4096
+    bridge_name: str = "reconciler0"
+    bridge_cidr: str = "172.26.64.0/20"
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskHandle:
+    """What must be persisted to re-adopt a task: never a pid alone."""
+
+    id: str
+    pid: int
+    shim_pid: int
+    shim_start_ticks: int
+    boot_id: str
+    cgroup: str
+    task_dir: str
+    started_at: float
+
+
+@dataclass(frozen=True)
+class ExitResult:
+    exit_code: int
+    signal: int = 0
+    oom_killed: bool = False
+    error: str = ""
+    finished_at: float = 0.0
+
+    @property
+    def successful(self) -> bool:
+        return self.exit_code == 0 and self.signal == 0 and not self.oom_killed and not self.error
+
+
+@dataclass(frozen=True)
+class TaskStats:
+    cpu_user_s: float
+    cpu_system_s: float
+    memory_rss: int
+    memory_cache: int
+    memory_swap: int
+    memory_max_usage: int
+    pids: int
+    throttled_periods: int
+    throttled_time_s: float
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: bytes
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    healthy: bool
+    description: str
+    attributes: Mapping[str, str]
+
+
+class Executor(Protocol):
+    """Nomad's driver verbs. `poll_exits` replaces a blocking `wait` so one thread serves all."""
+
+    def fingerprint(self) -> Fingerprint: ...
+
+    def start(self, config: TaskConfig) -> TaskHandle: ...
+
+    def recover(self, handle: TaskHandle) -> bool:
+        """Re-adopt a task started by an earlier run of the service; False if it is gone."""
+        ...
+
+    def wait(self, handle: TaskHandle, timeout: float | None = None) -> ExitResult | None: ...
+
+    def poll_exits(self, timeout: float) -> list[tuple[TaskHandle, ExitResult]]:
+        """Exits of adopted or started tasks since the last call (waits up to `timeout`)."""
+        ...
+
+    def stop(self, handle: TaskHandle, signal: str, timeout: float, delay: float = 0.0) -> None:
+        """After `delay` (shutdown_delay) send `signal`; kill everything after `timeout`.
+        Returns at once: the exit arrives through poll_exits."""
+        ...
+
+    def destroy(self, handle: TaskHandle, force: bool = False) -> None: ...
+
+    def inspect(self, handle: TaskHandle) -> Literal["running", "exited", "unknown"]: ...
+
+    def stats(self, handle: TaskHandle) -> TaskStats: ...
+
+    def signal(self, handle: TaskHandle, signal: str) -> None: ...
+
+    def exec(self, handle: TaskHandle, cmd: list[str], timeout: float) -> ExecResult: ...
+
+    def release(self, alloc_id: str) -> None:
+        """Forget a group instance for good (its directories, its network namespace)."""
+        ...

@@ -1,0 +1,1 @@
+"""The real Linux executor: one concern per module (cgroups, rootfs, caps, network, ...)."""

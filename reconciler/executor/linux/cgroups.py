@@ -1,0 +1,337 @@
+"""cgroups v1 and v2: one cgroup per task under the service's own subtree.
+
+Helper processes (the shim) never enter a task's cgroup: the task joins it itself, just
+before it execs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each controller lives for this process, and under which subtree tasks go."""
+
+    version: int  # 1 or 2
+    bases: dict[str, Path]  # v1: controller -> our subtree; v2: {"unified": subtree}
+    controllers: frozenset[str] = frozenset()
+    missing: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        have = ", ".join(sorted(self.controllers)) or "none"
+        text = f"cgroup v{self.version} (controllers: {have})"
+        if self.missing:
+            text += f"; missing: {', '.join(self.missing)}"
+        return text
+
+
+def _mounts() -> list[tuple[str, str, set[str]]]:
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fstype, _src, opts = ([*right.split(), "", "", ""])[:3]
+            if fstype in ("cgroup", "cgroup2"):
+                out.append((fstype, left.split()[4], set(opts.split(","))))
+    return out
+
+
+def _own_paths() -> dict[str, str]:
+    own: dict[str, str] = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for c in ctrls.split(",") if ctrls else ["unified"]:
+                own[c] = path
+    return own
+
+
+def detect(namespace: str, prefer: int | None = None) -> Layout | None:
+    """Our subtree `<own cgroup>/<namespace>` in each hierarchy, or None without cgroups."""
+    mounts = _mounts()
+    own = _own_paths()
+    v1 = {
+        c: Path(mp)
+        for fs, mp, opts in mounts
+        if fs == "cgroup"
+        for c in V1_CONTROLLERS
+        if c in opts
+    }
+    v2 = next((Path(mp) for fs, mp, _ in mounts if fs == "cgroup2"), None)
+    if prefer != 2 and "memory" in v1:
+        bases = {c: mp / own.get(c, "/").lstrip("/") / namespace for c, mp in v1.items()}
+        missing = tuple(c for c in V1_CONTROLLERS if c not in v1)
+        return Layout(1, bases, frozenset(v1), missing)
+    if v2 is None:
+        return None
+    base = v2 / own.get("unified", "/").lstrip("/") / namespace
+    try:
+        available = set(
+            (v2 / own.get("unified", "/").lstrip("/") / "cgroup.controllers").read_text().split()
+        )
+    except OSError:
+        available = set()
+    have = frozenset(available & {"memory", "cpu", "pids", "cpuset"})
+    missing = tuple(c for c in ("memory", "cpu", "pids") if c not in have)
+    return Layout(2, {"unified": base}, have, missing)
+
+
+def _write(path: Path, value: str | int) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def _read(path: Path, default: str = "") -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return default
+
+
+def _kv(text: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            out[k] = int(v)
+    return out
+
+
+@dataclass
+class Limits:
+    memory_mb: int = 300
+    memory_max_mb: int = 0
+    cpu_shares: int = 100
+    cores: int = 0
+    pids_max: int = 4096
+
+
+@dataclass
+class TaskCgroup:
+    layout: Layout
+    name: str
+    dirs: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def at(cls, layout: Layout, name: str) -> TaskCgroup:
+        return cls(layout, name, {c: base / name for c, base in layout.bases.items()})
+
+    @classmethod
+    def from_record(cls, layout: Layout, record: str) -> TaskCgroup:
+        """Rebuild from the string stored in the database (`path;path;...`)."""
+        dirs: dict[str, Path] = {}
+        for part in record.split(";"):
+            if not part:
+                continue
+            ctrl, _, path = part.partition("=")
+            dirs[ctrl] = Path(path)
+        name = next(iter(dirs.values())).name if dirs else ""
+        return cls(layout, name, dirs)
+
+    def record(self) -> str:
+        return ";".join(f"{c}={p}" for c, p in sorted(self.dirs.items()))
+
+    def create(self, limits: Limits) -> None:
+        for ctrl, path in self.dirs.items():
+            path.mkdir(parents=True, exist_ok=True)
+            if ctrl == "unified":
+                self._enable_v2_controllers(path.parent)
+        self.kill_leftovers()
+        mem_hard = limits.memory_max_mb if limits.memory_max_mb > 0 else limits.memory_mb
+        if limits.memory_max_mb < 0:
+            mem_hard = 0
+        if self.layout.version == 1:
+            mem = self.dirs.get("memory")
+            if mem:
+                with contextlib.suppress(OSError):
+                    _write(mem / "memory.swappiness", 0)
+                if mem_hard:
+                    _write(mem / "memory.limit_in_bytes", mem_hard << 20)
+                    with contextlib.suppress(OSError):  # absent without swap accounting
+                        _write(mem / "memory.memsw.limit_in_bytes", mem_hard << 20)
+                if limits.memory_max_mb > 0:
+                    _write(mem / "memory.soft_limit_in_bytes", limits.memory_mb << 20)
+            if cpu := self.dirs.get("cpu"):
+                _write(cpu / "cpu.shares", max(2, min(262144, limits.cpu_shares)))
+            if pids := self.dirs.get("pids"):
+                _write(pids / "pids.max", limits.pids_max)
+        else:
+            d = self.dirs["unified"]
+            have = self.layout.controllers
+            if "memory" in have:
+                _write(d / "memory.max", (mem_hard << 20) if mem_hard else "max")
+                with contextlib.suppress(OSError):
+                    _write(d / "memory.swap.max", 0)
+                if limits.memory_max_mb > 0:
+                    _write(d / "memory.low", limits.memory_mb << 20)
+            if "cpu" in have:
+                _write(d / "cpu.weight", shares_to_weight(limits.cpu_shares))
+            if "pids" in have:
+                _write(d / "pids.max", limits.pids_max)
+        if limits.cores:
+            self._set_cores(limits.cores)
+
+    def _set_cores(self, cores: int) -> None:
+        if self.layout.version == 1:
+            cpuset_root = Path("/sys/fs/cgroup/cpuset")
+            own = _own_paths().get("cpuset", "/").lstrip("/")
+            parent = cpuset_root / own / self.layout.bases["memory"].name
+            parent.mkdir(exist_ok=True)
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                if not _read(parent / f).strip():
+                    _write(parent / f, _read(parent.parent / f).strip())
+            d = parent / self.name
+            d.mkdir(exist_ok=True)
+            _write(d / "cpuset.mems", _read(parent / "cpuset.mems").strip())
+            self.dirs["cpuset"] = d
+        else:
+            d = self.dirs["unified"]
+        cpus = sorted(
+            _parse_cpus(
+                _read(d.parent / "cpuset.cpus.effective") or _read(d.parent / "cpuset.cpus")
+            )
+        )
+        if len(cpus) < cores:
+            raise OSError(errno.EINVAL, f"{cores} cores asked, {len(cpus)} available")
+        _write(d / "cpuset.cpus", ",".join(str(c) for c in cpus[:cores]))
+
+    def _enable_v2_controllers(self, parent: Path) -> None:
+        wanted = self.layout.controllers
+        if not wanted:
+            return
+        current = set(_read(parent / "cgroup.subtree_control").split())
+        todo = " ".join(f"+{c}" for c in sorted(wanted - current))
+        if todo:
+            with contextlib.suppress(OSError):
+                _write(parent / "cgroup.subtree_control", todo)
+
+    def procs_files(self) -> list[str]:
+        return [str(p / "cgroup.procs") for p in self.dirs.values()]
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for p in self.dirs.values():
+            found |= {int(x) for x in _read(p / "cgroup.procs").split()}
+        return found
+
+    def kill_all(self) -> None:
+        """Kill every process in the task, escapees included."""
+        if self.layout.version == 2:
+            d = self.dirs["unified"]
+            if (d / "cgroup.kill").exists():
+                with contextlib.suppress(OSError):
+                    _write(d / "cgroup.kill", 1)
+                self._wait_empty()
+                return
+        freezer = self.dirs.get("freezer")
+        frozen = False
+        if freezer is not None and freezer.exists():
+            with contextlib.suppress(OSError):
+                _write(freezer / "freezer.state", "FROZEN")
+                for _ in range(200):
+                    if _read(freezer / "freezer.state").strip() == "FROZEN":
+                        break
+                    time.sleep(0.005)
+                frozen = True
+        for _ in range(3):
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if frozen and freezer is not None:
+                with contextlib.suppress(OSError):
+                    _write(freezer / "freezer.state", "THAWED")
+            if self._wait_empty():
+                return
+
+    def _wait_empty(self, timeout: float = 2.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.pids():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def kill_leftovers(self) -> None:
+        if self.pids():
+            self.kill_all()
+
+    def oom_killed(self) -> bool:
+        if self.layout.version == 1:
+            mem = self.dirs.get("memory")
+            return bool(mem and _kv(_read(mem / "memory.oom_control")).get("oom_kill", 0))
+        return _kv(_read(self.dirs["unified"] / "memory.events")).get("oom_kill", 0) > 0
+
+    def remove(self) -> None:
+        for p in self.dirs.values():
+            for _ in range(50):
+                try:
+                    p.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY:
+                        break
+                    self.kill_all()
+                    time.sleep(0.01)
+
+    def stats(self) -> dict[str, float]:
+        s: dict[str, float] = {}
+        if self.layout.version == 1:
+            if memdir := self.dirs.get("memory"):
+                st = _kv(_read(memdir / "memory.stat"))
+                s["rss"] = st.get("total_rss", st.get("rss", 0))
+                s["cache"] = st.get("total_cache", st.get("cache", 0))
+                s["swap"] = st.get("total_swap", st.get("swap", 0))
+                s["max_usage"] = int(_read(memdir / "memory.max_usage_in_bytes", "0") or 0)
+            if acct := self.dirs.get("cpuacct"):
+                st = _kv(_read(acct / "cpuacct.stat"))
+                tick = os.sysconf("SC_CLK_TCK")
+                s["user"] = st.get("user", 0) / tick
+                s["system"] = st.get("system", 0) / tick
+            if cpudir := self.dirs.get("cpu"):
+                st = _kv(_read(cpudir / "cpu.stat"))
+                s["throttled_periods"] = st.get("nr_throttled", 0)
+                s["throttled_time"] = st.get("throttled_time", 0) / 1e9
+            if pids := self.dirs.get("pids"):
+                s["pids"] = int(_read(pids / "pids.current", "0") or 0)
+        else:
+            d = self.dirs["unified"]
+            mstat = _kv(_read(d / "memory.stat"))
+            s["rss"], s["cache"] = mstat.get("anon", 0), mstat.get("file", 0)
+            s["swap"] = int(_read(d / "memory.swap.current", "0") or 0)
+            s["max_usage"] = int(_read(d / "memory.peak", "0") or 0)
+            cstat = _kv(_read(d / "cpu.stat"))
+            s["user"] = cstat.get("user_usec", 0) / 1e6
+            s["system"] = cstat.get("system_usec", 0) / 1e6
+            s["throttled_periods"] = cstat.get("nr_throttled", 0)
+            s["throttled_time"] = cstat.get("throttled_usec", 0) / 1e6
+            s["pids"] = len(self.pids())
+        if "pids" not in s:
+            s["pids"] = len(self.pids())
+        return s
+
+
+def shares_to_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares -> v2 cpu.weight, as runc and Nomad convert it."""
+    shares = max(2, min(262144, shares))
+    return int(1 + ((shares - 2) * 9999) // 262142)
+
+
+def _parse_cpus(text: str) -> set[int]:
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus

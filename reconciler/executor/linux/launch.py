@@ -1,0 +1,101 @@
+"""Build the C shim once per source version, write its config, and spawn it.
+
+The shim is compiled on first use into the data dir (the package ships shim.c), so an
+installed wheel needs only a C compiler on the host, which the fingerprint checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("shim.c")
+
+
+class ShimBuildError(Exception):
+    pass
+
+
+def compiler() -> str | None:
+    return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def shim_binary(cache_dir: Path) -> Path:
+    """The shim for this source, compiled if missing (static when the libc allows it)."""
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    target = cache_dir / f"reconciler-shim-{digest}"
+    if target.exists():
+        return target
+    cc = compiler()
+    if cc is None:
+        raise ShimBuildError("no C compiler (cc) found: install gcc to build reconciler-shim")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".shim-")
+    os.close(fd)
+    errors = ""
+    for static in (["-static"], []):
+        proc = subprocess.run(
+            [cc, "-O2", "-Wall", *static, "-o", tmp, str(SOURCE)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode == 0:
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, target)
+            return target
+        errors = proc.stderr
+    os.unlink(tmp)
+    raise ShimBuildError(f"compiling {SOURCE} failed:\n{errors}")
+
+
+def write_config(path: Path, items: Iterable[tuple[str, str]]) -> None:
+    """NUL-separated key/value pairs: values may hold spaces, quotes and newlines."""
+    data = bytearray()
+    for key, value in items:
+        if "\0" in value:
+            raise ValueError(f"{key}: value contains a NUL byte")
+        data += key.encode() + b"\0" + value.encode() + b"\0"
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, bytes(data))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_config(path: Path) -> list[tuple[str, str]]:
+    parts = path.read_bytes().split(b"\0")
+    return [(parts[i].decode(), parts[i + 1].decode()) for i in range(0, len(parts) - 1, 2)]
+
+
+def spawn(shim: Path, config: Path, stderr_path: Path) -> tuple[int, int]:
+    """Start the shim in its own session; return (shim pid, task pid) once the task exec'd."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    try:
+        pid = os.posix_spawn(
+            str(shim),
+            [str(shim), "run", str(config)],
+            {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, w, 1),
+                (os.POSIX_SPAWN_DUP2, err, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(w)
+        os.close(err)
+    with os.fdopen(r, "rb") as f:
+        line = f.readline().decode(errors="replace").strip()
+    if line.startswith("started "):
+        return pid, int(line.split()[1])
+    os.waitpid(pid, 0)
+    raise RuntimeError(line.removeprefix("error ") or "the shim exited without starting the task")

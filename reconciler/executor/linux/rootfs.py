@@ -1,0 +1,101 @@
+"""The task's filesystem: host dirs of `chroot_env` bind-mounted read-only (never copied or
+hard-linked), plus /local, /alloc, /secrets and /tmp. This module only prepares directories
+and lists mounts; the shim performs them inside the task's mount namespace."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# Nomad's DefaultChrootEnv (client/config/config.go): host path -> task path.
+DEFAULT_CHROOT_ENV: dict[str, str] = {
+    p: p
+    for p in (
+        "/bin", "/etc", "/lib", "/lib32", "/lib64", "/run/resolvconf", "/sbin", "/usr",
+        "/run/systemd/resolve",
+    )
+}  # fmt: skip
+# Files a task never needs to read, even with Nomad's default dac_override capability.
+MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
+MOUNT_POINTS = ("dev", "proc", "sys", "local", "alloc", "secrets", "tmp")
+
+
+@dataclass(frozen=True)
+class TaskDirs:
+    alloc: Path  # shared by the group instance's tasks: data/, logs/, tmp/
+    task: Path  # this task: root/, local/, tmp/, secrets/ (staged), and the shim's files
+
+    @property
+    def root(self) -> Path:
+        return self.task / "root"
+
+    @property
+    def local(self) -> Path:
+        return self.task / "local"
+
+    @property
+    def secrets(self) -> Path:
+        return self.task / "secrets"
+
+    @property
+    def logs(self) -> Path:
+        return self.alloc / "alloc" / "logs"
+
+    @property
+    def exit_file(self) -> Path:
+        return self.task / "exit-status"
+
+    @property
+    def config_file(self) -> Path:
+        return self.task / "shim.conf"
+
+
+def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None) -> list[tuple[str, str, str]]:
+    """Create the skeleton; return mounts as (kind, source, target-inside-root)."""
+    env = DEFAULT_CHROOT_ENV if chroot_env is None else chroot_env
+    for d in (dirs.alloc / "alloc" / "data", dirs.alloc / "alloc" / "tmp", dirs.logs):
+        d.mkdir(parents=True, exist_ok=True)
+    os.chmod(dirs.alloc / "alloc" / "data", 0o777)
+    os.chmod(dirs.alloc / "alloc" / "tmp", 0o1777)
+    dirs.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(dirs.root, 0o755)
+    for d, mode in ((dirs.local, 0o777), (dirs.task / "tmp", 0o1777), (dirs.secrets, 0o700)):
+        d.mkdir(exist_ok=True)
+        os.chmod(d, mode)
+    for name in MOUNT_POINTS:
+        (dirs.root / name).mkdir(exist_ok=True)
+    mounts: list[tuple[str, str, str]] = []
+    for host, inside in sorted(env.items(), key=lambda kv: kv[1].count("/")):
+        if not os.path.lexists(host):
+            continue
+        target = dirs.root / inside.lstrip("/")
+        if os.path.islink(host) and os.path.dirname(inside) == "/":
+            # Debian's merged /usr: /bin -> usr/bin. Keep the link, mount nothing.
+            if not os.path.lexists(target):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(os.readlink(host), target)
+            continue
+        if os.path.isdir(host):
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch(exist_ok=True)
+        mounts.append(("bind_ro", host, inside))
+    mounts.append(("bind_rw", str(dirs.alloc / "alloc"), "/alloc"))
+    mounts.append(("bind_ro", str(dirs.logs), "/alloc/logs"))
+    mounts.append(("bind_rw", str(dirs.local), "/local"))
+    mounts.append(("bind_rw", str(dirs.task / "tmp"), "/tmp"))
+    # /secrets is a small noexec tmpfs; templates rendered for it are staged on the host
+    # (root-only) and copied in by the shim.
+    mounts.append(("tmpfs", "/secrets", "size=1m,mode=0700"))
+    mounts.append(("copy_into", str(dirs.secrets), "/secrets"))
+    for path in MASKED:
+        if inside_env(path, env) and os.path.isfile(path):
+            mounts.append(("bind_ro", "/dev/null", path))
+    return mounts
+
+
+def inside_env(path: str, env: Mapping[str, str]) -> bool:
+    return any(path == h or path.startswith(h.rstrip("/") + "/") for h in env if h == env[h])

@@ -1,0 +1,637 @@
+/*
+ * reconciler-shim: the only process reconciler keeps per task.
+ *
+ *   reconciler-shim run CONFIG     isolate and start a task, then stay as its parent:
+ *                                   copy its output into rotating log files, and write its
+ *                                   exit status to a file when it ends, so an exit is never
+ *                                   lost while the service is down.
+ *   reconciler-shim enter CONFIG   run a command inside a running task (namespaces, root,
+ *                                   cgroup, user, capabilities) and pass its exit code through.
+ *
+ * CONFIG is a file of NUL-terminated strings: key, value, key, value, ... written by
+ * reconciler/executor/linux/launch.py. Everything here is single-threaded by design: namespace
+ * and credential changes are per-thread in Linux.
+ *
+ * On "run", stdout is a pipe to the service: it gets "started <pid>\n" once the task has
+ * exec'd, or "error <message>\n" if it could not start.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+#define MAXV 512
+
+struct config {
+    char *keys[MAXV * 2];
+    char *vals[MAXV * 2];
+    int n;
+};
+
+static struct config cfg;
+static int err_fd = -1; /* child -> parent: why the task did not start */
+
+static void die(const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (len < 0) len = 0;
+    if (len > (int)sizeof buf - 1) len = sizeof buf - 1;
+    if (err_fd >= 0) {
+        ssize_t w = write(err_fd, buf, len);
+        (void)w;
+    } else {
+        fprintf(stderr, "reconciler-shim: %s\n", buf);
+    }
+    _exit(127);
+}
+
+static const char *get(const char *key) {
+    for (int i = 0; i < cfg.n; i++)
+        if (strcmp(cfg.keys[i], key) == 0) return cfg.vals[i];
+    return NULL;
+}
+
+static long getnum(const char *key, long dflt) {
+    const char *v = get(key);
+    return v ? strtol(v, NULL, 0) : dflt;
+}
+
+static void load_config(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0) die("stat %s: %s", path, strerror(errno));
+    char *buf = malloc(st.st_size + 1);
+    if (!buf) die("out of memory");
+    ssize_t got = 0;
+    while (got < st.st_size) {
+        ssize_t r = read(fd, buf + got, st.st_size - got);
+        if (r <= 0) die("read %s: %s", path, strerror(errno));
+        got += r;
+    }
+    buf[got] = 0;
+    close(fd);
+    char *p = buf, *end = buf + got;
+    while (p < end && cfg.n < MAXV * 2) {
+        char *k = p;
+        p += strlen(p) + 1;
+        if (p >= end) break;
+        char *v = p;
+        p += strlen(p) + 1;
+        cfg.keys[cfg.n] = k;
+        cfg.vals[cfg.n] = v;
+        cfg.n++;
+    }
+}
+
+static void write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) die("open %s: %s", path, strerror(errno));
+    if (write(fd, text, strlen(text)) < 0) die("write %s: %s", path, strerror(errno));
+    close(fd);
+}
+
+static void join_cgroups(void) {
+    for (int i = 0; i < cfg.n; i++)
+        if (strcmp(cfg.keys[i], "cgroup") == 0) write_file(cfg.vals[i], "0");
+}
+
+/* ---------- filesystem ---------- */
+
+static void xmount(const char *src, const char *dst, const char *fs, unsigned long flags,
+                   const char *data) {
+    if (mount(src, dst, fs, flags, data) < 0)
+        die("mount %s on %s: %s", src ? src : "-", dst, strerror(errno));
+}
+
+static void bind_mount(const char *src, const char *dst, int ro, int rec) {
+    xmount(src, dst, NULL, MS_BIND | (rec ? MS_REC : 0), NULL);
+    if (ro) xmount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+}
+
+/* Flat copy of regular files (staged secrets) into a directory, owned by the task user. */
+static void copy_files(const char *from, const char *to) {
+    DIR *d = opendir(from);
+    if (!d) return;
+    struct dirent *e;
+    char a[4096], b[4096], buf[8192];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(a, sizeof a, "%s/%s", from, e->d_name);
+        snprintf(b, sizeof b, "%s/%s", to, e->d_name);
+        struct stat st;
+        if (stat(a, &st) < 0 || !S_ISREG(st.st_mode)) continue;
+        int in = open(a, O_RDONLY | O_CLOEXEC);
+        int out = open(b, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.st_mode & 07777);
+        if (in < 0 || out < 0) die("copy %s: %s", a, strerror(errno));
+        ssize_t n;
+        while ((n = read(in, buf, sizeof buf)) > 0)
+            if (write(out, buf, n) != n) die("copy %s: %s", a, strerror(errno));
+        if (fchown(out, (uid_t)getnum("uid", 65534), (gid_t)getnum("gid", 65534)) < 0)
+            die("chown %s: %s", b, strerror(errno));
+        close(in);
+        close(out);
+    }
+    closedir(d);
+}
+
+static void touch(const char *path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+}
+
+static void setup_dev(const char *root) {
+    char p[4096], q[4096];
+    snprintf(p, sizeof p, "%s/dev", root);
+    xmount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k");
+    static const char *nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    for (unsigned i = 0; i < sizeof nodes / sizeof *nodes; i++) {
+        snprintf(p, sizeof p, "%s/dev/%s", root, nodes[i]);
+        snprintf(q, sizeof q, "/dev/%s", nodes[i]);
+        touch(p);
+        bind_mount(q, p, 0, 0);
+    }
+    snprintf(p, sizeof p, "%s/dev/pts", root);
+    mkdir(p, 0755);
+    xmount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+    snprintf(p, sizeof p, "%s/dev/ptmx", root);
+    if (symlink("pts/ptmx", p) < 0) die("symlink %s: %s", p, strerror(errno));
+    snprintf(p, sizeof p, "%s/dev/shm", root);
+    mkdir(p, 01777);
+    xmount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k");
+    static const char *links[][2] = {{"/proc/self/fd", "fd"},
+                                     {"/proc/self/fd/0", "stdin"},
+                                     {"/proc/self/fd/1", "stdout"},
+                                     {"/proc/self/fd/2", "stderr"}};
+    for (unsigned i = 0; i < sizeof links / sizeof *links; i++) {
+        snprintf(p, sizeof p, "%s/dev/%s", root, links[i][1]);
+        if (symlink(links[i][0], p) < 0) die("symlink %s: %s", p, strerror(errno));
+    }
+}
+
+static void setup_proc(const char *root) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/proc", root);
+    xmount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    /* Nomad's (runc's) read-only and masked paths. */
+    static const char *ro[] = {"sys", "sysrq-trigger", "irq", "bus"};
+    for (unsigned i = 0; i < sizeof ro / sizeof *ro; i++) {
+        snprintf(p, sizeof p, "%s/proc/%s", root, ro[i]);
+        if (access(p, F_OK) == 0) bind_mount(p, p, 1, 1);
+    }
+    snprintf(p, sizeof p, "%s/proc/kcore", root);
+    if (access(p, F_OK) == 0) bind_mount("/dev/null", p, 0, 0);
+}
+
+static void setup_root(void) {
+    const char *root = get("root");
+    if (!root) return;
+    char p[4096];
+    /* First: stop every mount below from propagating back to the host. */
+    xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    bind_mount(root, root, 0, 0); /* pivot_root needs the new root to be a mount point */
+    for (int i = 0; i < cfg.n; i++) {
+        const char *k = cfg.keys[i], *v = cfg.vals[i];
+        if (strcmp(k, "bind_ro") == 0 || strcmp(k, "bind_rw") == 0) {
+            /* value: "SRC\tDST" with DST inside the root */
+            char src[4096];
+            const char *tab = strchr(v, '\t');
+            if (!tab) die("bad bind %s", v);
+            snprintf(src, sizeof src, "%.*s", (int)(tab - v), v);
+            snprintf(p, sizeof p, "%s%s", root, tab + 1);
+            bind_mount(src, p, k[5] == 'r' && k[6] == 'o', 1);
+        } else if (strcmp(k, "tmpfs") == 0) {
+            /* value: "DST\tOPTIONS"; the task user owns it */
+            const char *tab = strchr(v, '\t');
+            if (!tab) die("bad tmpfs %s", v);
+            char opts[512];
+            snprintf(opts, sizeof opts, "%s,uid=%ld,gid=%ld", tab + 1, getnum("uid", 65534),
+                     getnum("gid", 65534));
+            snprintf(p, sizeof p, "%s%.*s", root, (int)(tab - v), v);
+            xmount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
+        } else if (strcmp(k, "copy_into") == 0) {
+            const char *tab = strchr(v, '\t');
+            if (!tab) die("bad copy_into %s", v);
+            char src[4096];
+            snprintf(src, sizeof src, "%.*s", (int)(tab - v), v);
+            snprintf(p, sizeof p, "%s%s", root, tab + 1);
+            copy_files(src, p);
+        }
+    }
+    setup_dev(root);
+    setup_proc(root);
+    snprintf(p, sizeof p, "%s/sys", root);
+    xmount("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (chdir(root) < 0) die("chdir %s: %s", root, strerror(errno));
+    if (getnum("no_pivot_root", 0)) {
+        xmount(root, "/", NULL, MS_MOVE, NULL);
+        if (chroot(".") < 0) die("chroot: %s", strerror(errno));
+    } else {
+        /* pivot_root(".", ".") stacks the old root on top of the new one; detach it. */
+        if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root: %s", strerror(errno));
+        if (umount2(".", MNT_DETACH) < 0) die("umount old root: %s", strerror(errno));
+    }
+    if (chdir("/") < 0) die("chdir /: %s", strerror(errno));
+    /* The task root itself is read-only: only its mounted dirs are writable. */
+    xmount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
+}
+
+/* ---------- credentials and capabilities ---------- */
+
+static int last_cap(void) {
+    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+    char buf[16] = {0};
+    if (fd >= 0) {
+        ssize_t r = read(fd, buf, sizeof buf - 1);
+        (void)r;
+        close(fd);
+    }
+    int n = atoi(buf);
+    return n > 0 ? n : 40;
+}
+
+static void drop_privileges(void) {
+    unsigned long long caps = strtoull(get("caps") ? get("caps") : "0", NULL, 0);
+    uid_t uid = (uid_t)getnum("uid", 65534);
+    gid_t gid = (gid_t)getnum("gid", 65534);
+    int top = last_cap();
+    for (int c = 0; c <= top; c++)
+        if (!(caps & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+            die("drop capability %d from the bounding set: %s", c, strerror(errno));
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) die("keepcaps: %s", strerror(errno));
+    if (setgroups(0, NULL) < 0) die("setgroups: %s", strerror(errno));
+    if (setresgid(gid, gid, gid) < 0) die("setgid %d: %s", gid, strerror(errno));
+    if (setresuid(uid, uid, uid) < 0) die("setuid %d: %s", uid, strerror(errno));
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    for (int i = 0; i < 2; i++) {
+        unsigned int word = (unsigned int)(caps >> (32 * i));
+        data[i].effective = word;
+        data[i].permitted = word;
+        data[i].inheritable = word;
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0) die("capset: %s", strerror(errno));
+    if (uid != 0)
+        for (int c = 0; c <= top; c++)
+            if ((caps & (1ULL << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+                die("raise ambient capability %d: %s", c, strerror(errno));
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs: %s", strerror(errno));
+}
+
+/* ---------- exec ---------- */
+
+static char **collect(const char *key) {
+    static char *lists[2][MAXV + 1];
+    static int which = 0;
+    char **out = lists[which++ & 1];
+    int n = 0;
+    for (int i = 0; i < cfg.n && n < MAXV; i++)
+        if (strcmp(cfg.keys[i], key) == 0) out[n++] = cfg.vals[i];
+    out[n] = NULL;
+    return out;
+}
+
+static void exec_task(void) {
+    char **argv = collect("arg");
+    char **envp = collect("env");
+    if (!argv[0]) die("no command");
+    const char *cwd = get("cwd");
+    if (cwd && *cwd && chdir(cwd) < 0) die("work_dir %s: %s", cwd, strerror(errno));
+    const char *cmd = argv[0];
+    /* Binaries are looked up inside the task root only, as Nomad does. */
+    static const char *dirs[] = {"/local/", "/", "/usr/local/bin/", "/usr/bin/", "/bin/"};
+    char path[4096];
+    int saved = ENOENT;
+    if (strchr(cmd, '/')) {
+        execve(cmd, argv, envp);
+        saved = errno;
+    } else {
+        for (unsigned i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+            snprintf(path, sizeof path, "%s%s", dirs[i], cmd);
+            execve(path, argv, envp);
+            if (errno != ENOENT) {
+                saved = errno;
+                cmd = path;
+                break;
+            }
+        }
+    }
+    if (saved == ENOENT) die("file %s not found under the task root", cmd);
+    if (saved == EPERM)
+        die("exec %s: permission denied (a file-capability binary needs a capability the task "
+            "lacks?)", cmd);
+    die("exec %s: %s", cmd, strerror(saved));
+}
+
+/* network mode "none": a fresh network namespace with only lo, and lo up. */
+static void loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0) die("lo: %s", strerror(errno));
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) die("lo up: %s", strerror(errno));
+    close(s);
+}
+
+static void child_setup(int newns_flags) {
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    join_cgroups();
+    const char *netns = get("netns");
+    if (netns) {
+        int fd = open(netns, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) die("join network namespace %s: %s", netns,
+                                                        strerror(errno));
+        close(fd);
+    }
+    if (unshare(newns_flags) < 0) die("unshare: %s", strerror(errno));
+    if (getnum("net_none", 0)) loopback_up();
+    const char *host = get("hostname");
+    if (host && (newns_flags & CLONE_NEWUTS) && sethostname(host, strlen(host)) < 0)
+        die("sethostname: %s", strerror(errno));
+    write_file("/proc/self/oom_score_adj", "0");
+    setup_root();
+    drop_privileges();
+    /* pdeathsig is reset by a credential change, so set it after. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("pdeathsig: %s", strerror(errno));
+    exec_task();
+}
+
+/* ---------- logs ---------- */
+
+struct log {
+    int in;            /* pipe from the task */
+    int out;           /* current file */
+    char base[4096];   /* <dir>/<task>.stdout */
+    long index;        /* current file index */
+    long long size;    /* bytes in the current file */
+    long long max_size;
+    long max_files;
+};
+
+static void log_open(struct log *l) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s.%ld", l->base, l->index);
+    l->out = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    struct stat st;
+    l->size = (l->out >= 0 && fstat(l->out, &st) == 0) ? st.st_size : 0;
+    if (l->index >= l->max_files) {
+        snprintf(p, sizeof p, "%s.%ld", l->base, l->index - l->max_files);
+        unlink(p);
+    }
+}
+
+static void log_init(struct log *l, const char *spec) {
+    /* spec: "BASE\tMAX_FILES\tMAX_BYTES"; resume at the highest existing index (Nomad). */
+    char *tab1 = strchr(spec, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+    if (!tab2) die("bad log spec");
+    snprintf(l->base, sizeof l->base, "%.*s", (int)(tab1 - spec), spec);
+    l->max_files = strtol(tab1 + 1, NULL, 10);
+    l->max_size = strtoll(tab2 + 1, NULL, 10);
+    l->index = 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", l->base);
+    char *slash = strrchr(dir, '/');
+    const char *name = slash ? slash + 1 : dir;
+    if (slash) *slash = 0;
+    size_t nlen = strlen(name);
+    DIR *d = opendir(slash ? dir : ".");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (strncmp(e->d_name, name, nlen) == 0 && e->d_name[nlen] == '.') {
+                long i = strtol(e->d_name + nlen + 1, NULL, 10);
+                if (i > l->index) l->index = i;
+            }
+        closedir(d);
+    }
+    log_open(l);
+}
+
+static void log_write(struct log *l, const char *buf, ssize_t n) {
+    while (n > 0 && l->out >= 0) {
+        long long room = l->max_size - l->size;
+        if (room <= 0) {
+            close(l->out);
+            l->index++;
+            log_open(l);
+            continue;
+        }
+        ssize_t chunk = n < room ? n : (ssize_t)room;
+        ssize_t w = write(l->out, buf, chunk);
+        if (w <= 0) return; /* disk full: drop output, never block the task */
+        l->size += w;
+        buf += w;
+        n -= w;
+    }
+}
+
+/* Returns 0 at EOF. */
+static int log_pump(struct log *l) {
+    char buf[16384];
+    ssize_t n = read(l->in, buf, sizeof buf);
+    if (n > 0) {
+        log_write(l, buf, n);
+        return 1;
+    }
+    return n < 0 && (errno == EAGAIN || errno == EINTR);
+}
+
+/* ---------- run ---------- */
+
+static void write_status(const char *path, int status) {
+    char tmp[4200], text[128];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    int len = snprintf(text, sizeof text, "%d %d %lld.%03ld\n", code, sig, (long long)ts.tv_sec,
+                       ts.tv_nsec / 1000000);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    if (write(fd, text, len) == len && fsync(fd) == 0) rename(tmp, path);
+    close(fd);
+}
+
+static int cmd_run(void) {
+    int flags = CLONE_NEWNS;
+    if (getnum("new_pid", 1)) flags |= CLONE_NEWPID;
+    if (getnum("new_ipc", 1)) flags |= CLONE_NEWIPC;
+    if (getnum("new_uts", 1)) flags |= CLONE_NEWUTS;
+    if (getnum("net_none", 0)) flags |= CLONE_NEWNET;
+    /* A new pid namespace applies to children: the shim itself stays on the host. */
+    if ((flags & CLONE_NEWPID) && unshare(CLONE_NEWPID) < 0) {
+        printf("error unshare pid namespace: %s\n", strerror(errno));
+        return 127;
+    }
+    int errp[2], outp[2] = {-1, -1}, errlogp[2] = {-1, -1};
+    if (pipe2(errp, O_CLOEXEC) < 0) return 127;
+    const char *so = get("stdout"), *se = get("stderr");
+    if (so && pipe2(outp, O_CLOEXEC) < 0) return 127;
+    if (se && pipe2(errlogp, O_CLOEXEC) < 0) return 127;
+    fflush(stdout);
+    pid_t child = fork();
+    if (child < 0) {
+        printf("error fork: %s\n", strerror(errno));
+        return 127;
+    }
+    if (child == 0) {
+        close(errp[0]);
+        err_fd = errp[1];
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(so ? outp[1] : devnull, 1);
+        dup2(se ? errlogp[1] : devnull, 2);
+        child_setup(flags & ~CLONE_NEWPID);
+    }
+    close(errp[1]);
+    if (so) close(outp[1]);
+    if (se) close(errlogp[1]);
+    char why[1024];
+    ssize_t n = read(errp[0], why, sizeof why - 1);
+    close(errp[0]);
+    const char *exit_path = get("exit_file");
+    if (n > 0) {
+        why[n] = 0;
+        int status;
+        waitpid(child, &status, 0);
+        printf("error %s\n", why);
+        return 127;
+    }
+    printf("started %d\n", child);
+    fflush(stdout);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 1);
+    dup2(devnull, 0);
+    struct log logs[2];
+    int nlogs = 0;
+    if (so) {
+        logs[nlogs].in = outp[0];
+        log_init(&logs[nlogs++], so);
+    }
+    if (se) {
+        logs[nlogs].in = errlogp[0];
+        log_init(&logs[nlogs++], se);
+    }
+    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    int status = 0, exited = 0;
+    long drain_ms = -1;
+    while (!exited || nlogs > 0) {
+        struct pollfd fds[3];
+        int k = 0;
+        for (int i = 0; i < nlogs; i++) fds[k++] = (struct pollfd){logs[i].in, POLLIN, 0};
+        int pidx = -1;
+        if (!exited) {
+            pidx = k;
+            fds[k++] = (struct pollfd){pidfd, POLLIN, 0};
+        }
+        int r = poll(fds, k, exited ? (int)drain_ms : -1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r == 0) break; /* a detached grandchild holds the pipe: stop waiting for it */
+        if (pidx >= 0 && fds[pidx].revents) {
+            if (waitpid(child, &status, 0) == child) {
+                exited = 1;
+                drain_ms = 2000; /* Nomad's logmon waits up to 2 s for writers to close */
+            }
+        }
+        for (int i = nlogs - 1; i >= 0; i--) {
+            if (!fds[i].revents) continue;
+            if (!log_pump(&logs[i])) {
+                close(logs[i].in);
+                if (logs[i].out >= 0) close(logs[i].out);
+                logs[i] = logs[--nlogs];
+            }
+        }
+    }
+    if (exit_path) write_status(exit_path, status);
+    return 0;
+}
+
+/* ---------- enter ---------- */
+
+static int cmd_enter(void) {
+    pid_t target = (pid_t)getnum("target", 0);
+    if (target <= 0) die("no target pid");
+    static const char *kinds[] = {"ipc", "uts", "net", "pid", "mnt"};
+    int fds[5];
+    char p[256];
+    for (int i = 0; i < 5; i++) {
+        snprintf(p, sizeof p, "/proc/%d/ns/%s", target, kinds[i]);
+        fds[i] = open(p, O_RDONLY | O_CLOEXEC);
+        if (fds[i] < 0) die("open %s: %s", p, strerror(errno));
+    }
+    snprintf(p, sizeof p, "/proc/%d/root", target);
+    int rootfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) die("open %s: %s", p, strerror(errno));
+    join_cgroups();
+    for (int i = 0; i < 5; i++)
+        if (setns(fds[i], 0) < 0) die("setns %s: %s", kinds[i], strerror(errno));
+    if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)
+        die("enter task root: %s", strerror(errno));
+    pid_t child = fork();
+    if (child < 0) die("fork: %s", strerror(errno));
+    if (child == 0) {
+        drop_privileges();
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("pdeathsig: %s", strerror(errno));
+        exec_task();
+    }
+    /* Pass interrupts on to the command rather than dying and orphaning it. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    int status;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: reconciler-shim run|enter CONFIG\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    load_config(argv[2]);
+    if (strcmp(argv[1], "run") == 0) return cmd_run();
+    if (strcmp(argv[1], "enter") == 0) return cmd_enter();
+    fprintf(stderr, "usage: reconciler-shim run|enter CONFIG\n");
+    return 2;
+}

@@ -1,0 +1,51 @@
+"""Prometheus metrics, served by `run --metrics-addr 127.0.0.1:PORT`."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+TASKS = Gauge("reconciler_tasks", "Task slots by state", ["state"])
+EXITS = Counter("reconciler_task_exits_total", "Task exits", ["outcome"])
+RESTARTS = Counter("reconciler_task_restarts_total", "Task restarts scheduled by policy")
+OOM = Counter("reconciler_oom_kills_total", "Tasks killed for exceeding their memory limit")
+PASS = Histogram("reconciler_reconcile_seconds", "Duration of a reconcile pass",
+                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))  # fmt: skip
+PICKUP = Histogram("reconciler_pickup_seconds", "First file event to applied change",
+                   buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))  # fmt: skip
+FILE_PROBLEMS = Gauge("reconciler_job_file_problems", "Problems in job files", ["severity"])
+STATES = ("pending", "running", "stopping", "complete", "failed", "dead")
+
+
+def serve(addr: str) -> None:
+    host, _, port = addr.rpartition(":")
+    start_http_server(int(port), addr=host or "127.0.0.1")
+
+
+def exited(result: Any) -> None:
+    EXITS.labels("success" if result.successful else "failure").inc()
+    if result.oom_killed:
+        OOM.inc()
+
+
+def restarted() -> None:
+    RESTARTS.inc()
+
+
+def pass_done(seconds: float, observed: Any) -> None:
+    PASS.observe(seconds)
+    counts = Tally(s.state for s in observed.slots.values())
+    for state in STATES:
+        TASKS.labels(state).set(counts.get(state, 0))
+
+
+def pickup(seconds: float) -> None:
+    PICKUP.observe(seconds)
+
+
+def file_problems(desired: Any) -> None:
+    probs = desired.problems
+    FILE_PROBLEMS.labels("error").set(sum(p.severity == "error" for p in probs))
+    FILE_PROBLEMS.labels("warning").set(sum(p.severity == "warning" for p in probs))

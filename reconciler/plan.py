@@ -1,0 +1,441 @@
+"""The planner: a pure function from (desired, observed, host, now) to a frozen Plan.
+
+No I/O, no clock, no ORM objects. Every desired task instance lands in exactly one bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from reconciler import constraints
+from reconciler.db.snapshot import JobRecord, Observed, SlotKey, SlotRecord
+from reconciler.spec.load import Desired, JobSpec
+from reconciler.spec.models import Job, Task, effective_update
+
+Phase = Literal["prestart", "sidecar", "main", "poststart", "poststop"]
+ACTIVE = frozenset({"running", "stopping"})
+
+
+@dataclass(frozen=True)
+class Host:
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    exec_ok: bool = True
+
+
+@dataclass(frozen=True)
+class Action:
+    key: SlotKey
+    reason: str
+    spec: JobSpec | None = None  # the job version to run (start, restart, rerender)
+    task_digest: str = ""
+    intent: str = ""  # stop: remove | update | pause | restart
+    signal: str = ""  # rerender: signal to send, "" for noop
+
+
+@dataclass(frozen=True)
+class Plan:
+    adopt: tuple[Action, ...] = ()
+    start: tuple[Action, ...] = ()
+    restart: tuple[Action, ...] = ()
+    rerender: tuple[Action, ...] = ()
+    stop: tuple[Action, ...] = ()
+    keep: tuple[Action, ...] = ()
+    blocked: tuple[Action, ...] = ()
+    forget: tuple[SlotKey, ...] = ()  # slots with nothing running that no longer exist
+    promote: tuple[str, ...] = ()  # jobs whose attempted version became healthy
+    revert: tuple[tuple[str, str], ...] = ()  # (job, reason): roll back to last applied
+    status: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    attempt: Mapping[str, JobSpec] = field(default_factory=dict)  # versions now attempted
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> int:
+        return sum(map(len, (self.adopt, self.start, self.restart, self.rerender, self.stop)))
+
+    def buckets(self) -> dict[str, tuple[Action, ...]]:
+        return {
+            "adopt": self.adopt, "start": self.start, "restart": self.restart,
+            "rerender": self.rerender, "stop": self.stop, "keep": self.keep,
+            "blocked": self.blocked,
+        }  # fmt: skip
+
+
+def phase(task: Task) -> Phase:
+    lc = task.lifecycle
+    if lc is None:
+        return "main"
+    if lc.hook == "prestart":
+        return "sidecar" if lc.sidecar else "prestart"
+    return lc.hook
+
+
+_RUNTIME_ONLY = {"restart", "kill_timeout", "kill_signal", "shutdown_delay", "constraint", "leader"}
+
+
+def task_digest(job: Job, group_name: str, task_name: str) -> str:
+    """What a running instance depends on: a change here means a restart (or a re-render)."""
+    group = job.group[group_name]
+    task = group.task[task_name]
+    core = task.model_dump(mode="json", exclude=_RUNTIME_ONLY | {"template"})
+    body = {
+        "type": job.type, "network": group.network.model_dump(mode="json"),
+        "meta": [job.meta, group.meta], "task": core,
+    }  # fmt: skip
+    core_hash = _hash(body)
+    tmpl_hash = _hash([t.model_dump(mode="json") for t in task.template])
+    return f"{core_hash[:16]}.{tmpl_hash[:16]}"
+
+
+def _hash(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _template_change(job: Job, key: SlotKey, old: str, new: str) -> str | None:
+    """When only templates changed: the signal to send ("" for noop), or None to restart."""
+    if old.split(".")[0] != new.split(".")[0]:
+        return None
+    modes = {t.change_mode for t in job.group[key.group].task[key.task].template}
+    if modes <= {"noop"}:
+        return ""
+    if modes == {"signal"}:
+        signals = {t.change_signal for t in job.group[key.group].task[key.task].template}
+        return sorted(signals)[0]
+    return None
+
+
+@dataclass
+class _Builder:
+    adopt: list[Action] = field(default_factory=list)
+    start: list[Action] = field(default_factory=list)
+    restart: list[Action] = field(default_factory=list)
+    rerender: list[Action] = field(default_factory=list)
+    stop: list[Action] = field(default_factory=list)
+    keep: list[Action] = field(default_factory=list)
+    blocked: list[Action] = field(default_factory=list)
+    forget: list[SlotKey] = field(default_factory=list)
+    promote: list[str] = field(default_factory=list)
+    revert: list[tuple[str, str]] = field(default_factory=list)
+    status: dict[str, tuple[str, str]] = field(default_factory=dict)
+    attempt: dict[str, JobSpec] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def freeze(self) -> Plan:
+        return Plan(
+            tuple(self.adopt), tuple(self.start), tuple(self.restart), tuple(self.rerender),
+            tuple(self.stop), tuple(self.keep), tuple(self.blocked), tuple(self.forget),
+            tuple(self.promote), tuple(self.revert), dict(self.status), dict(self.attempt),
+            tuple(self.warnings),
+        )  # fmt: skip
+
+
+def plan(
+    desired: Desired, observed: Observed, host: Host, now: float, *, allow_empty: bool = False
+) -> Plan:
+    b = _Builder()
+    by_job: dict[str, list[SlotRecord]] = {}
+    for slot in observed.slots.values():
+        by_job.setdefault(slot.key.job, []).append(slot)
+
+    # Re-adopt first: nothing else is decided about a slot whose process we do not hold yet.
+    pending_adopt: set[SlotKey] = set()
+    for slot in observed.slots.values():
+        if slot.state in ACTIVE and slot.instance and slot.instance.id not in observed.live:
+            b.adopt.append(Action(slot.key, "re-adopt after service restart"))
+            pending_adopt.add(slot.key)
+
+    held = _held_jobs(desired, observed)
+    active_jobs = {j for j, slots in by_job.items() if any(s.state in ACTIVE for s in slots)}
+    would_stop = {j for j in active_jobs if j not in desired.jobs and j not in held}
+    if would_stop and (not desired.directory_ok or would_stop == active_jobs) and not allow_empty:
+        why = (
+            f"job directory unreadable ({desired.directory_error})"
+            if not desired.directory_ok
+            else "this change would stop every job"
+        )
+        b.warnings.append(f"{why}: nothing is stopped (start with --allow-empty to allow it)")
+        held |= would_stop
+
+    for job_id in sorted(set(observed.jobs) | set(desired.jobs) | set(by_job)):
+        slots = by_job.get(job_id, [])
+        if any(s.key in pending_adopt for s in slots):
+            continue  # decided on the next pass, once its running tasks are adopted
+        record = observed.jobs.get(job_id)
+        if job_id in held:
+            for s in slots:
+                b.keep.append(Action(s.key, "held: " + _held_reason(job_id, desired, record)))
+            b.status[job_id] = (
+                record.status if record else "failed",
+                _held_reason(job_id, desired, record),
+            )
+            continue
+        spec = desired.jobs.get(job_id)
+        if spec is None:
+            _remove(b, slots, "job file removed")
+            if record and record.status != "removed" and not any(s.state in ACTIVE for s in slots):
+                b.status[job_id] = ("removed", "")
+            continue
+        if record and record.paused:
+            _remove(b, slots, "job stopped by operator", intent="pause")
+            b.status[job_id] = ("stopped", "stopped by operator")
+            continue
+        _plan_job(b, spec, record, slots, host, now)
+
+    return b.freeze()
+
+
+def _held_jobs(desired: Desired, observed: Observed) -> set[str]:
+    held = set(desired.held)
+    for job_id, rec in observed.jobs.items():
+        if job_id not in desired.jobs and rec.source_file in desired.broken_files:
+            held.add(job_id)
+    return held
+
+
+def _held_reason(job_id: str, desired: Desired, record: JobRecord | None) -> str:
+    if job_id in desired.held:
+        return "defined in more than one file; last good version kept"
+    if record and record.source_file in desired.broken_files:
+        return f"{record.source_file} has errors; last good version kept"
+    return "nothing is stopped while the job directory is unusable"
+
+
+def _remove(b: _Builder, slots: Iterable[SlotRecord], why: str, intent: str = "remove") -> None:
+    for s in slots:
+        if s.state == "running":
+            b.stop.append(Action(s.key, why, intent=intent))
+        elif s.state == "stopping":
+            b.keep.append(Action(s.key, "stopping"))
+        elif intent == "pause":
+            b.keep.append(Action(s.key, why))
+        else:
+            b.forget.append(s.key)
+
+
+def _effective_spec(spec: JobSpec, record: JobRecord | None) -> tuple[JobSpec, str]:
+    """A version that was rolled back stays rolled back until the file changes again."""
+    if record and spec.digest in record.rejected and record.applied_canonical:
+        job = Job.model_validate_json(record.applied_canonical)
+        reverted = JobSpec(
+            spec.id, job, spec.file, record.applied_digest or "", record.applied_canonical
+        )
+        return reverted, f"version {spec.digest[:12]} was rolled back; running last good version"
+    return spec, ""
+
+
+def _plan_job(
+    b: _Builder,
+    spec: JobSpec,
+    record: JobRecord | None,
+    slots: list[SlotRecord],
+    host: Host,
+    now: float,
+) -> None:
+    spec, reverted = _effective_spec(spec, record)
+    job = spec.job
+    if record is None or record.attempted_digest != spec.digest:
+        b.attempt[spec.id] = spec
+    unmet = constraints.unmet(job, host.attributes)
+    if not host.exec_ok:
+        unmet = ["driver.exec is not available on this node", *unmet]
+    current = {s.key: s for s in slots}
+    wanted: dict[SlotKey, str] = {}
+    for gname, group in job.group.items():
+        for idx in range(group.count):
+            for tname in group.task:
+                wanted[SlotKey(spec.id, gname, idx, tname)] = task_digest(job, gname, tname)
+    for key, s in current.items():
+        if key not in wanted:
+            _remove(b, [s], "no longer in the job (count or tasks changed)")
+    if unmet:
+        reason = "blocked: " + "; ".join(unmet)
+        for key in wanted:
+            found = current.get(key)
+            if found and found.state == "running":
+                b.stop.append(Action(key, reason, intent="pause"))
+            else:
+                b.blocked.append(Action(key, reason))
+        b.status[spec.id] = ("blocked", "; ".join(unmet))
+        return
+
+    update = effective_update(job, next(iter(job.group.values())))
+    inflight = _updates_in_flight(current, wanted, spec, update.min_healthy_time, now)
+    budget = (update.max_parallel - inflight) if update.max_parallel > 0 else len(wanted)
+    by_alloc: dict[tuple[str, int], list[SlotKey]] = {}
+    for key in wanted:
+        by_alloc.setdefault((key.group, key.idx), []).append(key)
+    for (gname, _), keys in sorted(by_alloc.items()):
+        gate = _gates(job, gname, keys, current, wanted)
+        for key in sorted(keys):
+            budget = _plan_slot(b, spec, key, wanted[key], current.get(key), gate, budget, now)
+    failed = [s for s in current.values() if s.key in wanted and s.state == "failed"
+              and s.spec_digest == wanted[s.key]]  # fmt: skip
+    _judge_version(b, spec, record, current, wanted, failed, reverted, now)
+
+
+def _updates_in_flight(
+    current: Mapping[SlotKey, SlotRecord], wanted: Mapping[SlotKey, str], spec: JobSpec,
+    min_healthy: float, now: float,
+) -> int:  # fmt: skip
+    n = 0
+    for key, s in current.items():
+        if (s.state == "stopping" and s.stop_intent == "update") or (
+            s.state == "pending" and s.reason == "update"
+        ):
+            n += 1
+        elif (
+            s.state == "running" and key in wanted and s.spec_digest == wanted[key]
+            and s.version_digest == spec.digest and s.instance is not None
+            and now - s.instance.started_at < min_healthy
+        ):  # fmt: skip
+            n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class _Gate:
+    main_ok: bool
+    poststart_ok: bool
+    poststop_ok: bool
+    phases: Mapping[str, Phase]
+
+
+def _gates(
+    job: Job, gname: str, keys: list[SlotKey], current: Mapping[SlotKey, SlotRecord],
+    wanted: Mapping[SlotKey, str],
+) -> _Gate:  # fmt: skip
+    """Nomad's lifecycle order inside one group instance."""
+    group = job.group[gname]
+    phases = {k.task: phase(group.task[k.task]) for k in keys}
+
+    def states(p: Phase) -> list[str]:
+        out = []
+        for k in keys:
+            if phases[k.task] == p:
+                s = current.get(k)
+                ok = s is not None and s.spec_digest == wanted[k]
+                out.append(s.state if ok and s else "pending")
+        return out
+
+    prestart_done = all(st == "complete" for st in states("prestart"))
+    sidecars_up = all(st == "running" for st in states("sidecar"))
+    mains = states("main")
+    return _Gate(
+        main_ok=prestart_done and sidecars_up,
+        poststart_ok=bool(mains) and all(st == "running" for st in mains),
+        poststop_ok=bool(mains) and all(st in ("complete", "failed", "dead") for st in mains),
+        phases=phases,
+    )
+
+
+def _plan_slot(
+    b: _Builder, spec: JobSpec, key: SlotKey, digest: str, s: SlotRecord | None, gate: _Gate,
+    budget: int, now: float,
+) -> int:  # fmt: skip
+    ph = gate.phases[key.task]
+    may_start = {
+        "prestart": True, "sidecar": True, "main": gate.main_ok,
+        "poststart": gate.poststart_ok, "poststop": gate.poststop_ok,
+    }[ph]  # fmt: skip
+    waiting = {
+        "main": "waiting for prestart tasks", "poststart": "waiting for main tasks to run",
+        "poststop": "waiting for main tasks to finish",
+    }.get(ph, "")  # fmt: skip
+
+    def start(reason: str) -> None:
+        if may_start:
+            b.start.append(Action(key, reason, spec, digest))
+        else:
+            b.keep.append(Action(key, waiting, spec, digest))
+
+    if s is None:
+        start("new")
+        return budget
+    if s.state == "stopping":
+        b.keep.append(Action(key, "stopping", spec, digest))
+        return budget
+    if s.state == "running":
+        if s.spec_digest == digest:
+            b.keep.append(Action(key, "running", spec, digest))
+            return budget
+        sig = _template_change(spec.job, key, s.spec_digest, digest)
+        if sig is not None:
+            b.rerender.append(Action(key, "template changed", spec, digest, signal=sig))
+        elif budget > 0:
+            b.restart.append(Action(key, "spec changed", spec, digest, intent="update"))
+            budget -= 1
+        else:
+            b.keep.append(Action(key, "waiting for update (max_parallel)", spec, digest))
+        return budget
+    changed = s.spec_digest != digest
+    if s.state in ("complete", "failed") and not changed:
+        b.keep.append(Action(key, s.state + (f": {s.reason}" if s.reason else ""), spec, digest))
+        return budget
+    if s.state == "pending" and not changed and s.next_start_at and s.next_start_at > now:
+        b.keep.append(Action(key, f"restarting in {s.next_start_at - now:.1f}s", spec, digest))
+        return budget
+    start("restart" if s.state == "pending" and not changed else ("update" if changed else "start"))
+    return budget
+
+
+def _judge_version(
+    b: _Builder, spec: JobSpec, record: JobRecord | None, current: Mapping[SlotKey, SlotRecord],
+    wanted: Mapping[SlotKey, str], failed: list[SlotRecord], reverted: str, now: float,
+) -> None:  # fmt: skip
+    """Promote a healthy attempted version, roll back a failing one (auto_revert)."""
+    job = spec.job
+    update = effective_update(job, next(iter(job.group.values())))
+    phases = {k: phase(job.group[k.group].task[k.task]) for k in wanted}
+
+    def healthy(k: SlotKey) -> bool:
+        s = current.get(k)
+        if s is None or s.spec_digest != wanted[k] or phases[k] == "poststop":
+            return phases[k] == "poststop"
+        if s.state == "complete":
+            return True
+        if s.state != "running" or s.instance is None:
+            return False
+        if phases[k] == "prestart":
+            return False
+        return now - s.instance.started_at >= update.min_healthy_time
+
+    unhealthy = [
+        s for s in current.values()
+        if s.key in wanted and s.spec_digest == wanted[s.key] and s.restarts > 0
+        and s.version_digest == spec.digest
+    ]  # fmt: skip
+    applied = record.applied_digest if record else None
+    if failed:
+        names = ", ".join(str(s.key) for s in failed[:3])
+        b.status[spec.id] = ("failed", reverted or f"task failed: {names}: {failed[0].reason}")
+    elif reverted:
+        b.status[spec.id] = ("failed", reverted)
+    if spec.digest == applied:
+        if not failed and not reverted:
+            ready = all(healthy(k) for k in wanted)
+            b.status[spec.id] = ("ready", "") if ready else ("reconciling", "")
+        return
+    attempted_at = record.attempted_at if record and record.attempted_digest == spec.digest else now
+    overdue = attempted_at is not None and now - attempted_at > update.healthy_deadline
+    if failed or unhealthy or overdue:
+        why = (
+            f"task {failed[0].key} failed" if failed
+            else f"task {unhealthy[0].key} did not stay up for min_healthy_time" if unhealthy
+            else "not healthy within healthy_deadline"
+        )  # fmt: skip
+        if update.auto_revert and applied:
+            b.revert.append((spec.id, why))
+            b.status[spec.id] = ("failed", f"version {spec.digest[:12]} {why}; rolling back")
+        else:
+            b.status.setdefault(spec.id, ("failed", why))
+            if spec.id in b.status and b.status[spec.id][0] != "failed":
+                b.status[spec.id] = ("failed", why)
+        return
+    if wanted and all(healthy(k) for k in wanted):
+        b.promote.append(spec.id)
+        b.status[spec.id] = ("ready", "")
+    else:
+        b.status.setdefault(spec.id, ("reconciling", ""))

@@ -1,0 +1,1 @@
+"""Job files: HCL text -> strict, Nomad-compatible, frozen job models, with located problems."""

@@ -1,0 +1,108 @@
+"""HCL text -> plain dict (python-hcl2 8.x) plus an index from block path to source line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import hcl2
+from hcl2 import SerializationOptions
+from hcl2.rules.base import AttributeRule, BlockRule
+from lark.exceptions import LarkError, UnexpectedInput
+
+OPTIONS = SerializationOptions(
+    strip_string_quotes=True,
+    explicit_blocks=False,
+    with_comments=False,
+    preserve_heredocs=False,
+)
+
+Path = tuple[str | int, ...]
+
+
+class HclSyntaxError(Exception):
+    """A file that is not HCL: carries line, column and a caret excerpt."""
+
+    def __init__(self, message: str, line: int | None, column: int | None, excerpt: str) -> None:
+        super().__init__(message)
+        self.message, self.line, self.column, self.excerpt = message, line, column, excerpt
+
+
+@dataclass
+class Parsed:
+    body: dict[str, Any]
+    lines: dict[Path, int] = field(default_factory=dict)
+    duplicates: list[tuple[Path, int]] = field(default_factory=list)
+
+    def line_of(self, path: Path) -> int | None:
+        """The line of the deepest indexed prefix of `path`."""
+        for n in range(len(path), 0, -1):
+            if (found := self.lines.get(path[:n])) is not None:
+                return found
+        return None
+
+
+def parse(text: str) -> Parsed:
+    try:
+        tree = hcl2.parses(text, discard_comments=True)
+        body = tree.serialize(OPTIONS)
+    except UnexpectedInput as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        line = min(e.line, max(1, text.count("\n") + 1)) if e.line and e.line > 0 else None
+        excerpt = _excerpt(text, line, e.column) if line else ""
+        raise HclSyntaxError(_friendly(first), line, e.column, excerpt) from None
+    except (LarkError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
+        # python-hcl2 raises plain exceptions for some shapes, e.g. an attribute and a
+        # block of the same name ("Attribute env is already defined.").
+        raise HclSyntaxError(str(e) or type(e).__name__, None, None, "") from None
+    parsed = Parsed(body=body if isinstance(body, dict) else {})
+    _index(tree.body, (), parsed)
+    return parsed
+
+
+def _friendly(message: str) -> str:
+    if "Token('$END'" in message:
+        return "unexpected end of file (a block is missing its closing '}'?)"
+    return "syntax error: " + message
+
+
+def _excerpt(text: str, line: int, column: int | None) -> str:
+    lines = text.splitlines() or [""]
+    src = lines[line - 1] if 0 < line <= len(lines) else ""
+    caret = " " * max(0, (column or 1) - 1) + "^"
+    return f"  {line:>4} | {src}\n       | {caret}"
+
+
+def _index(body: Any, path: Path, out: Parsed) -> None:
+    seen: dict[str, int] = {}
+    attrs: set[str] = set()
+    for child in body.children:
+        if isinstance(child, BlockRule):
+            labels = [str(lbl.serialize(OPTIONS)) for lbl in child.labels]
+            line = child._meta.line
+            name, rest = labels[0], labels[1:]
+            if rest:
+                p: Path = (*path, name, *rest)
+                out.lines.setdefault(p, line)
+                out.lines.setdefault((*path, name), line)
+            else:
+                n = seen.get(name, 0)
+                seen[name] = n + 1
+                p = (*path, name, n)
+                out.lines.setdefault(p, line)
+                if n == 0:
+                    out.lines.setdefault((*path, name), line)
+            _index(child.body, p, out)
+            if not rest and seen[name] == 1:
+                # Singleton blocks (config, resources, ...) are also addressed without an index.
+                cut = len(p)
+                for key, at in list(out.lines.items()):
+                    if key[:cut] == p:
+                        out.lines.setdefault((*path, name, *key[cut:]), at)
+        elif isinstance(child, AttributeRule):
+            name = str(child.identifier.serialize(OPTIONS))
+            line = child._meta.line
+            if name in attrs:
+                out.duplicates.append(((*path, name), line))
+            attrs.add(name)
+            out.lines[(*path, name)] = line

@@ -1,0 +1,405 @@
+"""A directory of job files -> Desired: valid jobs plus every located problem of every file.
+
+Parses are cached by content hash, so a rescan of unchanged files only stats them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from reconciler.spec import hcl, interpolate
+from reconciler.spec.models import Job, JobFile
+from reconciler.spec.normalize import IGNORED, normalize
+from reconciler.spec.problems import Problem
+from reconciler.spec.template import check_template
+
+MAX_FILE_BYTES = 1 << 20
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+JOB_SUFFIXES = (".hcl", ".nomad")
+
+
+def is_job_file(name: str) -> bool:
+    """`*.hcl`, `*.nomad`, `*.nomad.hcl`; editor temp files and dot files are not job files."""
+    if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp")):
+        return False
+    return name.endswith(JOB_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One valid job as read from one file."""
+
+    id: str
+    job: Job
+    file: str
+    digest: str
+    canonical: str
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    digest: str
+    jobs: tuple[JobSpec, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the job directory asks for. `held` jobs keep whatever runs now (their file is
+    broken or another file defines them too); `broken_files` tells the loop which recorded
+    jobs to hold because their file no longer reads."""
+
+    jobs: Mapping[str, JobSpec]
+    files: Mapping[str, FileResult]
+    held: frozenset[str] = frozenset()
+    broken_files: frozenset[str] = frozenset()
+    directory_ok: bool = True
+    directory_error: str = ""
+
+    @property
+    def problems(self) -> list[Problem]:
+        return sorted(p for f in self.files.values() for p in f.problems)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def canonical_json(job: Job) -> str:
+    return json.dumps(job.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def parse_text(text: str, file: str) -> FileResult:
+    """One file's text -> its jobs and problems. Pure: no I/O."""
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if not text.strip():
+        return FileResult(
+            file, digest, (), (Problem(file, None, "", "file is empty: no job block"),)
+        )
+    try:
+        parsed = hcl.parse(text)
+    except hcl.HclSyntaxError as e:
+        return FileResult(
+            file,
+            digest,
+            (),
+            (Problem(file, e.line, "", e.message, column=e.column, excerpt=e.excerpt),),
+        )
+    problems: list[Problem] = []
+
+    def add(path: tuple[str | int, ...], message: str, severity: str = "error") -> None:
+        where = ".".join(str(x) for x in path)
+        problems.append(Problem(file, parsed.line_of(path), where, message, severity))  # type: ignore[arg-type]
+
+    for path, line in parsed.duplicates:
+        problems.append(Problem(file, line, ".".join(map(str, path)), "attribute is set twice"))
+    body = parsed.body
+    for key in body:
+        if key != "job":
+            hint = " (HCL variables are not supported)" if key in ("variable", "locals") else ""
+            add((key,), f'unexpected top-level block "{key}"; a job file holds one job block{hint}')
+    norm = normalize({"job": body["job"]} if "job" in body else {})
+    for found in norm.found:
+        add(found.path, found.message, found.severity)
+    if "job" not in body:
+        if not problems:
+            add((), "no job block")
+        return FileResult(file, digest, (), tuple(problems))
+    try:
+        model = JobFile.model_validate(norm.body)
+    except ValidationError as e:
+        for err in e.errors(include_url=False):
+            loc = tuple(err["loc"])
+            add(loc, _message(err, loc))
+        return FileResult(file, digest, (), tuple(problems))
+    for job_id, job in model.job.items():
+        for path, message in semantic_problems(job_id, job):
+            add(path, message)
+    if any(p.severity == "error" for p in problems):
+        return FileResult(file, digest, (), tuple(problems))
+    specs = tuple(
+        JobSpec(job_id, job, file, hashlib.sha256(c.encode()).hexdigest(), c)
+        for job_id, job in model.job.items()
+        for c in [canonical_json(job)]
+    )
+    return FileResult(file, digest, specs, tuple(problems))
+
+
+def semantic_problems(job_id: str, job: Job) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """Rules that span fields: names, interpolation, lifecycle shape."""
+    base: tuple[str | int, ...] = ("job", job_id)
+    if not NAME.fullmatch(job_id):
+        yield base, "job names use letters, digits, '_', '-' and '.' (at most 128)"
+    for gname, group in job.group.items():
+        gp = (*base, "group", gname)
+        if not NAME.fullmatch(gname):
+            yield gp, "group names use letters, digits, '_', '-' and '.'"
+        ports = list(group.network.port)
+        for label, port in group.network.port.items():
+            if group.network.mode == "bridge" and port.to is None and port.static is None:
+                yield (*gp, "network", "port", label), "a port needs static or to"
+        for tname, task in group.task.items():
+            tp = (*gp, "task", tname)
+            if not NAME.fullmatch(tname):
+                yield tp, "task names use letters, digits, '_', '-' and '.'"
+            env = list(task.env)
+            strings: list[tuple[tuple[str | int, ...], str]] = [
+                ((*tp, "config", "command"), task.config.command),
+                ((*tp, "config", "work_dir"), task.config.work_dir),
+            ]
+            strings += [((*tp, "config", "args", i), a) for i, a in enumerate(task.config.args)]
+            strings += [((*tp, "env", k), v) for k, v in task.env.items()]
+            for i, t in enumerate(task.template):
+                strings.append(((*tp, "template", i, "destination"), t.destination))
+            for path, text in strings:
+                for ref in interpolate.references(text):
+                    if why := interpolate.unresolvable(ref, ports=ports, env=env):
+                        yield path, why
+            for i, t in enumerate(task.template):
+                if t.data is not None and (why := check_template(t)):
+                    yield (*tp, "template", i, "data"), why
+    for path, c in _constraints(job_id, job):
+        for text in (c.attribute, c.value):
+            for ref in interpolate.references(text):
+                if not ref.startswith(interpolate.NODE_PREFIXES):
+                    yield path, f'"${{{ref}}}" is not a node attribute (attr.*, node.*, meta.*)'
+
+
+def _constraints(job_id: str, job: Job) -> Iterable[tuple[tuple[str | int, ...], Any]]:
+    base: tuple[str | int, ...] = ("job", job_id)
+    for i, c in enumerate(job.constraint):
+        yield (*base, "constraint", i), c
+    for gname, group in job.group.items():
+        for i, c in enumerate(group.constraint):
+            yield (*base, "group", gname, "constraint", i), c
+        for tname, task in group.task.items():
+            for i, c in enumerate(task.constraint):
+                yield (*base, "group", gname, "task", tname, "constraint", i), c
+
+
+def _message(err: Any, loc: tuple[Any, ...]) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        known = _fields_at(loc[:-1])
+        ignored = IGNORED.get(_kind_at(loc[:-1]), {})
+        close = difflib.get_close_matches(str(loc[-1]), sorted(set(known) | set(ignored)), n=1)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        return f'unknown field "{loc[-1]}"{hint}'
+    if kind == "missing":
+        return "is required"
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", "")).replace("'", '"').replace('"", ', "")
+        return f"must be {expected}"
+    simple = {
+        "int_type": "must be a whole number",
+        "int_parsing": "must be a whole number",
+        "bool_type": "must be true or false",
+        "string_type": "must be a string",
+        "list_type": "must be a list",
+        "dict_type": "must be a block or map",
+        "model_type": "must be a block",
+        "float_type": "must be a number",
+    }
+    if kind in simple:
+        msg = simple[kind]
+        if isinstance(err.get("input"), str) and "${" in err["input"]:
+            msg += " (HCL expressions are not evaluated)"
+        return msg
+    if kind in ("greater_than_equal", "less_than_equal", "too_short", "too_long"):
+        if kind == "too_short" and loc and loc[-1] in ("group", "task"):
+            return f"needs at least one {loc[-1]} block"
+        if kind == "too_long" and loc == ("job",):
+            return "a file holds exactly one job"
+        return str(err["msg"]).replace("Input should be", "must be")
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+_LABELLED_KEYS = {"job", "group", "task", "port"}
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = JobFile
+    i = 0
+    while model is not None and i < len(loc):
+        info = model.model_fields.get(str(loc[i]))
+        if info is None:
+            return None
+        ann = info.annotation
+        i += 1
+        while get_origin(ann) in (dict, list) or (get_origin(ann) is not None and get_args(ann)):
+            args = [a for a in get_args(ann) if a is not type(None)]
+            if get_origin(ann) in (dict, list):
+                ann = args[-1]
+                i += 1
+            else:
+                ann = args[0]
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return model
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model else []
+
+
+def _kind_at(loc: tuple[Any, ...]) -> str:
+    names = [x for x in loc if isinstance(x, str)]
+    for i in range(len(names) - 1, -1, -1):
+        if names[i] in _LABELLED_KEYS and i == len(names) - 2:
+            return names[i]
+        if names[i] in ("network", "resources", "template"):
+            return names[i]
+    return ""
+
+
+@dataclass
+class Loader:
+    """Scans one directory. Keeps parses keyed by content hash across scans."""
+
+    root: Path
+    _by_stat: dict[str, tuple[tuple[int, int, int], FileResult]] = field(default_factory=dict)
+    _by_digest: dict[str, FileResult] = field(default_factory=dict)
+    _last: Desired | None = None
+    _last_key: tuple[Any, ...] | None = None
+
+    def display(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+    def scan(self) -> Desired:
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except OSError as e:
+            return Desired(
+                MappingProxyType({}),
+                MappingProxyType({}),
+                directory_ok=False,
+                directory_error=f"{self.root}: {e.strerror or e}",
+            )
+        stats: list[tuple[os.DirEntry[str], tuple[int, int, int] | None]] = []
+        for entry in entries:
+            if not is_job_file(entry.name):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=True)
+                if not entry.is_file(follow_symlinks=True):
+                    continue
+                stats.append((entry, (info.st_mtime_ns, info.st_size, info.st_ino)))
+            except OSError:
+                stats.append((entry, None))
+        key = tuple((e.name, s) for e, s in stats)
+        if self._last is not None and key == self._last_key and all(s for _, s in stats):
+            return self._last
+        files: dict[str, FileResult] = {}
+        for entry, st in stats:
+            path = Path(entry.path)
+            name = self.display(path)
+            cached = self._by_stat.get(name)
+            if st is not None and cached is not None and cached[0] == st:
+                files[name] = cached[1]
+                continue
+            result = self._read(path, name)
+            files[name] = result
+            if st is not None:
+                self._by_stat[name] = (st, result)
+        self._by_stat = {k: v for k, v in self._by_stat.items() if k in files}
+        desired = assemble(files)
+        self._last, self._last_key = desired, key
+        return desired
+
+    def _read(self, path: Path, name: str) -> FileResult:
+        def fail(message: str) -> FileResult:
+            return FileResult(name, "", (), (Problem(name, None, "", message),))
+
+        if path.is_symlink():
+            real = os.path.realpath(path)
+            root = os.path.realpath(self.root)
+            if os.path.commonpath([real, root]) != root:
+                return fail(f"symlink points outside {self.root} (to {real}); refused")
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            return fail(f"cannot read: {e.strerror or e}")
+        if len(data) > MAX_FILE_BYTES:
+            return fail(f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused")
+        digest = hashlib.sha256(data).hexdigest()
+        if (hit := self._by_digest.get(digest + name)) is not None:
+            return hit
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            return fail(f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})")
+        if "\x00" in text:
+            return fail("file contains a NUL byte: not a text file")
+        result = parse_text(text, name)
+        if len(self._by_digest) > 20000:
+            self._by_digest.clear()
+        self._by_digest[digest + name] = result
+        return result
+
+
+def assemble(files: Mapping[str, FileResult]) -> Desired:
+    """Per-file results -> Desired; a job defined by two files is held and both are told."""
+    owners: dict[str, list[str]] = {}
+    for name, result in files.items():
+        for spec in result.jobs:
+            owners.setdefault(spec.id, []).append(name)
+    final: dict[str, FileResult] = dict(files)
+    held: set[str] = set()
+    for job_id, names in owners.items():
+        if len(names) < 2:
+            continue
+        held.add(job_id)
+        for name in names:
+            others = ", ".join(n for n in names if n != name)
+            r = final[name]
+            line = next((p.line for p in r.problems if p.line), None)
+            final[name] = FileResult(
+                r.path,
+                r.digest,
+                tuple(s for s in r.jobs if s.id != job_id),
+                (
+                    *r.problems,
+                    Problem(
+                        name,
+                        line,
+                        f"job.{job_id}",
+                        f"job is also defined in {others}; neither is applied",
+                    ),
+                ),
+            )
+    jobs = {s.id: s for r in final.values() for s in r.jobs if s.id not in held}
+    broken = frozenset(n for n, r in final.items() if not r.ok)
+    return Desired(MappingProxyType(jobs), MappingProxyType(final), frozenset(held), broken)
+
+
+def load_paths(paths: Iterable[Path]) -> Desired:
+    """For `validate`: files and directories named on the command line."""
+    files: dict[str, FileResult] = {}
+    for p in paths:
+        if p.is_dir():
+            files.update(Loader(p).scan().files)
+        else:
+            loader = Loader(p.parent)
+            name = loader.display(p)
+            files[name] = loader._read(p, name)
+    return assemble(files)

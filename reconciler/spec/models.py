@@ -1,0 +1,380 @@
+"""Frozen pydantic models of the Nomad jobspec subset reconciler runs (the `exec` driver).
+
+Defaults are Nomad's (api/tasks.go, nomad/structs/structs.go). Fields that depend on the job
+type (restart) stay None here and are resolved by `effective_restart`.
+"""
+
+from __future__ import annotations
+
+import re
+import signal as _signal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from reconciler.spec.units import CAPABILITIES, format_duration, normalize_cap, parse_duration
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise PydanticCustomError("duration", str(e)) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("duration", 'must be a duration string like "15s"')
+    if value != 0:
+        raise PydanticCustomError(
+            "duration", 'must be a duration string like "15s" (a bare number has no unit)'
+        )
+    return 0.0
+
+
+def _stringly(value: Any) -> Any:
+    """Nomad turns scalar env/meta values into strings; so do we."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+# Written back as Nomad writes it ("1h30m"), so canonical JSON reads back through the same rules.
+Duration = Annotated[
+    float, BeforeValidator(_duration), PlainSerializer(format_duration, when_used="json")
+]
+Scalar = Annotated[str, BeforeValidator(_stringly)]
+StrMap = dict[str, Scalar]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+CONSTRAINT_OPERATORS = frozenset(
+    [
+        "=",
+        "==",
+        "is",
+        "!=",
+        "not",
+        ">",
+        ">=",
+        "<",
+        "<=",
+        "regexp",
+        "set_contains",
+        "set_contains_all",
+        "set_contains_any",
+        "version",
+        "semver",
+        "is_set",
+        "is_not_set",
+        "distinct_hosts",
+        "distinct_property",
+    ]
+)
+
+
+class Constraint(Strict):
+    attribute: str = ""
+    operator: str = "="
+    value: Scalar = ""
+
+    @field_validator("operator")
+    @classmethod
+    def _known_operator(cls, v: str) -> str:
+        if v not in CONSTRAINT_OPERATORS:
+            raise PydanticCustomError(
+                "operator",
+                'unknown operator "{op}" (one of: {ops})',
+                {"op": v, "ops": ", ".join(sorted(CONSTRAINT_OPERATORS))},
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _needs_attribute(self) -> Constraint:
+        if not self.attribute and self.operator not in {"distinct_hosts"}:
+            raise PydanticCustomError("constraint", "a constraint needs an attribute")
+        return self
+
+
+class Update(Strict):
+    max_parallel: int = Field(1, ge=0)
+    min_healthy_time: Duration = 10.0
+    healthy_deadline: Duration = 300.0
+    progress_deadline: Duration = 600.0
+    auto_revert: bool = False
+    auto_promote: bool = False
+    canary: int = Field(0, ge=0)
+    stagger: Duration = 30.0
+    health_check: Literal["checks", "task_states", "manual"] = "checks"
+
+    @model_validator(mode="after")
+    def _deadline_covers_healthy_time(self) -> Update:
+        if self.healthy_deadline < self.min_healthy_time:
+            raise PydanticCustomError(
+                "update", "healthy_deadline must be at least min_healthy_time"
+            )
+        return self
+
+
+class Restart(Strict):
+    attempts: int | None = Field(None, ge=0)
+    interval: Duration | None = None
+    delay: Duration | None = None
+    mode: Literal["fail", "delay"] | None = None
+    render_templates: bool = False
+
+    @field_validator("interval")
+    @classmethod
+    def _min_interval(cls, v: float | None) -> float | None:
+        if v is not None and v < 5:
+            raise PydanticCustomError("interval", 'must be at least "5s" (Nomad\'s minimum)')
+        return v
+
+
+class Port(Strict):
+    static: int | None = Field(None, ge=1, le=65535)
+    to: int | None = Field(None, ge=-1, le=65535)
+    host_network: str = "default"
+
+
+class Network(Strict):
+    mode: Literal["host", "none", "bridge"] = "host"
+    port: dict[str, Port] = {}
+    hostname: str = ""
+
+
+class ExecConfig(Strict):
+    command: str = Field(min_length=1)
+    args: list[str] = []
+    pid_mode: Literal["", "private", "host"] = ""
+    ipc_mode: Literal["", "private", "host"] = ""
+    cap_add: list[str] = []
+    cap_drop: list[str] = []
+    work_dir: str = ""
+
+    @field_validator("cap_add", "cap_drop")
+    @classmethod
+    def _known_caps(cls, v: list[str]) -> list[str]:
+        caps = [normalize_cap(c) for c in v]
+        if bad := [c for c, n in zip(v, caps, strict=True) if n != "all" and n not in CAPABILITIES]:
+            raise PydanticCustomError(
+                "capability", "unknown capability {caps}", {"caps": ", ".join(bad)}
+            )
+        return caps
+
+    @field_validator("work_dir")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if v and not v.startswith("/"):
+            raise PydanticCustomError("work_dir", "must be an absolute path inside the task")
+        return v
+
+
+class Resources(Strict):
+    cpu: int = Field(100, ge=1)
+    memory: int = Field(300, ge=10)
+    memory_max: int = Field(0, ge=-1)
+    cores: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Resources:
+        if 0 < self.memory_max < self.memory:
+            raise PydanticCustomError("memory_max", "memory_max must be at least memory")
+        if self.cores and "cpu" in self.model_fields_set:
+            raise PydanticCustomError("cores", "cpu and cores cannot both be set")
+        return self
+
+
+class Lifecycle(Strict):
+    hook: Literal["prestart", "poststart", "poststop"]
+    sidecar: bool = False
+
+
+def _signal_name(v: str) -> str:
+    name = v.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    if not hasattr(_signal.Signals, name) or name in {"SIG_DFL", "SIG_IGN"}:
+        raise PydanticCustomError("signal", 'unknown signal "{s}"', {"s": v})
+    return name
+
+
+class Template(Strict):
+    data: str | None = None
+    source: str | None = None
+    destination: str = Field(min_length=1)
+    perms: str = "0644"
+    change_mode: Literal["restart", "noop", "signal", "script"] = "restart"
+    change_signal: str = ""
+    env: bool = False
+    left_delimiter: str = "{{"
+    right_delimiter: str = "}}"
+    splay: Duration = 5.0
+    error_on_missing_key: bool = False
+    uid: int | None = None
+    gid: int | None = None
+
+    @field_validator("perms")
+    @classmethod
+    def _octal(cls, v: str) -> str:
+        if not re.fullmatch(r"0?[0-7]{3}", v):
+            raise PydanticCustomError("perms", 'must be an octal mode like "0644"')
+        return v
+
+    @field_validator("destination")
+    @classmethod
+    def _inside_task(cls, v: str) -> str:
+        parts = [p for p in v.split("/") if p not in ("", ".")]
+        depth = 0
+        for p in parts:
+            depth += -1 if p == ".." else 1
+            if depth < 0:
+                raise PydanticCustomError("destination", "must stay inside the task directory")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Template:
+        if (self.data is None) == (self.source is None):
+            raise PydanticCustomError("template", "set exactly one of data or source")
+        if self.change_mode == "signal":
+            if not self.change_signal:
+                raise PydanticCustomError("template", 'change_mode "signal" needs change_signal')
+            _signal_name(self.change_signal)
+        if self.change_mode == "script":
+            raise PydanticCustomError(
+                "template", 'change_mode "script" is not supported (use restart, signal or noop)'
+            )
+        return self
+
+
+class Logs(Strict):
+    max_files: int = Field(10, ge=1)
+    max_file_size: int = Field(10, ge=1)
+    disabled: bool = False
+    enabled: bool | None = None
+
+
+class Task(Strict):
+    driver: str
+    config: ExecConfig
+    user: str = ""
+    env: StrMap = {}
+    resources: Resources = Resources()
+    kill_timeout: Duration = 5.0
+    kill_signal: str = ""
+    shutdown_delay: Duration = 0.0
+    lifecycle: Lifecycle | None = None
+    leader: bool = False
+    template: list[Template] = []
+    logs: Logs = Logs()
+    restart: Restart | None = None
+    meta: StrMap = {}
+    constraint: list[Constraint] = []
+
+    @field_validator("driver")
+    @classmethod
+    def _driver(cls, v: str) -> str:
+        if v not in ("exec", "raw_exec"):
+            raise PydanticCustomError(
+                "driver",
+                'driver "{d}" is not supported: reconciler runs "exec" tasks '
+                '(and "raw_exec" where the node allows it)',
+                {"d": v},
+            )
+        return v
+
+    @field_validator("kill_signal")
+    @classmethod
+    def _kill_signal(cls, v: str) -> str:
+        return _signal_name(v) if v else v
+
+    @field_validator("kill_timeout")
+    @classmethod
+    def _kill_timeout(cls, v: float) -> float:
+        if v < 0:
+            raise PydanticCustomError("kill_timeout", "must not be negative")
+        return v
+
+
+class Group(Strict):
+    count: int = Field(1, ge=0)
+    restart: Restart | None = None
+    network: Network = Network()
+    meta: StrMap = {}
+    constraint: list[Constraint] = []
+    update: Update | None = None
+    shutdown_delay: Duration = 0.0
+    task: dict[str, Task] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_leader(self) -> Group:
+        leaders = [n for n, t in self.task.items() if t.leader]
+        if len(leaders) > 1:
+            raise PydanticCustomError(
+                "leader",
+                "only one task may be leader (found {names})",
+                {"names": ", ".join(leaders)},
+            )
+        if all(t.lifecycle is not None and not t.lifecycle.sidecar for t in self.task.values()):
+            raise PydanticCustomError("task", "a group needs at least one main task")
+        return self
+
+
+class Job(Strict):
+    type: Literal["service", "batch"] = "service"
+    meta: StrMap = {}
+    constraint: list[Constraint] = []
+    update: Update | None = None
+    group: dict[str, Group] = Field(min_length=1)
+
+
+class JobFile(Strict):
+    job: dict[str, Job] = Field(min_length=1, max_length=1)
+
+
+# Nomad's defaults by job type (nomad/structs/structs.go).
+RESTART_DEFAULTS: dict[str, tuple[int, float, float, str]] = {
+    "service": (2, 1800.0, 15.0, "fail"),
+    "batch": (3, 86400.0, 15.0, "fail"),
+}
+
+
+class EffectiveRestart(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    attempts: int
+    interval: float
+    delay: float
+    mode: str
+    render_templates: bool = False
+
+
+def effective_restart(job: Job, group: Group, task: Task) -> EffectiveRestart:
+    """Task restart fields override the group's, which override the job type's defaults."""
+    attempts, interval, delay, mode = RESTART_DEFAULTS[job.type]
+    render = False
+    for block in (group.restart, task.restart):
+        if block is None:
+            continue
+        attempts = block.attempts if block.attempts is not None else attempts
+        interval = block.interval if block.interval is not None else interval
+        delay = block.delay if block.delay is not None else delay
+        mode = block.mode or mode
+        render = block.render_templates or render
+    return EffectiveRestart(
+        attempts=attempts, interval=interval, delay=delay, mode=mode, render_templates=render
+    )
+
+
+def effective_update(job: Job, group: Group) -> Update:
+    return group.update or job.update or Update()

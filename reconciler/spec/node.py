@@ -1,0 +1,147 @@
+"""The node configuration file, in the style of Nomad's agent config:
+
+plugin "exec" { config { no_pivot_root = false  default_pid_mode = "private"
+                         default_ipc_mode = "private"  allow_caps = [...] } }
+plugin "raw_exec" { config { enabled = false } }
+client { chroot_env { "/usr" = "/usr" }  meta { rack = "r1" } }
+reconciler { allow_root = false  cgroup_version = 1  pids_max = 4096
+             bridge_name = "reconciler0"  bridge_cidr = "172.26.64.0/20" }
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from reconciler.spec import hcl
+from reconciler.spec.models import Scalar, Strict
+from reconciler.spec.problems import Problem
+from reconciler.spec.units import CAPABILITIES, normalize_cap
+
+
+class ExecPluginConfig(Strict):
+    no_pivot_root: bool = False
+    default_pid_mode: Literal["private", "host"] = "private"
+    default_ipc_mode: Literal["private", "host"] = "private"
+    allow_caps: list[str] | None = None
+    denied_host_uids: str = ""
+    denied_host_gids: str = ""
+
+    @field_validator("allow_caps")
+    @classmethod
+    def _caps(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        caps = [normalize_cap(c) for c in v]
+        if bad := [c for c in caps if c != "all" and c not in CAPABILITIES]:
+            raise PydanticCustomError("capability", "unknown capability {c}", {"c": ", ".join(bad)})
+        return caps
+
+
+class RawExecConfig(Strict):
+    enabled: bool = False
+
+
+class ReconcilerSettings(Strict):
+    allow_root: bool = False
+    cgroup_version: Literal[1, 2] | None = None
+    pids_max: int = Field(4096, ge=16)
+    bridge_name: str = Field("reconciler0", max_length=15)
+    bridge_cidr: str = "172.26.64.0/20"
+
+
+class NodeSettings(Strict):
+    exec: ExecPluginConfig = ExecPluginConfig()
+    raw_exec: RawExecConfig = RawExecConfig()
+    chroot_env: dict[str, str] | None = None
+    meta: dict[str, Scalar] = {}
+    reconciler: ReconcilerSettings = ReconcilerSettings()
+
+
+class NodeConfigError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _one(val: Any) -> dict[str, Any]:
+    if isinstance(val, list):
+        return val[0] if val else {}
+    return val if isinstance(val, dict) else {}
+
+
+def load_node_config(path: Path | None) -> NodeSettings:
+    if path is None:
+        return NodeSettings()
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise NodeConfigError(
+            [Problem(name, None, "", f"cannot read: {e.strerror or e}")]
+        ) from None
+    try:
+        parsed = hcl.parse(text)
+    except hcl.HclSyntaxError as e:
+        raise NodeConfigError(
+            [Problem(name, e.line, "", e.message, column=e.column, excerpt=e.excerpt)]
+        ) from None
+    body = parsed.body
+    shaped: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, val in body.items():
+        if key == "plugin":
+            for item in val:
+                for plugin, inner in item.items():
+                    if plugin not in ("exec", "raw_exec"):
+                        problems.append(
+                            Problem(
+                                name,
+                                parsed.line_of(("plugin", plugin)),
+                                f"plugin.{plugin}",
+                                'only the "exec" and "raw_exec" plugins are configurable',
+                            )
+                        )
+                        continue
+                    shaped[plugin] = _one(_one(inner).get("config", {}))
+        elif key == "client":
+            client = _one(val)
+            for k, v in client.items():
+                if k in ("chroot_env", "meta"):
+                    shaped[k] = _one(v)
+                else:
+                    problems.append(
+                        Problem(
+                            name,
+                            parsed.line_of(("client", 0, k)),
+                            f"client.{k}",
+                            "ignored: reconciler reads chroot_env and meta only",
+                            "warning",
+                        )
+                    )
+        elif key == "reconciler":
+            shaped["reconciler"] = _one(val)
+        else:
+            problems.append(
+                Problem(
+                    name,
+                    parsed.line_of((key,)),
+                    key,
+                    f'unknown block "{key}" (plugin, client or reconciler)',
+                )
+            )
+    try:
+        settings = NodeSettings.model_validate(shaped)
+    except ValidationError as e:
+        for err in e.errors(include_url=False):
+            loc = ".".join(str(x) for x in err["loc"])
+            problems.append(
+                Problem(name, None, loc, str(err["msg"]).replace("Input should be", "must be"))
+            )
+        settings = NodeSettings()
+    if any(p.severity == "error" for p in problems):
+        raise NodeConfigError(problems)
+    return settings

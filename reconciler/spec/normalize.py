@@ -1,0 +1,170 @@
+"""python-hcl2's block lists -> the nested dict shape whose pydantic `loc` is the block path.
+
+Also where Nomad fields that mean nothing on one node are dropped with a warning, and fields
+reconciler cannot honour are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+LABELLED = {"job", "group", "task", "port"}
+SINGLE = {
+    "config", "env", "resources", "restart", "update", "lifecycle", "logs", "meta", "network",
+}  # fmt: skip
+
+_ONE_NODE = "means nothing on a single node and is ignored"
+IGNORED: dict[str, dict[str, str]] = {
+    "job": dict.fromkeys(
+        [
+            "datacenters",
+            "region",
+            "namespace",
+            "priority",
+            "all_at_once",
+            "node_pool",
+            "spread",
+            "affinity",
+            "reschedule",
+            "migrate",
+            "multiregion",
+            "vault",
+            "consul",
+            "ui",
+            "vault_token",
+            "consul_token",
+            "id",
+            "name",
+        ],
+        _ONE_NODE,
+    )
+    | {
+        "periodic": "is not supported yet: the job runs once, as if dispatched now",
+    },
+    "group": dict.fromkeys(
+        [
+            "reschedule",
+            "spread",
+            "affinity",
+            "ephemeral_disk",
+            "service",
+            "vault",
+            "consul",
+            "volume",
+            "migrate",
+            "scaling",
+            "stop_after_client_disconnect",
+            "max_client_disconnect",
+            "disconnect",
+            "prevent_reschedule_on_lost",
+        ],
+        _ONE_NODE,
+    ),
+    "task": dict.fromkeys(
+        [
+            "service",
+            "vault",
+            "consul",
+            "identity",
+            "identities",
+            "kind",
+            "scaling",
+            "csi_plugin",
+            "affinity",
+            "spread",
+        ],
+        _ONE_NODE,
+    ),
+    "network": dict.fromkeys(["dns", "mbits"], _ONE_NODE),
+    "resources": dict.fromkeys(["device", "network", "disk", "iops", "numa", "secrets"], _ONE_NODE),
+    "template": dict.fromkeys(["wait", "vault_grace", "once"], _ONE_NODE),
+}
+REFUSED: dict[str, dict[str, str]] = {
+    "task": {
+        "artifact": "is not supported: put the file in the job directory or use a template",
+        "volume_mount": "is not supported yet",
+        "dispatch_payload": "is not supported: parameterized jobs are not supported",
+    },
+    "job": {"parameterized": "is not supported: reconciler has no dispatch"},
+}
+
+
+@dataclass
+class Found:
+    path: tuple[str | int, ...]
+    message: str
+    severity: str
+
+
+@dataclass
+class Normalized:
+    body: dict[str, Any]
+    found: list[Found] = field(default_factory=list)
+
+
+def normalize(raw: dict[str, Any]) -> Normalized:
+    out = Normalized(body={})
+    out.body = _body(raw, (), "", out)
+    return out
+
+
+def _body(body: dict[str, Any], path: tuple[str | int, ...], kind: str, out: Normalized) -> Any:
+    result: dict[str, Any] = {}
+    for key, val in body.items():
+        p = (*path, key)
+        if key.startswith("__") and key.endswith("__"):
+            continue
+        if (why := IGNORED.get(kind, {}).get(key)) is not None:
+            out.found.append(Found(p, why, "warning"))
+            continue
+        if (why := REFUSED.get(kind, {}).get(key)) is not None:
+            out.found.append(Found(p, why, "error"))
+            continue
+        if key in LABELLED and _is_block_list(val):
+            result[key] = _labelled(val, p, key, out)
+        elif key in SINGLE and _is_block_list(val):
+            if len(val) > 1:
+                out.found.append(Found((*p, 1), f"only one {key} block is allowed", "error"))
+            inner = val[0]
+            result[key] = inner if key in ("env", "meta") else _body(inner, p, key, out)
+        elif _is_block_list(val) and key in ("constraint", "template"):
+            result[key] = [_body(item, (*p, i), key, out) for i, item in enumerate(val)]
+        else:
+            result[key] = val
+    return result
+
+
+def _is_block_list(val: Any) -> bool:
+    return isinstance(val, list) and bool(val) and all(isinstance(v, dict) for v in val)
+
+
+def _labelled(
+    items: list[dict[str, Any]], path: tuple[str | int, ...], kind: str, out: Normalized
+) -> dict[str, Any]:
+    blocks: dict[str, Any] = {}
+    for item in items:
+        labels = [k for k in item if not k.startswith("__")]
+        if len(labels) != 1 or not isinstance(item[labels[0]], dict):
+            out.found.append(
+                Found(path, f'a {kind} block needs exactly one label: {kind} "name"', "error")
+            )
+            continue
+        label = labels[0]
+        inner = item[label]
+        nested = [k for k, v in inner.items() if not k.startswith("__")]
+        if (
+            kind != "port"
+            and len(nested) == 1
+            and isinstance(inner[nested[0]], dict)
+            and (nested[0] not in LABELLED | SINGLE | {"constraint", "template"})
+        ):
+            out.found.append(
+                Found((*path, label), f"a {kind} block takes one label, not two", "error")
+            )
+            continue
+        if label in blocks:
+            out.found.append(Found((*path, label), f'duplicate {kind} "{label}"', "error"))
+            continue
+        blocks[label] = _body(inner, (*path, label), kind, out)
+    return blocks

@@ -1,0 +1,111 @@
+"""Job model -> the executor's plain TaskConfig, with Nomad's runtime environment. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+
+from reconciler.db.snapshot import SlotKey
+from reconciler.executor.base import NodeConfig, PortMap, TaskConfig, Template
+from reconciler.spec import interpolate
+from reconciler.spec.load import JobSpec
+from reconciler.spec.template import render
+
+DYNAMIC_PORTS = (20000, 32000)
+
+
+def alloc_id(key: SlotKey) -> str:
+    """A stable UUID per group instance, so NOMAD_ALLOC_ID survives restarts of the service."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"reconciler:{key.alloc}"))
+
+
+def dynamic_port(key: SlotKey, label: str) -> int:
+    lo, hi = DYNAMIC_PORTS
+    h = int(hashlib.sha256(f"{key.alloc}/{label}".encode()).hexdigest(), 16)
+    return lo + h % (hi - lo)
+
+
+def runtime_env(spec: JobSpec, key: SlotKey, attrs: Mapping[str, str]) -> dict[str, str]:
+    job = spec.job
+    group = job.group[key.group]
+    task = group.task[key.task]
+    res = task.resources
+    aid = alloc_id(key)
+    env = {
+        "NOMAD_ALLOC_DIR": "/alloc", "NOMAD_TASK_DIR": "/local", "NOMAD_SECRETS_DIR": "/secrets",
+        "NOMAD_JOB_ID": spec.id, "NOMAD_JOB_NAME": spec.id, "NOMAD_JOB_PARENT_ID": "",
+        "NOMAD_GROUP_NAME": key.group, "NOMAD_TASK_NAME": key.task,
+        "NOMAD_ALLOC_INDEX": str(key.idx), "NOMAD_ALLOC_ID": aid, "NOMAD_SHORT_ALLOC_ID": aid[:8],
+        "NOMAD_ALLOC_NAME": f"{spec.id}.{key.group}[{key.idx}]",
+        "NOMAD_DC": attrs.get("node.datacenter", "dc1"), "NOMAD_REGION": "global",
+        "NOMAD_NAMESPACE": "default", "NOMAD_CPU_LIMIT": str(res.cpu),
+        "NOMAD_MEMORY_LIMIT": str(res.memory),
+    }  # fmt: skip
+    if res.memory_max > 0:
+        env["NOMAD_MEMORY_MAX_LIMIT"] = str(res.memory_max)
+    if res.cores:
+        env["NOMAD_CPU_CORES"] = str(res.cores)
+    for meta in (job.meta, group.meta, task.meta):
+        for k, v in meta.items():
+            env[f"NOMAD_META_{k}"] = v
+            env[f"NOMAD_META_{k.upper()}"] = v
+    bridge = group.network.mode == "bridge"
+    ip = "127.0.0.1"
+    for label, port in group.network.port.items():
+        host_port = port.static or (dynamic_port(key, label) if not bridge or port.to else 0)
+        inside = port.to if (bridge and port.to and port.to > 0) else host_port
+        env[f"NOMAD_PORT_{label}"] = str(inside)
+        env[f"NOMAD_HOST_PORT_{label}"] = str(host_port)
+        env[f"NOMAD_ALLOC_PORT_{label}"] = str(inside)
+        env[f"NOMAD_IP_{label}"] = env[f"NOMAD_HOST_IP_{label}"] = ip
+        env[f"NOMAD_ADDR_{label}"] = env[f"NOMAD_HOST_ADDR_{label}"] = f"{ip}:{host_port}"
+        env[f"NOMAD_ALLOC_IP_{label}"] = ip
+        env[f"NOMAD_ALLOC_ADDR_{label}"] = f"{ip}:{inside}"
+    return env
+
+
+def task_config(
+    spec: JobSpec, key: SlotKey, node: NodeConfig, attrs: Mapping[str, str]
+) -> TaskConfig:
+    """Raises KeyError naming a `${...}` reference with no value (never an empty string)."""
+    job = spec.job
+    group = job.group[key.group]
+    task = group.task[key.task]
+    runtime = runtime_env(spec, key, attrs)
+    values: dict[str, str] = {**attrs, **runtime}
+    env = dict(runtime)
+    for k, v in task.env.items():
+        env[k] = interpolate.resolve(v, {**values, **env})
+    values.update(env)
+    cfg = task.config
+    templates = tuple(
+        Template(
+            destination=interpolate.resolve(t.destination, values),
+            text=render(t, t.data or "", env),
+            perms=int(t.perms, 8),
+            env=t.env,
+        )
+        for t in task.template
+    )
+    ports = tuple(
+        PortMap(label, p.static or dynamic_port(key, label), p.to if p.to and p.to > 0 else 0)
+        for label, p in group.network.port.items()
+    )
+    return TaskConfig(
+        id=str(key), alloc_id=key.alloc,
+        command=interpolate.resolve(cfg.command, values),
+        args=tuple(interpolate.resolve(a, values) for a in cfg.args),
+        env=env, user=task.user or "nobody",
+        work_dir=interpolate.resolve(cfg.work_dir, values),
+        pid_mode=cfg.pid_mode or node.default_pid_mode,
+        ipc_mode=cfg.ipc_mode or node.default_ipc_mode,
+        net_mode=group.network.mode, ports=ports,
+        cap_add=tuple(cfg.cap_add), cap_drop=tuple(cfg.cap_drop),
+        memory_mb=task.resources.memory, memory_max_mb=task.resources.memory_max,
+        cpu_shares=task.resources.cpu, cores=task.resources.cores, pids_max=node.pids_max,
+        log_max_files=task.logs.max_files, log_max_file_mb=task.logs.max_file_size,
+        logs_disabled=task.logs.disabled or task.logs.enabled is False,
+        templates=templates, raw_exec=task.driver == "raw_exec",
+        hostname=f"{key.task}-{key.idx}",
+    )  # fmt: skip

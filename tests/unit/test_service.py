@@ -1,0 +1,337 @@
+"""The loop with the fake executor: Nomad's semantics, end to end through the real store."""
+
+from __future__ import annotations
+
+from tests.unit.conftest import Harness, job
+
+
+def test_drop_a_file_starts_count_instances(h: Harness) -> None:
+    h.write("web.hcl", job(count=2))
+    h.step()
+    assert h.states() == {"web/g/0/t": "running", "web/g/1/t": "running"}
+    assert h.events("web/g/0/t") == ["Received", "Task Setup", "Started"]
+    cfg = h.fake.started[0]
+    assert cfg.env["NOMAD_JOB_NAME"] == "web" and cfg.env["NOMAD_ALLOC_INDEX"] == "0"
+    assert cfg.env["NOMAD_TASK_DIR"] == "/local" and cfg.user == "nobody"
+
+
+def test_count_change_starts_or_stops_only_the_difference(h: Harness) -> None:
+    h.write("web.hcl", job(count=3))
+    h.step()
+    pids = {t.handle.pid for t in h.fake.tasks.values()}
+    h.write("web.hcl", job(count=5))
+    h.step()
+    assert len(h.states()) == 5
+    assert pids <= {t.handle.pid for t in h.fake.tasks.values() if t.alive}
+    h.write("web.hcl", job(count=2))
+    h.step()
+    h.step()
+    assert h.states() == {"web/g/0/t": "running", "web/g/1/t": "running"}
+    assert len(h.fake.alive()) == 2
+
+
+def test_changed_spec_restarts_one_at_a_time(h: Harness) -> None:
+    h.write("web.hcl", job(count=3, extra_job='update {\n max_parallel = 1\n min_healthy_time = "10s"\n}'))
+    h.step(11)
+    h.step()
+    h.write("web.hcl", job(count=3, env='V = "2"', extra_job='update {\n max_parallel = 1\n min_healthy_time = "10s"\n}'))
+    h.step()
+    new = [c for c in h.fake.started if c.env.get("V") == "2"]
+    assert len(new) == 1  # one instance updated, the others wait for it to be healthy
+    h.step(11)
+    h.step(11)
+    h.step(11)
+    new = [c for c in h.fake.started if c.env.get("V") == "2"]
+    assert len(new) == 3 and len(h.fake.alive()) == 3
+    assert h.job_status("web")[0] == "ready"
+
+
+def test_unchanged_spec_is_not_restarted(h: Harness) -> None:
+    h.write("web.hcl", job())
+    h.step()
+    h.write("web.hcl", job() + "\n# only a comment\n")
+    h.step()
+    assert len(h.fake.started) == 1
+
+
+def test_broken_edit_keeps_last_good_version_running(h: Harness) -> None:
+    h.write("web.hcl", job())
+    h.step()
+    h.write("web.hcl", job().replace("driver", "drivr"))
+    h.step()
+    assert h.states() == {"web/g/0/t": "running"} and len(h.fake.started) == 1
+    status = h.job_status("web")
+    assert "last good version kept" in status[1]
+    with h.store.engine.connect() as c:
+        errs = c.exec_driver_sql("SELECT file, line, message FROM spec_errors WHERE cleared_at IS NULL").all()
+    assert any("drivr" in e[2] for e in errs)
+    h.write("web.hcl", job())  # fixed: errors cleared, still no restart
+    h.step()
+    assert len(h.fake.started) == 1
+    with h.store.engine.connect() as c:
+        assert not c.exec_driver_sql("SELECT 1 FROM spec_errors WHERE cleared_at IS NULL").all()
+
+
+def test_removed_file_stops_its_job(h: Harness) -> None:
+    h.write("web.hcl", job())
+    h.write("api.hcl", job("api"))
+    h.step()
+    h.remove("web.hcl")
+    h.step()
+    h.step()
+    assert h.states() == {"api/g/0/t": "running"}
+    assert h.fake.alive() == ["api/g/0/t"]
+    assert "web/g/0" in h.fake.released
+
+
+def test_removing_every_job_needs_allow_empty(h: Harness) -> None:
+    h.write("web.hcl", job())
+    h.step()
+    h.remove("web.hcl")
+    h.step()
+    assert h.fake.alive() == ["web/g/0/t"]
+    h.service.allow_empty = True
+    h.step()
+    h.step()
+    assert h.fake.alive() == []
+
+
+def test_unreadable_directory_stops_nothing(h: Harness) -> None:
+    h.write("web.hcl", job())
+    h.write("api.hcl", job("api"))
+    h.step()
+    (h.jobs / "web.hcl").unlink()
+    (h.jobs / "api.hcl").unlink()
+    h.jobs.rmdir()
+    h.service.queue.put(("scan", 0.0))
+    h.step()
+    assert len(h.fake.alive()) == 2
+
+
+def test_restart_policy_fail_mode(h: Harness) -> None:
+    h.write("w.hcl", job("w", env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "3"',
+                         extra_group='restart {\n attempts = 2\n delay = "5s"\n interval = "10m"\n mode = "fail"\n}'))
+    h.step()
+    for _ in range(2):
+        h.step(1)
+        assert h.states() == {"w/g/0/t": "pending"}
+        h.step(6)
+        assert h.states() == {"w/g/0/t": "running"}
+    h.step(1)
+    assert h.states() == {"w/g/0/t": "failed"}
+    assert h.events("w/g/0/t")[-1] == "Not Restarting"
+    assert h.job_status("w")[0] == "failed"
+    h.step(3600)
+    assert len(h.fake.started) == 3  # a known bad version is not retried in a loop
+
+
+def test_restart_policy_delay_mode_waits_out_the_interval(h: Harness) -> None:
+    h.write("w.hcl", job("w", env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "1"',
+                         extra_group='restart {\n attempts = 1\n delay = "1s"\n interval = "60s"\n mode = "delay"\n}'))
+    h.step()
+    h.step(1)
+    h.step(1.5)
+    assert len(h.fake.started) == 2
+    h.step(1)  # second failure: over the attempts, waits for the window
+    assert h.states() == {"w/g/0/t": "pending"}
+    h.step(10)
+    assert len(h.fake.started) == 2
+    h.step(60)
+    assert len(h.fake.started) == 3
+
+
+def test_service_task_restarts_after_exit_zero_batch_does_not(h: Harness) -> None:
+    h.write("s.hcl", job("s", env='FAKE_RUN_FOR = "1"', extra_group='restart { delay = "0s" }'))
+    h.write("b.hcl", job("b", typ="batch", env='FAKE_RUN_FOR = "1"'))
+    h.step()
+    h.step(1)
+    h.step(0.1)
+    assert h.states("b") == {"b/g/0/t": "complete"}
+    assert h.states("s")["s/g/0/t"] == "running"
+    assert len([c for c in h.fake.started if c.id.startswith("s/")]) == 2
+    h.step(100)
+    assert len([c for c in h.fake.started if c.id.startswith("b/")]) == 1
+    h.write("b.hcl", job("b", typ="batch", env='FAKE_RUN_FOR = "1"\n X = "changed"'))
+    h.step()
+    assert len([c for c in h.fake.started if c.id.startswith("b/")]) == 2
+
+
+def test_permanent_start_error_is_not_retried(h: Harness) -> None:
+    h.write("w.hcl", job("w", env='FAKE_START_ERROR = "no such binary"'))
+    h.step()
+    assert h.states() == {"w/g/0/t": "failed"}
+    assert h.events("w/g/0/t")[-2:] == ["Driver Failure", "Not Restarting"]
+    h.step(3600)
+    assert len(h.fake.started) == 0
+
+
+def test_lifecycle_order(h: Harness) -> None:
+    text = """
+job "l" {
+  group "g" {
+    task "init" {
+      lifecycle { hook = "prestart" }
+      driver = "exec"
+      config { command = "/bin/init" }
+      env { FAKE_RUN_FOR = "2" }
+    }
+    task "side" {
+      lifecycle {
+        hook = "prestart"
+        sidecar = true
+      }
+      driver = "exec"
+      config { command = "/bin/side" }
+    }
+    task "main" {
+      driver = "exec"
+      config { command = "/bin/main" }
+      env { FAKE_RUN_FOR = "10" }
+    }
+    task "after" {
+      lifecycle { hook = "poststart" }
+      driver = "exec"
+      config { command = "/bin/after" }
+    }
+    task "cleanup" {
+      lifecycle { hook = "poststop" }
+      driver = "exec"
+      config { command = "/bin/cleanup" }
+    }
+  }
+}
+"""
+    h.write("l.hcl", text.replace('job "l" {', 'job "l" {\n type = "batch"'))
+    h.step()
+    assert [c.command for c in h.fake.started] == ["/bin/init", "/bin/side"]
+    h.step(2)
+    assert [c.command for c in h.fake.started][2:] == ["/bin/main", "/bin/after"]
+    h.step(10)
+    assert h.fake.started[-1].command == "/bin/cleanup"
+
+
+def test_auto_revert_rolls_back_to_last_good(h: Harness) -> None:
+    upd = 'update {\n min_healthy_time = "5s"\n auto_revert = true\n}'
+    h.write("w.hcl", job("w", extra_job=upd))
+    h.step()
+    h.step(6)
+    assert h.job_status("w") == ("ready", "")
+    h.write("w.hcl", job("w", extra_job=upd, env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "1"'))
+    h.step()
+    h.step(1)
+    h.step()
+    bad = [c for c in h.fake.started if "FAKE_EXIT_CODE" in c.env]
+    assert len(bad) == 1
+    h.step(20)
+    h.step(20)
+    assert h.fake.started[-1].env.get("FAKE_EXIT_CODE") is None
+    assert h.states() == {"w/g/0/t": "running"}
+    status, reason = h.job_status("w")
+    assert "rolled back" in reason
+    with h.store.engine.connect() as c:
+        states = [r[0] for r in c.exec_driver_sql("SELECT state FROM job_versions ORDER BY id").all()]
+    assert states == ["applied", "rejected"]
+    h.step(600)
+    assert len([c for c in h.fake.started if "FAKE_EXIT_CODE" in c.env]) == 1  # not retried
+
+
+def test_kill_signal_and_timeout_passed_to_executor(h: Harness) -> None:
+    h.write("w.hcl", job("w", extra_task='kill_signal = "SIGTERM"\n kill_timeout = "2s"', env='FAKE_IGNORE_SIGNAL = "1"'))
+    h.write("x.hcl", job("x"))
+    h.step()
+    h.remove("w.hcl")
+    h.step()
+    assert h.fake.tasks["w/g/0/t"].signals == ["SIGTERM"]
+    assert h.states("w") == {"w/g/0/t": "stopping"}
+    h.step(1)
+    assert h.fake.tasks["w/g/0/t"].alive
+    h.step(1.5)
+    assert h.states("w") == {}
+    assert h.events("w/g/0/t")[-3:] == ["Killing", "Terminated", "Killed"]
+
+
+def test_constraint_unmet_blocks_the_job(h: Harness) -> None:
+    h.write("w.hcl", job("w", extra_job='constraint {\n attribute = "${attr.kernel.name}"\n value = "windows"\n}'))
+    h.step()
+    assert h.fake.started == []
+    status, reason = h.job_status("w")
+    assert status == "blocked" and "windows" in reason
+
+
+def test_operator_stop_and_start(h: Harness) -> None:
+    h.write("w.hcl", job("w"))
+    h.step()
+    fut = h.service.request("stop", job="w")
+    h.step()
+    assert fut.result() == {"ok": True}
+    h.step()
+    assert h.states() == {"w/g/0/t": "dead"} and h.job_status("w")[0] == "stopped"
+    h.service.request("start", job="w")
+    h.step()
+    h.step()
+    assert h.states() == {"w/g/0/t": "running"} and len(h.fake.started) == 2
+
+
+def test_operator_restart_does_not_count_against_policy(h: Harness) -> None:
+    h.write("w.hcl", job("w"))
+    h.step()
+    fut = h.service.request("restart", keys=[["w", "g", 0, "t"]])
+    h.step()
+    assert fut.result() == {"restarted": ["w/g/0/t"]}
+    h.step()
+    h.step()
+    assert len(h.fake.started) == 2
+    assert h.store.observed().slots[next(iter(h.store.observed().slots))].restarts == 0
+
+
+def test_readoption_after_service_restart(h: Harness) -> None:
+    h.write("w.hcl", job("w", count=2))
+    h.step()
+    pids = sorted(t.handle.pid for t in h.fake.tasks.values())
+    # A new service process: its executor finds both tasks still running.
+    from reconciler.daemon import Service
+    from reconciler.executor.base import NodeConfig
+
+    h.fake.survivors = {"w/g/0/t", "w/g/1/t"}
+    h.service = Service(h.jobs, h.store, h.fake, NodeConfig(), clock=h.clock, watch=False)
+    h.step()
+    assert len(h.fake.started) == 2 and len(h.service.applier.running) == 2
+    assert sorted(r.handle.pid for r in h.service.applier.running.values()) == pids
+
+
+def test_lost_task_is_recorded_and_restarted(h: Harness) -> None:
+    h.write("w.hcl", job("w"))
+    h.step()
+    from reconciler.daemon import Service
+    from reconciler.executor.base import NodeConfig
+
+    h.fake.survivors = set()
+    h.service = Service(h.jobs, h.store, h.fake, NodeConfig(), clock=h.clock, watch=False)
+    h.step()
+    assert len(h.fake.started) == 2
+    with h.store.engine.connect() as c:
+        outcomes = [r[0] for r in c.exec_driver_sql("SELECT outcome FROM task_instances ORDER BY id")]
+    assert outcomes == ["lost", "running"]
+    assert "Failed Restoring Task" in h.events("w/g/0/t")
+
+
+def test_history_has_every_transition(h: Harness) -> None:
+    h.write("w.hcl", job("w", env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "2"', extra_group='restart { delay = "1s" }'))
+    h.step()
+    h.step(1)
+    h.step(1.5)
+    with h.store.engine.connect() as c:
+        runs = c.exec_driver_sql("SELECT outcome, exit_code FROM v_runs ORDER BY id").all()
+        restarts = c.exec_driver_sql("SELECT count(*) FROM v_restarts").scalar()
+    assert [tuple(r) for r in runs] == [("failed", 2), ("running", None)]
+    assert restarts == 1
+
+
+def test_template_only_change_with_noop_does_not_restart(h: Harness) -> None:
+    tmpl = 'template {\n data = "v1"\n destination = "local/x"\n change_mode = "noop"\n}'
+    h.write("w.hcl", job("w", extra_task=tmpl))
+    h.step()
+    h.write("w.hcl", job("w", extra_task=tmpl.replace("v1", "v2")))
+    h.step()
+    assert len(h.fake.started) == 1
+    assert "Template Rendered" in h.events("w/g/0/t")
