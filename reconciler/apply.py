@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from reconciler import metrics, restarts
 from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey, SlotRecord
@@ -73,7 +73,7 @@ class Applier:
         for job_id, spec in plan.attempt.items():
             self.store.attempt(job_id, spec.digest, now)
         for a in plan.adopt:
-            self._adopt(observed.slots[a.key], now)
+            self._adopt(observed.slots[a.key], observed, now)
         for a in plan.stop:
             self._stop(a, observed, a.intent or "remove", now)
         for a in plan.restart:
@@ -98,13 +98,16 @@ class Applier:
 
     # ---- steps ----
 
-    def _adopt(self, slot: SlotRecord, now: float) -> None:
+    def _adopt(self, slot: SlotRecord, observed: Observed, now: float) -> None:
         inst = slot.instance
         assert inst is not None
         handle = handle_of(slot.key, inst)
         if self.executor.recover(handle):
             self.running[handle.id] = Running(inst.id, slot.key, handle)
             self.on_change(f"{slot.key}: adopted pid {inst.pid}")
+            if slot.state == "stopping":  # half-done work from before the crash: finish it
+                signal, timeout, _ = self._kill_settings(slot.key, observed)
+                self.executor.stop(handle, signal, timeout)
             return
         self.store.finished(
             inst.id, exit_code=-1, signal=0, oom=False, finished_at=now, outcome="lost",
@@ -284,7 +287,7 @@ class Applier:
                     run.instance_id, outcome="killed", slot_state="pending", next_start_at=now,
                     reason=intent, events=[terminated, killed,
                                            Event("Restarting", msg.get(intent, intent))],
-                    **common,  
+                    **common,
                 )  # fmt: skip
             self.on_change(f"{run.key}: stopped")
             return
@@ -312,7 +315,7 @@ class Applier:
             run.instance_id, outcome=outcome, slot_state=d.state, next_start_at=d.next_start_at,
             restarts=d.restarts, window_start=d.window_start,
             reason="" if d.state == "complete" else d.message, events=events,
-            **common,  
+            **common,
         )  # fmt: skip
         self.on_change(f"{run.key}: exited ({terminated.message}); {d.message}")
         self._leader_exit(run.key, d.state, observed)

@@ -118,6 +118,7 @@ class Service:
         self.watcher = Watcher(jobs, self._wake_scan) if watch else None
         self.stopping = threading.Event()
         self.passes = 0
+        self.change_passes = 0  # reconcile() calls that changed something
         self.last_plan: Plan | None = None
         self._scan_due = True
         self._last_scan = 0.0
@@ -270,6 +271,7 @@ class Service:
             self._scan_due = False
         else:
             desired = self._recorded
+        changed = False
         for _ in range(5):  # converge: a pass may unlock the next (lifecycle, restarts)
             observed = self.store.observed(self.applier.live)
             p = plan(desired, observed, self.host, self.clock(), allow_empty=self.allow_empty)
@@ -278,8 +280,10 @@ class Service:
             self.applier.apply(p, observed)
             self.last_plan = p
             self.passes += 1
+            changed = changed or p.changes > 0
             if not (p.start or p.adopt or p.promote or p.revert or p.forget):
                 break
+        self.change_passes += changed
         metrics.pass_done(time.perf_counter() - started, self.store.observed(self.applier.live))
         if self._first_event is not None:
             metrics.pickup(time.monotonic() - self._first_event)
@@ -298,7 +302,7 @@ class Service:
         now = self.clock()
         obs: Observed = self.store.observed(self.applier.live)
         if action == "health":
-            return {"pid": os.getpid(), "passes": self.passes}
+            return {"pid": os.getpid(), "passes": self.passes, "change_passes": self.change_passes}
         if action == "reload":
             self._scan_due = True
             return {"ok": True}

@@ -59,7 +59,9 @@ class Harness:
 
     def states(self, job: str | None = None) -> dict[str, str]:
         obs = self.store.observed()
-        return {str(k): s.state for k, s in sorted(obs.slots.items()) if job is None or k.job == job}
+        return {
+            str(k): s.state for k, s in sorted(obs.slots.items()) if job is None or k.job == job
+        }
 
     def events(self, key: str) -> list[str]:
         job, group, idx, task = key.split("/")
@@ -83,8 +85,17 @@ def h(tmp_path: Path) -> Iterator[Harness]:
     harness.store.close()
 
 
-def job(name: str = "web", *, count: int = 1, env: str = "", typ: str = "service", extra_group: str = "",
-        extra_task: str = "", extra_job: str = "", command: str = "/bin/app") -> str:
+def job(
+    name: str = "web",
+    *,
+    count: int = 1,
+    env: str = "",
+    typ: str = "service",
+    extra_group: str = "",
+    extra_task: str = "",
+    extra_job: str = "",
+    command: str = "/bin/app",
+) -> str:
     return f"""
 job "{name}" {{
   type = "{typ}"

@@ -31,10 +31,20 @@ def test_count_change_starts_or_stops_only_the_difference(h: Harness) -> None:
 
 
 def test_changed_spec_restarts_one_at_a_time(h: Harness) -> None:
-    h.write("web.hcl", job(count=3, extra_job='update {\n max_parallel = 1\n min_healthy_time = "10s"\n}'))
+    h.write(
+        "web.hcl",
+        job(count=3, extra_job='update {\n max_parallel = 1\n min_healthy_time = "10s"\n}'),
+    )
     h.step(11)
     h.step()
-    h.write("web.hcl", job(count=3, env='V = "2"', extra_job='update {\n max_parallel = 1\n min_healthy_time = "10s"\n}'))
+    h.write(
+        "web.hcl",
+        job(
+            count=3,
+            env='V = "2"',
+            extra_job='update {\n max_parallel = 1\n min_healthy_time = "10s"\n}',
+        ),
+    )
     h.step()
     new = [c for c in h.fake.started if c.env.get("V") == "2"]
     assert len(new) == 1  # one instance updated, the others wait for it to be healthy
@@ -63,7 +73,9 @@ def test_broken_edit_keeps_last_good_version_running(h: Harness) -> None:
     status = h.job_status("web")
     assert "last good version kept" in status[1]
     with h.store.engine.connect() as c:
-        errs = c.exec_driver_sql("SELECT file, line, message FROM spec_errors WHERE cleared_at IS NULL").all()
+        errs = c.exec_driver_sql(
+            "SELECT file, line, message FROM spec_errors WHERE cleared_at IS NULL"
+        ).all()
     assert any("drivr" in e[2] for e in errs)
     h.write("web.hcl", job())  # fixed: errors cleared, still no restart
     h.step()
@@ -109,8 +121,14 @@ def test_unreadable_directory_stops_nothing(h: Harness) -> None:
 
 
 def test_restart_policy_fail_mode(h: Harness) -> None:
-    h.write("w.hcl", job("w", env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "3"',
-                         extra_group='restart {\n attempts = 2\n delay = "5s"\n interval = "10m"\n mode = "fail"\n}'))
+    h.write(
+        "w.hcl",
+        job(
+            "w",
+            env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "3"',
+            extra_group='restart {\n attempts = 2\n delay = "5s"\n interval = "10m"\n mode = "fail"\n}',
+        ),
+    )
     h.step()
     for _ in range(2):
         h.step(1)
@@ -126,8 +144,14 @@ def test_restart_policy_fail_mode(h: Harness) -> None:
 
 
 def test_restart_policy_delay_mode_waits_out_the_interval(h: Harness) -> None:
-    h.write("w.hcl", job("w", env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "1"',
-                         extra_group='restart {\n attempts = 1\n delay = "1s"\n interval = "60s"\n mode = "delay"\n}'))
+    h.write(
+        "w.hcl",
+        job(
+            "w",
+            env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "1"',
+            extra_group='restart {\n attempts = 1\n delay = "1s"\n interval = "60s"\n mode = "delay"\n}',
+        ),
+    )
     h.step()
     h.step(1)
     h.step(1.5)
@@ -229,14 +253,23 @@ def test_auto_revert_rolls_back_to_last_good(h: Harness) -> None:
     status, reason = h.job_status("w")
     assert "rolled back" in reason
     with h.store.engine.connect() as c:
-        states = [r[0] for r in c.exec_driver_sql("SELECT state FROM job_versions ORDER BY id").all()]
+        states = [
+            r[0] for r in c.exec_driver_sql("SELECT state FROM job_versions ORDER BY id").all()
+        ]
     assert states == ["applied", "rejected"]
     h.step(600)
     assert len([c for c in h.fake.started if "FAKE_EXIT_CODE" in c.env]) == 1  # not retried
 
 
 def test_kill_signal_and_timeout_passed_to_executor(h: Harness) -> None:
-    h.write("w.hcl", job("w", extra_task='kill_signal = "SIGTERM"\n kill_timeout = "2s"', env='FAKE_IGNORE_SIGNAL = "1"'))
+    h.write(
+        "w.hcl",
+        job(
+            "w",
+            extra_task='kill_signal = "SIGTERM"\n kill_timeout = "2s"',
+            env='FAKE_IGNORE_SIGNAL = "1"',
+        ),
+    )
     h.write("x.hcl", job("x"))
     h.step()
     h.remove("w.hcl")
@@ -251,7 +284,12 @@ def test_kill_signal_and_timeout_passed_to_executor(h: Harness) -> None:
 
 
 def test_constraint_unmet_blocks_the_job(h: Harness) -> None:
-    h.write("w.hcl", job("w", extra_job='constraint {\n attribute = "${attr.kernel.name}"\n value = "windows"\n}'))
+    h.write(
+        "w.hcl",
+        job(
+            "w", extra_job='constraint {\n attribute = "${attr.kernel.name}"\n value = "windows"\n}'
+        ),
+    )
     h.step()
     assert h.fake.started == []
     status, reason = h.job_status("w")
@@ -310,13 +348,22 @@ def test_lost_task_is_recorded_and_restarted(h: Harness) -> None:
     h.step()
     assert len(h.fake.started) == 2
     with h.store.engine.connect() as c:
-        outcomes = [r[0] for r in c.exec_driver_sql("SELECT outcome FROM task_instances ORDER BY id")]
+        outcomes = [
+            r[0] for r in c.exec_driver_sql("SELECT outcome FROM task_instances ORDER BY id")
+        ]
     assert outcomes == ["lost", "running"]
     assert "Failed Restoring Task" in h.events("w/g/0/t")
 
 
 def test_history_has_every_transition(h: Harness) -> None:
-    h.write("w.hcl", job("w", env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "2"', extra_group='restart { delay = "1s" }'))
+    h.write(
+        "w.hcl",
+        job(
+            "w",
+            env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "2"',
+            extra_group='restart { delay = "1s" }',
+        ),
+    )
     h.step()
     h.step(1)
     h.step(1.5)

@@ -56,14 +56,24 @@ def test_nomad_defaults():
     g = job.group["g"]
     t = g.task["t"]
     assert job.type == "service" and g.count == 1
-    assert (t.resources.cpu, t.resources.memory, t.resources.memory_max, t.resources.cores) == (100, 300, 0, 0)
+    assert (t.resources.cpu, t.resources.memory, t.resources.memory_max, t.resources.cores) == (
+        100,
+        300,
+        0,
+        0,
+    )
     assert t.kill_timeout == 5.0 and t.kill_signal == "" and t.shutdown_delay == 0
     assert (t.logs.max_files, t.logs.max_file_size, t.logs.disabled) == (10, 10, False)
     assert g.network.mode == "host" and t.user == "" and t.leader is False
     r = effective_restart(job, g, t)
     assert (r.attempts, r.interval, r.delay, r.mode) == (2, 1800, 15, "fail")
     u = effective_update(job, g)
-    assert (u.max_parallel, u.min_healthy_time, u.healthy_deadline, u.auto_revert) == (1, 10, 300, False)
+    assert (u.max_parallel, u.min_healthy_time, u.healthy_deadline, u.auto_revert) == (
+        1,
+        10,
+        300,
+        False,
+    )
 
 
 def test_batch_restart_defaults_and_task_override():
@@ -71,14 +81,17 @@ def test_batch_restart_defaults_and_task_override():
     g = job.group["once"]
     r = effective_restart(job, g, g.task["print"])
     assert (r.attempts, r.interval, r.delay, r.mode) == (3, 86400, 15, "fail")
-    job = job_of(with_task('restart { attempts = 7 }', group='restart { delay = "1s"\n mode = "delay" }'))
+    job = job_of(
+        with_task("restart { attempts = 7 }", group='restart { delay = "1s"\n mode = "delay" }')
+    )
     g = job.group["g"]
     r = effective_restart(job, g, g.task["t"])
     assert (r.attempts, r.delay, r.mode) == (7, 1.0, "delay")
 
 
 def test_every_task_field_parses():
-    job = job_of(with_task('''
+    job = job_of(
+        with_task("""
       user = "nobody"
       env { A = "1"  B = 2  C = true }
       resources { cpu = 200  memory = 64  memory_max = 128 }
@@ -100,7 +113,8 @@ def test_every_task_field_parses():
         attribute = "${attr.kernel.name}"
         value = "linux"
       }
-    '''))
+    """)
+    )
     t = job.group["g"].task["t"]
     assert t.env == {"A": "1", "B": "2", "C": "true"}
     assert t.resources.memory_max == 128 and t.kill_timeout == 15 and t.kill_signal == "SIGTERM"
@@ -109,11 +123,13 @@ def test_every_task_field_parses():
 
 
 def test_config_fields_and_caps_normalised():
-    job = job_of(with_task("").replace(
-        'config { command = "/bin/true" }',
-        'config {\n command = "/bin/sh"\n args = ["-c", "x"]\n pid_mode = "host"\n ipc_mode = "private"\n'
-        ' cap_add = ["CAP_NET_RAW"]\n cap_drop = ["all"]\n work_dir = "/local"\n}',
-    ))
+    job = job_of(
+        with_task("").replace(
+            'config { command = "/bin/true" }',
+            'config {\n command = "/bin/sh"\n args = ["-c", "x"]\n pid_mode = "host"\n ipc_mode = "private"\n'
+            ' cap_add = ["CAP_NET_RAW"]\n cap_drop = ["all"]\n work_dir = "/local"\n}',
+        )
+    )
     c = job.group["g"].task["t"].config
     assert c.cap_add == ["net_raw"] and c.cap_drop == ["all"] and c.pid_mode == "host"
 
@@ -136,14 +152,19 @@ def test_group_network_update_and_lifecycle():
 @pytest.mark.parametrize(
     ("snippet", "expected"),
     [
-        ('pid_mode = "shared"', 'jobs/x.hcl:9: job.j.group.g.task.t.config.pid_mode: must be "private" or "host"'),
-        ("cmd = \"x\"", 'unknown field "cmd"; did you mean "command"?'),
+        (
+            'pid_mode = "shared"',
+            'jobs/x.hcl:9: job.j.group.g.task.t.config.pid_mode: must be "private" or "host"',
+        ),
+        ('cmd = "x"', 'unknown field "cmd"; did you mean "command"?'),
         ('cap_add = ["sys_admn"]', "config.cap_add: unknown capability sys_admn"),
         ('work_dir = "local"', "work_dir: must be an absolute path"),
     ],
 )
 def test_config_errors_name_file_line_and_path(snippet: str, expected: str) -> None:
-    text = with_task("").replace('config { command = "/bin/true" }', f'config {{\n command = "/bin/true"\n {snippet}\n}}')
+    text = with_task("").replace(
+        'config { command = "/bin/true" }', f'config {{\n command = "/bin/true"\n {snippet}\n}}'
+    )
     out = problems(text)
     assert any(expected in p for p in out), out
 
@@ -152,23 +173,41 @@ def test_config_errors_name_file_line_and_path(snippet: str, expected: str) -> N
     ("body", "expected"),
     [
         ('driver2 = "x"', 'unknown field "driver2"; did you mean "driver"?'),
-        ("kill_timeout = 5", 'kill_timeout: must be a duration string like "15s" (a bare number has no unit)'),
-        ('kill_timeout = "5 parsecs"', 'is not a duration'),
+        (
+            "kill_timeout = 5",
+            'kill_timeout: must be a duration string like "15s" (a bare number has no unit)',
+        ),
+        ('kill_timeout = "5 parsecs"', "is not a duration"),
         ('kill_signal = "SIGFOO"', 'unknown signal "SIGFOO"'),
         ("resources { memory = 5 }", "resources.memory: must be greater than or equal to 10"),
         ("resources {\n memory = 64\n memory_max = 32\n}", "memory_max must be at least memory"),
-        ('lifecycle { hook = "later" }', 'lifecycle.hook: must be "prestart", "poststart" or "poststop"'),
+        (
+            'lifecycle { hook = "later" }',
+            'lifecycle.hook: must be "prestart", "poststart" or "poststop"',
+        ),
         ('template { destination = "local/x" }', "set exactly one of data or source"),
-        ('template {\n data = "x"\n destination = "../../etc/x"\n}', "must stay inside the task directory"),
-        ('template {\n data = "{{ key \\"x\\" }}"\n destination = "local/x"\n}', "is not supported"),
-        ('template {\n data = "x"\n destination = "local/x"\n change_mode = "signal"\n}', "needs change_signal"),
-        ('template {\n data = "x"\n destination = "local/x"\n perms = "rw"\n}', "must be an octal mode"),
+        (
+            'template {\n data = "x"\n destination = "../../etc/x"\n}',
+            "must stay inside the task directory",
+        ),
+        (
+            'template {\n data = "{{ key \\"x\\" }}"\n destination = "local/x"\n}',
+            "is not supported",
+        ),
+        (
+            'template {\n data = "x"\n destination = "local/x"\n change_mode = "signal"\n}',
+            "needs change_signal",
+        ),
+        (
+            'template {\n data = "x"\n destination = "local/x"\n perms = "rw"\n}',
+            "must be an octal mode",
+        ),
         ('env { A = "${var.x}" }', "HCL variables are not supported"),
         ('env { A = "${NOMAD_PORT_web}" }', 'no port labelled "web"'),
         ('env { A = "${UNKNOWN}" }', "is not a Nomad runtime variable"),
         ('artifact { source = "http://x" }', "artifact: is not supported"),
         ('config { command = "/bin/true" }', "only one config block is allowed"),
-        ('user = 5', "user: must be a string"),
+        ("user = 5", "user: must be a string"),
     ],
 )
 def test_task_errors(body: str, expected: str) -> None:
@@ -191,11 +230,14 @@ def test_raw_exec_parses():
         ("count = -1", "count: must be greater than or equal to 0"),
         ('count = "2"', "count: must be a whole number"),
         ("count = 1 + 1", "HCL expressions are not evaluated"),
-        ('restart { attemps = 1 }', 'did you mean "attempts"'),
+        ("restart { attemps = 1 }", 'did you mean "attempts"'),
         ('restart { interval = "1s" }', 'must be at least "5s"'),
         ('restart { mode = "sometimes" }', 'must be "fail" or "delay"'),
         ('network { mode = "cni/x" }', 'must be "host", "none" or "bridge"'),
-        ('update { healthy_deadline = "1s"\n min_healthy_time = "5s" }', "healthy_deadline must be at least"),
+        (
+            'update { healthy_deadline = "1s"\n min_healthy_time = "5s" }',
+            "healthy_deadline must be at least",
+        ),
         ('task "t" {\n driver = "exec"\n config { command = "x" }\n}', 'duplicate task "t"'),
     ],
 )
@@ -207,7 +249,9 @@ def test_group_errors(group: str, expected: str) -> None:
 def test_job_level_errors_and_ignored_fields_warn():
     out = problems(with_task("", job='type = "system"'))
     assert any('job.j.type: must be "service" or "batch"' in p for p in out)
-    r = parse_text(with_task("", job='datacenters = ["dc1"]\n region = "eu"\n priority = 50'), "jobs/x.hcl")
+    r = parse_text(
+        with_task("", job='datacenters = ["dc1"]\n region = "eu"\n priority = 50'), "jobs/x.hcl"
+    )
     assert r.ok
     warned = {p.path for p in r.problems if p.severity == "warning"}
     assert warned == {"job.j.datacenters", "job.j.region", "job.j.priority"}
@@ -240,23 +284,34 @@ def test_duplicate_attribute_is_an_error():
 
 def test_two_labels_and_top_level_blocks():
     assert any("takes one label" in p for p in problems('job "a" "b" { group "g" {} }'))
-    assert any('variable' in p for p in problems('variable "x" {}\n' + MINIMAL))
-    assert any("exactly one job" in p for p in problems(MINIMAL + MINIMAL.replace("clock", "clock2")))
+    assert any("variable" in p for p in problems('variable "x" {}\n' + MINIMAL))
+    assert any(
+        "exactly one job" in p for p in problems(MINIMAL + MINIMAL.replace("clock", "clock2"))
+    )
 
 
 def test_interpolation_allowed_names():
-    job = job_of(with_task(
-        'env {\n A = "${NOMAD_ALLOC_INDEX}"\n B = "${NOMAD_META_owner}"\n C = "${attr.kernel.name}"\n'
-        ' D = "$${literal}"\n E = "${A}"\n}',
-        group='network {\n port "http" {}\n}',
-    ).replace('command = "/bin/true"', 'command = "/bin/x"\n args = ["${NOMAD_PORT_http}"]'))
+    job = job_of(
+        with_task(
+            'env {\n A = "${NOMAD_ALLOC_INDEX}"\n B = "${NOMAD_META_owner}"\n C = "${attr.kernel.name}"\n'
+            ' D = "$${literal}"\n E = "${A}"\n}',
+            group='network {\n port "http" {}\n}',
+        ).replace('command = "/bin/true"', 'command = "/bin/x"\n args = ["${NOMAD_PORT_http}"]')
+    )
     assert job.group["g"].task["t"].env["D"] == "$${literal}"
 
 
 def test_constraint_operators_validated():
-    out = problems(with_task("", job='constraint {\n attribute = "${attr.kernel.name}"\n operator = "~="\n value = "x"\n}'))
+    out = problems(
+        with_task(
+            "",
+            job='constraint {\n attribute = "${attr.kernel.name}"\n operator = "~="\n value = "x"\n}',
+        )
+    )
     assert any('unknown operator "~="' in p for p in out)
-    out = problems(with_task("", job='constraint {\n attribute = "${NOMAD_JOB_NAME}"\n value = "x"\n}'))
+    out = problems(
+        with_task("", job='constraint {\n attribute = "${NOMAD_JOB_NAME}"\n value = "x"\n}')
+    )
     assert any("not a node attribute" in p for p in out)
 
 
@@ -269,7 +324,11 @@ def test_canonical_digest_ignores_formatting():
 
 
 def test_durations():
-    assert parse_duration("1h30m") == 5400 and parse_duration("100ms") == 0.1 and parse_duration("0") == 0
+    assert (
+        parse_duration("1h30m") == 5400
+        and parse_duration("100ms") == 0.1
+        and parse_duration("0") == 0
+    )
     for bad in ("15", "s", "1x", "", "1h 2m"):
         with pytest.raises(ValueError):
             parse_duration(bad)
@@ -278,7 +337,9 @@ def test_durations():
 
 def test_job_file_names():
     assert all(map(is_job_file, ["a.hcl", "a.nomad", "a.nomad.hcl"]))
-    assert not any(map(is_job_file, [".a.hcl", "a.hcl~", "a.hcl.swp", "#a.hcl#", "a.txt", ".#a.hcl"]))
+    assert not any(
+        map(is_job_file, [".a.hcl", "a.hcl~", "a.hcl.swp", "#a.hcl#", "a.txt", ".#a.hcl"])
+    )
 
 
 def write(d: Path, name: str, data: str | bytes) -> Path:
@@ -308,7 +369,12 @@ def test_directory_handling(tmp_path: Path) -> None:
     assert "not UTF-8" in msgs["latin1.hcl"] and "offset" in msgs["latin1.hcl"]
     assert "larger than" in msgs["big.hcl"]
     assert "outside" in msgs["link.hcl"]
-    assert {Path(f).name for f in d.broken_files} == {"empty.hcl", "latin1.hcl", "big.hcl", "link.hcl"}
+    assert {Path(f).name for f in d.broken_files} == {
+        "empty.hcl",
+        "latin1.hcl",
+        "big.hcl",
+        "link.hcl",
+    }
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable files")
@@ -326,7 +392,9 @@ def test_two_files_defining_one_job_are_both_reported(tmp_path: Path) -> None:
     assert len([p for p in d.errors if "also defined in" in p.message]) == 2
 
 
-def test_cache_does_not_reparse_unchanged_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_does_not_reparse_unchanged_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(tmp_path, "a.hcl", MINIMAL)
     loader = Loader(tmp_path)
     first = loader.scan()
