@@ -65,13 +65,14 @@ class Applier:
 
     # ---- a whole plan ----
 
-    def apply(self, plan: Plan, observed: Observed) -> None:
+    def apply(self, plan: Plan, observed: Observed) -> bool:
+        """Perform the plan; True when anything was written."""
         now = self.clock()
         for job_id, why in plan.revert:
             self.store.reject(job_id, why, now)
             self.on_change(f"{job_id}: rolled back ({why})")
-        for job_id, spec in plan.attempt.items():
-            self.store.attempt(job_id, spec.digest, now)
+        if plan.attempt:
+            self.store.attempt({j: spec.digest for j, spec in plan.attempt.items()}, now)
         for a in plan.adopt:
             self._adopt(observed.slots[a.key], observed, now)
         for a in plan.stop:
@@ -90,11 +91,20 @@ class Applier:
         if plan.forget:
             self.store.forget(plan.forget)
             self._release_empty_allocs(plan.forget, observed)
-        for job_id in plan.promote:
-            self.store.promote(job_id, now)
-            self.on_change(f"{job_id}: version applied")
-        if plan.status:
-            self.store.set_status(dict(plan.status), now)
+        if plan.promote:
+            self.store.promote(plan.promote, now)
+            for job_id in plan.promote:
+                self.on_change(f"{job_id}: version applied")
+        changed = {
+            job_id: st
+            for job_id, st in plan.status.items()
+            if (rec := observed.jobs.get(job_id)) is None or (rec.status, rec.reason) != st
+        }
+        if changed:
+            self.store.set_status(changed, now)
+        return bool(
+            changed or plan.changes or plan.attempt or plan.promote or plan.revert or plan.forget
+        )
 
     # ---- steps ----
 

@@ -119,6 +119,8 @@ class Service:
         self.stopping = threading.Event()
         self.passes = 0
         self.change_passes = 0  # reconcile() calls that changed something
+        self.startup_seconds = 0.0
+        self.adopted = 0
         self.last_plan: Plan | None = None
         self._scan_due = True
         self._last_scan = 0.0
@@ -160,8 +162,10 @@ class Service:
             self.watcher.start()
 
     def run(self) -> None:
+        t0 = time.perf_counter()
         self.start_threads()
         self.reconcile()
+        self.startup_seconds = time.perf_counter() - t0
         self._report_startup()
         while not self.stopping.is_set():
             self.step(self._next_timeout())
@@ -176,10 +180,13 @@ class Service:
         p = self.last_plan
         if p is None:
             return
+        obs = self.store.observed(self.applier.live)
+        states = [s.state for s in obs.slots.values()]
         log.info(
-            "ready: %d adopted, %d started, %d kept, %d blocked; %d job file problems",
-            len(p.adopt), len(p.start), len(p.keep), len(p.blocked),
-            len(self.loader.scan().errors),
+            "ready in %.2fs: %d tasks running (%d adopted), %d pending, %d failed; "
+            "%d job file errors",
+            self.startup_seconds, states.count("running"), self.adopted, states.count("pending"),
+            states.count("failed"), len(self.loader.scan().errors),
         )  # fmt: skip
 
     def _next_timeout(self) -> float:
@@ -191,7 +198,7 @@ class Service:
 
     def _deadlines(self) -> list[float]:
         """When something is due without any event: a delayed restart, a health check."""
-        obs = self.store.observed(self.applier.live)
+        obs = self._observed or self.store.observed(self.applier.live)
         out = []
         for s in obs.slots.values():
             if s.state == "pending" and s.next_start_at:
@@ -236,7 +243,8 @@ class Service:
             self._answer(req)
         if self.clock() - self._last_scan >= RESCAN_EVERY:
             self._scan_due = True
-        self.reconcile()
+        self._dirty |= bool(exits or requests)
+        self.reconcile(force=False)
 
     # ---- one pass ----
 
@@ -263,28 +271,47 @@ class Service:
         return desired
 
     _recorded: Desired | None = None
+    _observed: Observed | None = None  # after the last pass: for deadlines and metrics
+    _dirty = True
+    _last_pass = 0.0
 
-    def reconcile(self) -> Plan:
+    def reconcile(self, force: bool = True) -> Plan | None:
+        """One pass. Unforced, it is skipped when nothing it reads can have changed: the same
+        desired state, no exit, no request and no deadline passed since the last pass (plan is
+        pure, and depends on time only through those deadlines)."""
         started = time.perf_counter()
         if self._scan_due or self._recorded is None:
+            before = self._recorded
             desired = self.scan()
             self._scan_due = False
+            self._dirty |= desired is not before
         else:
             desired = self._recorded
+        now = self.clock()
+        due = any(self._last_pass < d <= now for d in self._deadlines())
+        if not (force or self._dirty or due):
+            return None
+        self._dirty = False
+        self._last_pass = now
         changed = False
+        p: Plan | None = None
+        observed = self.store.observed(self.applier.live)
         for _ in range(5):  # converge: a pass may unlock the next (lifecycle, restarts)
-            observed = self.store.observed(self.applier.live)
             p = plan(desired, observed, self.host, self.clock(), allow_empty=self.allow_empty)
             for w in p.warnings:
                 log.warning("%s", w)
-            self.applier.apply(p, observed)
+            wrote = self.applier.apply(p, observed)
+            self.adopted += len(p.adopt)
             self.last_plan = p
             self.passes += 1
             changed = changed or p.changes > 0
-            if not (p.start or p.adopt or p.promote or p.revert or p.forget):
+            if wrote:
+                observed = self.store.observed(self.applier.live)
+            if not (p.start or p.adopt or p.promote or p.revert or p.forget or p.attempt):
                 break
+        self._observed = observed
         self.change_passes += changed
-        metrics.pass_done(time.perf_counter() - started, self.store.observed(self.applier.live))
+        metrics.pass_done(time.perf_counter() - started, observed)
         if self._first_event is not None:
             metrics.pickup(time.monotonic() - self._first_event)
             self._first_event = None
@@ -302,7 +329,11 @@ class Service:
         now = self.clock()
         obs: Observed = self.store.observed(self.applier.live)
         if action == "health":
-            return {"pid": os.getpid(), "passes": self.passes, "change_passes": self.change_passes}
+            return {
+                "pid": os.getpid(), "passes": self.passes, "change_passes": self.change_passes,
+                "startup_seconds": self.startup_seconds, "adopted": self.adopted,
+                "running": len(self.applier.running),
+            }  # fmt: skip
         if action == "reload":
             self._scan_due = True
             return {"ok": True}
@@ -331,6 +362,7 @@ def install_signal_handlers(service: Service, reload: Callable[[], None]) -> Non
 
     def _hup(_signum: int, _frame: Any) -> None:
         reload()
+        service._dirty = True
         service.queue.put(("scan", time.monotonic()))
 
     signal.signal(signal.SIGTERM, _stop)

@@ -76,8 +76,25 @@ def phase(task: Task) -> Phase:
 _RUNTIME_ONLY = {"restart", "kill_timeout", "kill_signal", "shutdown_delay", "constraint", "leader"}
 
 
+_DIGESTS: dict[tuple[int, str, str], tuple[Job, str]] = {}
+
+
 def task_digest(job: Job, group_name: str, task_name: str) -> str:
-    """What a running instance depends on: a change here means a restart (or a re-render)."""
+    """What a running instance depends on: a change here means a restart (or a re-render).
+    Memoised per (frozen) job object: the loader hands the same object back until its file
+    changes, so a no-change pass hashes nothing."""
+    key = (id(job), group_name, task_name)
+    hit = _DIGESTS.get(key)
+    if hit is not None and hit[0] is job:
+        return hit[1]
+    if len(_DIGESTS) > 100_000:
+        _DIGESTS.clear()
+    digest = _task_digest(job, group_name, task_name)
+    _DIGESTS[key] = (job, digest)
+    return digest
+
+
+def _task_digest(job: Job, group_name: str, task_name: str) -> str:
     group = job.group[group_name]
     task = group.task[task_name]
     core = task.model_dump(mode="json", exclude=_RUNTIME_ONLY | {"template"})

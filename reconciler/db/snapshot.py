@@ -62,6 +62,7 @@ class JobRecord:
     applied_canonical: str | None
     rejected: frozenset[str] = frozenset()
     attempted_at: float | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)

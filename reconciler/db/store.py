@@ -95,35 +95,56 @@ class Store:
     # ---- reading ----
 
     def observed(self, live: Iterable[int] = ()) -> Observed:
-        with self.session() as s, s.begin():
-            versions = {v.id: v for v in s.scalars(select(JobVersion))}
-            jobs: dict[str, JobRecord] = {}
+        """One read transaction of plain tuples: this runs every pass, so it skips the ORM."""
+        with self.engine.connect() as c:
+            raw = c.connection.driver_connection
+            assert raw is not None
+            q = raw.execute
+            versions = {vid: digest for vid, digest in q("SELECT id, digest FROM job_versions")}
             rejected: dict[str, set[str]] = {}
-            for v in versions.values():
-                if v.state == "rejected":
-                    rejected.setdefault(v.job_id, set()).add(v.digest)
-            for j in s.scalars(select(JobRow)):
-                applied = versions.get(j.applied_version_id) if j.applied_version_id else None
-                attempted = versions.get(j.attempted_version_id) if j.attempted_version_id else None
-                jobs[j.id] = JobRecord(
-                    j.id, j.source_file, j.status, j.paused,
-                    applied.digest if applied else None, attempted.digest if attempted else None,
-                    applied.canonical if applied else None,
-                    frozenset(rejected.get(j.id, ())), j.attempted_at,
+            for job_id, digest in q(
+                "SELECT job_id, digest FROM job_versions WHERE state = 'rejected'"
+            ):
+                rejected.setdefault(job_id, set()).add(digest)
+            jobs: dict[str, JobRecord] = {}
+            for jid, src, status, paused, applied, attempted, attempted_at, reason, canon in q(
+                "SELECT j.id, j.source_file, j.status, j.paused, j.applied_version_id,"
+                " j.attempted_version_id, j.attempted_at, j.reason, v.canonical"
+                " FROM jobs j LEFT JOIN job_versions v ON v.id = j.applied_version_id"
+            ):
+                jobs[jid] = JobRecord(
+                    jid, src, status, bool(paused), versions.get(applied), versions.get(attempted),
+                    canon, frozenset(rejected.get(jid, ())), attempted_at, reason,
                 )  # fmt: skip
             instances = {
-                i.id: i
-                for i in s.scalars(select(TaskInstance).where(TaskInstance.finished_at.is_(None)))
+                row[0]: InstanceRecord(
+                    row[0],
+                    row[1] or 0,
+                    row[2] or 0,
+                    row[3] or 0,
+                    row[4] or "",
+                    row[5],
+                    row[6],
+                    row[7],
+                    row[8],
+                    versions.get(row[9], ""),
+                )  # fmt: skip
+                for row in q(
+                    "SELECT id, pid, shim_pid, shim_start_ticks, boot_id, cgroup, task_dir,"
+                    " started_at, spec_digest, version_id FROM task_instances"
+                    " WHERE finished_at IS NULL"
+                )
             }
             slots: dict[SlotKey, SlotRecord] = {}
-            for row in s.scalars(select(TaskSlot)):
-                key = SlotKey(row.job_id, row.group_name, row.idx, row.task)
-                inst = instances.get(row.instance_id) if row.instance_id else None
-                version = versions.get(row.version_id) if row.version_id else None
+            for (job, group, idx, task, state, spec_digest, version_id, restarts, window,
+                 next_at, reason, instance_id, intent) in q(
+                "SELECT job_id, group_name, idx, task, state, spec_digest, version_id, restarts,"
+                " window_start, next_start_at, reason, instance_id, stop_intent FROM task_slots"
+            ):  # fmt: skip
+                key = SlotKey(job, group, idx, task)
                 slots[key] = SlotRecord(
-                    key, row.state, row.spec_digest, version.digest if version else "",
-                    row.restarts, row.window_start, row.next_start_at, row.reason,
-                    _instance(inst, versions) if inst else None, row.stop_intent,
+                    key, state, spec_digest, versions.get(version_id, ""), restarts, window,
+                    next_at, reason, instances.get(instance_id), intent,
                 )  # fmt: skip
         return Observed(jobs, slots, frozenset(live))
 
@@ -190,32 +211,33 @@ class Store:
                 if k not in seen and (row.file in scanned or not Path(row.file).exists()):
                     row.cleared_at = now
 
-    def attempt(self, job_id: str, digest: str, now: float) -> None:
+    def attempt(self, attempts: dict[str, str], now: float) -> None:
+        """Record the version each job is now trying to run (job id -> digest)."""
         with self.session() as s, s.begin():
-            v = s.scalars(
-                select(JobVersion).where(JobVersion.job_id == job_id, JobVersion.digest == digest)
-            ).first()
-            job = s.get(JobRow, job_id)
-            if v is None or job is None:
-                return
-            job.attempted_version_id = v.id
-            job.attempted_at = now
-            job.updated_at = now
+            for job_id, digest in attempts.items():
+                vid = self._version_id(s, job_id, digest)
+                job = s.get(JobRow, job_id)
+                if vid is not None and job is not None:
+                    job.attempted_version_id, job.attempted_at, job.updated_at = vid, now, now
 
-    def promote(self, job_id: str, now: float) -> None:
+    def promote(self, job_ids: Iterable[str], now: float) -> None:
         with self.session() as s, s.begin():
-            job = s.get(JobRow, job_id)
-            if job is None or job.attempted_version_id is None:
-                return
-            if job.applied_version_id and job.applied_version_id != job.attempted_version_id:
-                old = s.get(JobVersion, job.applied_version_id)
-                if old is not None and old.state == "applied":
-                    old.state = "superseded"
-            job.applied_version_id = job.attempted_version_id
-            v = s.get(JobVersion, job.attempted_version_id)
-            if v is not None:
-                v.state = "applied"
-            job.updated_at = now
+            for job_id in job_ids:
+                self._promote(s, job_id, now)
+
+    def _promote(self, s: Session, job_id: str, now: float) -> None:
+        job = s.get(JobRow, job_id)
+        if job is None or job.attempted_version_id is None:
+            return
+        if job.applied_version_id and job.applied_version_id != job.attempted_version_id:
+            old = s.get(JobVersion, job.applied_version_id)
+            if old is not None and old.state == "applied":
+                old.state = "superseded"
+        job.applied_version_id = job.attempted_version_id
+        v = s.get(JobVersion, job.attempted_version_id)
+        if v is not None:
+            v.state = "applied"
+        job.updated_at = now
 
     def reject(self, job_id: str, reason: str, now: float) -> None:
         """The attempted version failed: never retried until the file changes again."""

@@ -376,5 +376,8 @@ def effective_restart(job: Job, group: Group, task: Task) -> EffectiveRestart:
     )
 
 
+_NOMAD_UPDATE = Update()
+
+
 def effective_update(job: Job, group: Group) -> Update:
-    return group.update or job.update or Update()
+    return group.update or job.update or _NOMAD_UPDATE

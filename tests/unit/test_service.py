@@ -103,6 +103,7 @@ def test_removing_every_job_needs_allow_empty(h: Harness) -> None:
     h.step()
     assert h.fake.alive() == ["web/g/0/t"]
     h.service.allow_empty = True
+    h.service._dirty = True
     h.step()
     h.step()
     assert h.fake.alive() == []

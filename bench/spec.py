@@ -1,0 +1,53 @@
+"""Parse + validate 1,000 job files: cold, then a no-change rescan (which must not re-parse).
+
+.venv/bin/python bench/spec.py [N]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from reconciler.spec.load import Loader
+
+JOBS = Path(__file__).parents[1] / "jobs"
+
+
+def main(n: int = 1000) -> None:
+    seeds = [(p.stem, p.read_text()) for p in sorted(JOBS.glob("*.hcl"))]
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        for i in range(n):
+            stem, text = seeds[i % len(seeds)]
+            (root / f"{stem}-{i}.hcl").write_text(
+                text.replace(f'job "{stem}"', f'job "{stem}-{i}"', 1)
+            )
+        t0 = time.perf_counter()
+        loader = Loader(root)
+        desired = loader.scan()
+        cold = time.perf_counter() - t0
+        assert len(desired.jobs) == n, desired.errors[:3]
+        warm = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            again = loader.scan()
+            warm.append(time.perf_counter() - t0)
+            assert again is desired
+        (root / f"{seeds[0][0]}-0.hcl").write_text(
+            seeds[0][1].replace(f'job "{seeds[0][0]}"', 'job "changed"')
+        )
+        t0 = time.perf_counter()
+        loader.scan()
+        one = time.perf_counter() - t0
+    print(f"job files: {n}")
+    print(f"cold parse + validate: {cold * 1000:.0f} ms ({cold / n * 1000:.2f} ms per file)")
+    print(f"no-change rescan (cached): p50 {statistics.median(warm) * 1000:.1f} ms, "
+          f"max {max(warm) * 1000:.1f} ms  (target < 50 ms)")  # fmt: skip
+    print(f"rescan with one file changed: {one * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
