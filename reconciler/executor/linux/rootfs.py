@@ -19,7 +19,6 @@ DEFAULT_CHROOT_ENV: dict[str, str] = {
 }  # fmt: skip
 # Files a task never needs to read, even with Nomad's default dac_override capability.
 MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
-MOUNT_POINTS = ("dev", "proc", "sys", "local", "alloc", "secrets", "tmp")
 
 
 @dataclass(frozen=True)
@@ -53,35 +52,31 @@ class TaskDirs:
 
 
 def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None) -> list[tuple[str, str, str]]:
-    """Create the skeleton; return mounts as (kind, source, target-inside-root)."""
+    """Create the host-side directories (once per group instance and task: a restart finds
+    them); return what the shim builds inside the task's tmpfs root, in order, as
+    (kind, source, target-inside-root)."""
     env = DEFAULT_CHROOT_ENV if chroot_env is None else chroot_env
-    for d in (dirs.alloc / "alloc" / "data", dirs.alloc / "alloc" / "tmp", dirs.logs):
-        d.mkdir(parents=True, exist_ok=True)
-    os.chmod(dirs.alloc / "alloc" / "data", 0o777)
-    os.chmod(dirs.alloc / "alloc" / "tmp", 0o1777)
-    dirs.root.mkdir(parents=True, exist_ok=True)
-    os.chmod(dirs.root, 0o755)
-    for d, mode in ((dirs.local, 0o777), (dirs.task / "tmp", 0o1777), (dirs.secrets, 0o700)):
-        d.mkdir(exist_ok=True)
-        os.chmod(d, mode)
-    for name in MOUNT_POINTS:
-        (dirs.root / name).mkdir(exist_ok=True)
+    if not dirs.local.is_dir():
+        for d in (dirs.alloc / "alloc" / "data", dirs.alloc / "alloc" / "tmp", dirs.logs):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(dirs.alloc / "alloc" / "data", 0o777)
+        os.chmod(dirs.alloc / "alloc" / "tmp", 0o1777)
+        dirs.root.mkdir(parents=True, exist_ok=True)
+        for d, mode in ((dirs.local, 0o777), (dirs.task / "tmp", 0o1777), (dirs.secrets, 0o700)):
+            d.mkdir(exist_ok=True)
+            os.chmod(d, mode)
+    return _mounts(dirs, env)
+
+
+def _mounts(dirs: TaskDirs, env: Mapping[str, str]) -> list[tuple[str, str, str]]:
     mounts: list[tuple[str, str, str]] = []
     for host, inside in sorted(env.items(), key=lambda kv: kv[1].count("/")):
         if not os.path.lexists(host):
             continue
-        target = dirs.root / inside.lstrip("/")
         if os.path.islink(host) and os.path.dirname(inside) == "/":
             # Debian's merged /usr: /bin -> usr/bin. Keep the link, mount nothing.
-            if not os.path.lexists(target):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(os.readlink(host), target)
+            mounts.append(("symlink", os.readlink(host), inside))
             continue
-        if os.path.isdir(host):
-            target.mkdir(parents=True, exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.touch(exist_ok=True)
         mounts.append(("bind_ro", host, inside))
     mounts.append(("bind_rw", str(dirs.alloc / "alloc"), "/alloc"))
     mounts.append(("bind_ro", str(dirs.logs), "/alloc/logs"))

@@ -140,6 +140,41 @@ static void bind_mount(const char *src, const char *dst, int ro, int rec) {
     if (ro) xmount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
 }
 
+/* mkdir -p */
+static void mkdirs(const char *path) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            mkdir(p, 0755);
+            *s = '/';
+        }
+    if (mkdir(p, 0755) < 0 && errno != EEXIST) die("mkdir %s: %s", p, strerror(errno));
+}
+
+/* A bind mount's target: a directory for a directory, an empty file for anything else.
+   Targets that already exist (a file inside an earlier bind, such as /etc/shadow) are kept. */
+static void make_target(const char *src, const char *dst) {
+    struct stat st, have;
+    if (lstat(dst, &have) == 0) return;
+    if (stat(src, &st) < 0) die("bind source %s: %s", src, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        mkdirs(dst);
+        return;
+    }
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", dst);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = 0;
+        mkdirs(parent);
+    }
+    int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) die("create %s: %s", dst, strerror(errno));
+    close(fd);
+}
+
 /* Flat copy of regular files (staged secrets) into a directory, owned by the task user. */
 static void copy_files(const char *from, const char *to) {
     DIR *d = opendir(from);
@@ -220,16 +255,32 @@ static void setup_root(void) {
     char p[4096];
     /* First: stop every mount below from propagating back to the host. */
     xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-    bind_mount(root, root, 0, 0); /* pivot_root needs the new root to be a mount point */
+    /* The root is a small tmpfs (a mount point, as pivot_root needs): its skeleton of mount
+       points costs no disk I/O and vanishes with the task. */
+    xmount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m");
+    static const char *skeleton[] = {"dev", "proc", "sys"};
+    for (unsigned i = 0; i < sizeof skeleton / sizeof *skeleton; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, skeleton[i]);
+        mkdir(p, 0755);
+    }
     for (int i = 0; i < cfg.n; i++) {
         const char *k = cfg.keys[i], *v = cfg.vals[i];
-        if (strcmp(k, "bind_ro") == 0 || strcmp(k, "bind_rw") == 0) {
+        if (strcmp(k, "symlink") == 0) {
+            /* value: "TARGET\tPATH-INSIDE-ROOT" (Debian's merged /usr: /bin -> usr/bin) */
+            const char *tab = strchr(v, '\t');
+            if (!tab) die("bad symlink %s", v);
+            char target[4096];
+            snprintf(target, sizeof target, "%.*s", (int)(tab - v), v);
+            snprintf(p, sizeof p, "%s%s", root, tab + 1);
+            if (symlink(target, p) < 0) die("symlink %s: %s", p, strerror(errno));
+        } else if (strcmp(k, "bind_ro") == 0 || strcmp(k, "bind_rw") == 0) {
             /* value: "SRC\tDST" with DST inside the root */
             char src[4096];
             const char *tab = strchr(v, '\t');
             if (!tab) die("bad bind %s", v);
             snprintf(src, sizeof src, "%.*s", (int)(tab - v), v);
             snprintf(p, sizeof p, "%s%s", root, tab + 1);
+            make_target(src, p);
             bind_mount(src, p, k[5] == 'r' && k[6] == 'o', 1);
         } else if (strcmp(k, "tmpfs") == 0) {
             /* value: "DST\tOPTIONS"; the task user owns it */
@@ -239,6 +290,7 @@ static void setup_root(void) {
             snprintf(opts, sizeof opts, "%s,uid=%ld,gid=%ld", tab + 1, getnum("uid", 65534),
                      getnum("gid", 65534));
             snprintf(p, sizeof p, "%s%.*s", root, (int)(tab - v), v);
+            mkdirs(p);
             xmount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
         } else if (strcmp(k, "copy_into") == 0) {
             const char *tab = strchr(v, '\t');
