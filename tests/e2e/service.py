@@ -89,8 +89,10 @@ class ServiceProc:
         raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{tail}")
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run([str(BIN), *args, "--data-dir", str(self.data)] if args[0] != "validate"
-                           else [str(BIN), *args], capture_output=True, text=True, timeout=60,
+        argv = [str(BIN), *args]
+        if args[0] not in ("validate", "version"):  # the option goes before `--`
+            argv = [str(BIN), args[0], "--data-dir", str(self.data), *args[1:]]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60,
                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
         if check and p.returncode != 0:
             raise AssertionError(f"{args}: exit {p.returncode}\n{p.stdout}\n{p.stderr}")
