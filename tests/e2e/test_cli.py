@@ -74,7 +74,11 @@ def test_logs_and_address_forms(svc: ServiceProc) -> None:
     assert "oops" in svc.cli("logs", "one/srv", "--stderr").stdout
     assert svc.cli("logs", "one/srv", "--tail", "1").stdout.strip() == "hello-0"
     amb = svc.cli("logs", "web/srv", check=False)
-    assert amb.returncode == 2 and "ambiguous" in amb.stderr and "web/g/0/srv, web/g/1/srv" in amb.stderr
+    assert (
+        amb.returncode == 2
+        and "ambiguous" in amb.stderr
+        and "web/g/0/srv, web/g/1/srv" in amb.stderr
+    )
     wrong = svc.cli("logs", "web/nosuch", check=False)
     assert wrong.returncode == 4 and "the job has: web/g/0/srv, web/g/1/srv" in wrong.stderr
     bad = svc.cli("logs", "a/b/c", check=False)
@@ -101,7 +105,10 @@ def test_restart_task_and_job(svc: ServiceProc) -> None:
     svc.wait(lambda: svc.pids("one").get("one/g/0/srv") not in (None, before), 15)
     web = svc.pids("web")
     svc.cli("restart", "web")
-    svc.wait(lambda: (p := svc.pids("web")) and len(p) == 2 and not set(p.values()) & set(web.values()), 15)
+    svc.wait(
+        lambda: (p := svc.pids("web")) and len(p) == 2 and not set(p.values()) & set(web.values()),
+        15,
+    )
     restarts = svc.query("SELECT restarts FROM task_slots WHERE job_id='one'")[0][0]
     assert restarts == 0
 
@@ -136,7 +143,10 @@ def test_validate_and_plan(svc: ServiceProc, tmp_path: Path) -> None:
     bad = tmp_path / "bad.hcl"
     bad.write_text(WEB.replace("count = 2", "count = -2"))
     p = svc.cli("validate", str(bad), check=False)
-    assert p.returncode == 1 and f"{bad}:4: job.web.group.g.count: must be greater than or equal to 0" in p.stderr
+    assert (
+        p.returncode == 1
+        and f"{bad}:4: job.web.group.g.count: must be greater than or equal to 0" in p.stderr
+    )
     out = json.loads(svc.cli("validate", str(bad), "--json", check=False).stdout)
     assert out["ok"] is False and out["problems"][0]["line"] == 4
     assert svc.cli("validate", str(svc.jobs)).returncode == 0
