@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler import metrics, restarts
 from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey, SlotRecord
-from reconciler.db.store import Event, Store
+from reconciler.db.store import Event, Started, Store
 from reconciler.errors import PermanentError
 from reconciler.executor.base import (
     Executor,
@@ -84,7 +84,8 @@ class Applier:
         for a in plan.start:
             if a.spec is not None:
                 self.specs[a.key.job] = a.spec
-            self._start(a, observed.slots.get(a.key), now)
+        if plan.start:
+            self._start_all(plan.start, observed, now)
         for a in plan.keep:
             if a.spec is not None:
                 self.specs[a.key.job] = a.spec
@@ -171,31 +172,41 @@ class Applier:
             a.key, "Template Rendered", f"signal {a.signal}" if a.signal else "noop", now
         )
 
-    def _start(self, a: Action, slot: SlotRecord | None, now: float) -> None:
-        assert a.spec is not None
-        key, spec = a.key, a.spec
-        changed = slot is None or slot.spec_digest != a.task_digest
-        events = [Event("Received", "task received by reconciler")] if slot is None else []
-        try:
-            config = task_config(spec, key, self.node, self.attributes)
-        except KeyError as e:
-            self._start_failed(a, slot, f"cannot resolve ${{{e.args[0]}}}", now, permanent=True,
-                               event="Failed Validation")  # fmt: skip
+    def _start_all(self, actions: tuple[Action, ...], observed: Observed, now: float) -> None:
+        """Launch every start of the pass together, then record them in one transaction."""
+        ready: list[tuple[Action, TaskConfig]] = []
+        for a in actions:
+            assert a.spec is not None
+            try:
+                ready.append((a, task_config(a.spec, a.key, self.node, self.attributes)))
+            except KeyError as e:
+                self._start_failed(a, observed.slots.get(a.key), f"cannot resolve ${{{e.args[0]}}}",
+                                   now, permanent=True, event="Failed Validation")  # fmt: skip
+        results = self.executor.start_all([c for _, c in ready])
+        batch: list[Started] = []
+        for (a, _), result in zip(ready, results, strict=True):
+            slot = observed.slots.get(a.key)
+            if isinstance(result, Exception):
+                permanent = isinstance(result, StartError)
+                if not permanent:
+                    log.error("starting %s: %s", a.key, result)
+                self._start_failed(a, slot, str(result), now, permanent=permanent,
+                                   event="Driver Failure")  # fmt: skip
+                continue
+            events = [Event("Received", "task received by reconciler")] if slot is None else []
+            events += [Event("Task Setup", "building task directory"),
+                       Event("Started", f"task started by reconciler (pid {result.pid})")]  # fmt: skip
+            assert a.spec is not None
+            new_spec = slot is None or slot.spec_digest != a.task_digest
+            batch.append(Started(a.key, a.task_digest, a.spec.digest, result, events, new_spec))
+        if not batch:
             return
-        events.append(Event("Task Setup", "building task directory"))
-        try:
-            handle = self.executor.start(config)
-        except StartError as e:
-            self._start_failed(a, slot, str(e), now, permanent=True, event="Driver Failure")
-            return
-        except Exception as e:  # a temporary failure: the restart policy applies
-            log.exception("starting %s", key)
-            self._start_failed(a, slot, str(e), now, permanent=False, event="Driver Failure")
-            return
-        events.append(Event("Started", f"task started by reconciler (pid {handle.pid})"))
-        inst_id = self.store.started(key, a.task_digest, spec.digest, handle, now, events, changed)
-        self.running[handle.id] = Running(inst_id, key, handle)
-        self.on_change(f"{key}: started pid {handle.pid} ({a.reason})")
+        ids = self.store.started(batch, now)
+        for s, inst_id in zip(batch, ids, strict=True):
+            handle = s.handle
+            assert isinstance(handle, TaskHandle)
+            self.running[handle.id] = Running(inst_id, s.key, handle)
+            self.on_change(f"{s.key}: started pid {handle.pid}")
 
     def _policy(self, key: SlotKey) -> tuple[EffectiveRestart, bool] | None:
         spec = self.specs.get(key.job)

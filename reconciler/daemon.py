@@ -29,6 +29,7 @@ from reconciler.db.snapshot import Observed, SlotKey
 from reconciler.db.store import ProblemRow, Store, VersionRow
 from reconciler.executor.base import Executor, NodeConfig
 from reconciler.plan import Host, Plan, plan
+from reconciler.spec import hcl
 from reconciler.spec.load import Desired, Loader
 from reconciler.watch import Watcher
 
@@ -67,10 +68,30 @@ def lock_data_dir(data_dir: Path) -> int:
 
 
 class GitInfo:
-    """When jobs/ lies in a git work tree: the commit each job version came from."""
+    """When jobs/ lies in a git work tree: the commit each job version came from.
+
+    git runs only when the directory is in a work tree, and once per scan, not per file."""
 
     def __init__(self, jobs: Path) -> None:
         self.jobs = jobs
+        self._scan: tuple[str | None, set[str]] | None = None
+
+    def in_work_tree(self) -> bool:
+        d = self.jobs.resolve()
+        return any((p / ".git").exists() for p in (d, *d.parents))
+
+    def new_scan(self) -> None:
+        self._scan = None
+
+    def _state(self) -> tuple[str | None, set[str]]:
+        if self._scan is None:
+            head = self._git("rev-parse", "HEAD") if self.in_work_tree() else None
+            dirty: set[str] = set()
+            if head is not None:
+                out = self._git("status", "--porcelain", "--untracked-files=all", "--", ".") or ""
+                dirty = {os.path.basename(line[3:].strip().strip('"')) for line in out.splitlines()}
+            self._scan = (head, dirty)
+        return self._scan
 
     def _git(self, *args: str) -> str | None:
         try:
@@ -81,12 +102,8 @@ class GitInfo:
         return p.stdout.strip() if p.returncode == 0 else None
 
     def commit_of(self, file: str) -> str | None:
-        head = self._git("rev-parse", "HEAD")
-        if head is None:
-            return None
-        name = os.path.basename(file)
-        dirty = self._git("status", "--porcelain", "--", name)
-        return head if dirty == "" else None
+        head, dirty = self._state()
+        return head if head is not None and os.path.basename(file) not in dirty else None
 
 
 class Service:
@@ -108,6 +125,7 @@ class Service:
         self.clock = clock
         self.allow_empty = allow_empty
         self.loader = Loader(jobs)
+        hcl.parse('job "warm" {}')  # load the grammar now, not on the first file event
         fp = executor.fingerprint()
         self.fingerprint = fp
         self.host = Host(dict(fp.attributes), fp.healthy)
@@ -193,7 +211,8 @@ class Service:
         now = self.clock()
         wake = self._last_scan + RESCAN_EVERY
         for t in self._deadlines():
-            wake = min(wake, t)
+            if t > now:  # a deadline already handled by the last pass must not spin the loop
+                wake = min(wake, t)
         return max(0.0, min(RESCAN_EVERY, wake - now))
 
     def _deadlines(self) -> list[float]:
@@ -255,6 +274,7 @@ class Service:
         self._last_scan = self.clock()
         if desired is self._recorded:
             return desired
+        self.git.new_scan()
         versions = [VersionRow(s.id, s.digest, s.canonical, s.file) for s in desired.jobs.values()]
         problems = [
             ProblemRow(p.file, p.line, p.column, p.path, p.message, p.severity)

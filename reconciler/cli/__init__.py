@@ -254,9 +254,10 @@ def node(
         console.print(f"  {k} = {v}")
 
 
+from reconciler.cli import audit as _audit  # noqa: E402  (registers `audit`)
 from reconciler.cli import ops as _ops  # noqa: E402  (registers the operator verbs)
 
-del _ops
+del _audit, _ops
 
 
 def main() -> None:

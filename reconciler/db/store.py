@@ -3,66 +3,18 @@ change and the history that explains it are written together or not at all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 
 from reconciler.db import engine as db_engine
-from reconciler.db.models import JobRow, JobVersion, SpecError, TaskEvent, TaskInstance, TaskSlot
+from reconciler.db.hot import Event, HotPaths, ProblemRow, Started, VersionRow
+from reconciler.db.models import JobRow, JobVersion, TaskEvent, TaskInstance, TaskSlot
 from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey, SlotRecord
 
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class ProblemRow:
-    file: str
-    line: int | None
-    column: int | None
-    path: str
-    message: str
-    severity: str
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    job_id: str
-    digest: str
-    canonical: str
-    source_file: str
-
-
-class HandleLike(Protocol):
-    """The executor's TaskHandle, as the store sees it (db does not import executor)."""
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def shim_pid(self) -> int: ...
-
-    @property
-    def shim_start_ticks(self) -> int: ...
-
-    @property
-    def boot_id(self) -> str: ...
-
-    @property
-    def cgroup(self) -> str: ...
-
-    @property
-    def task_dir(self) -> str: ...
-
-    @property
-    def started_at(self) -> float: ...
+__all__ = ["Event", "ProblemRow", "Started", "Store", "VersionRow"]
 
 
 def _slot_where(key: SlotKey) -> tuple[ColumnElement[bool], ...]:
@@ -72,7 +24,7 @@ def _slot_where(key: SlotKey) -> tuple[ColumnElement[bool], ...]:
     )  # fmt: skip
 
 
-class Store:
+class Store(HotPaths):
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
@@ -163,54 +115,6 @@ class Store:
 
     # ---- job files ----
 
-    def record_scan(
-        self,
-        versions: Sequence[VersionRow],
-        problems: Sequence[ProblemRow],
-        files: Iterable[str],
-        now: float,
-        commit_of: Callable[[str], str | None] = lambda _f: None,
-    ) -> None:
-        """Remember every distinct spec ever seen and the current problems of each file."""
-        scanned = set(files)
-        with self.session() as s, s.begin():
-            for v in versions:
-                job = s.get(JobRow, v.job_id)
-                if job is None:
-                    s.add(JobRow(id=v.job_id, source_file=v.source_file, status="reconciling",
-                                 reason="", paused=False, created_at=now, updated_at=now))  # fmt: skip
-                elif job.source_file != v.source_file or job.status == "removed":
-                    job.source_file = v.source_file
-                    job.updated_at = now
-                    if job.status == "removed":
-                        job.status = "reconciling"
-                found = s.scalars(
-                    select(JobVersion).where(
-                        JobVersion.job_id == v.job_id, JobVersion.digest == v.digest
-                    )
-                ).first()
-                if found is None:
-                    s.add(JobVersion(job_id=v.job_id, digest=v.digest, canonical=v.canonical,
-                                     source_file=v.source_file, git_commit=commit_of(v.source_file),
-                                     first_seen=now, state="pending", error=""))  # fmt: skip
-            open_rows = {
-                (e.file, e.line, e.path, e.message): e
-                for e in s.scalars(select(SpecError).where(SpecError.cleared_at.is_(None)))
-            }
-            seen = set()
-            for p in problems:
-                k = (p.file, p.line, p.path, p.message)
-                seen.add(k)
-                if (row := open_rows.get(k)) is not None:
-                    row.last_seen = now
-                else:
-                    s.add(SpecError(file=p.file, line=p.line, col=p.column, path=p.path,
-                                    message=p.message, severity=p.severity, first_seen=now,
-                                    last_seen=now))  # fmt: skip
-            for k, row in open_rows.items():
-                if k not in seen and (row.file in scanned or not Path(row.file).exists()):
-                    row.cleared_at = now
-
     def attempt(self, attempts: dict[str, str], now: float) -> None:
         """Record the version each job is now trying to run (job id -> digest)."""
         with self.session() as s, s.begin():
@@ -285,38 +189,6 @@ class Store:
             select(JobVersion.id).where(JobVersion.job_id == job_id, JobVersion.digest == digest)
         ).first()
 
-    def started(
-        self, key: SlotKey, spec_digest: str, version_digest: str, handle: HandleLike, now: float,
-        events: Sequence[Event], reset_restarts: bool,
-    ) -> int:  # fmt: skip
-        """The handle is committed before the task is reported running."""
-        with self.session() as s, s.begin():
-            vid = self._version_id(s, key.job, version_digest)
-            inst = TaskInstance(
-                job_id=key.job, group_name=key.group, idx=key.idx, task=key.task, version_id=vid,
-                spec_digest=spec_digest, pid=handle.pid,
-                shim_pid=handle.shim_pid,
-                shim_start_ticks=handle.shim_start_ticks,
-                boot_id=handle.boot_id, cgroup=handle.cgroup,
-                task_dir=handle.task_dir, started_at=handle.started_at,
-                outcome="running", error="", oom_killed=False,
-            )  # fmt: skip
-            s.add(inst)
-            s.flush()
-            slot = self._slot(s, key, now)
-            if reset_restarts:
-                slot.restarts, slot.window_start = 0, None
-            slot.state, slot.instance_id, slot.spec_digest, slot.version_id = (
-                "running",
-                inst.id,
-                spec_digest,
-                vid,
-            )
-            slot.next_start_at, slot.stop_intent, slot.updated_at = None, "", now
-            slot.reason = ""
-            self._events(s, key, inst.id, events, now)
-            return inst.id
-
     def start_failed(
         self, key: SlotKey, spec_digest: str, version_digest: str, error: str, now: float,
         state: str, next_start_at: float | None, restarts: int, window_start: float | None,
@@ -345,41 +217,6 @@ class Store:
             )
             slot.instance_id, slot.stop_intent, slot.updated_at = None, "", now
             self._events(s, key, inst.id, events, now)
-
-    def finished(
-        self, instance_id: int, *, exit_code: int, signal: int, oom: bool, error: str,
-        finished_at: float, outcome: str, now: float, slot_state: str | None,
-        next_start_at: float | None = None, restarts: int | None = None,
-        window_start: float | None = None, reason: str = "", events: Sequence[Event] = (),
-    ) -> SlotKey | None:  # fmt: skip
-        """Close a run; move its slot on (or delete it when slot_state is None)."""
-        with self.session() as s, s.begin():
-            inst = s.get(TaskInstance, instance_id)
-            if inst is None or inst.finished_at is not None:
-                return None
-            inst.finished_at, inst.exit_code, inst.signal = finished_at, exit_code, signal or None
-            inst.oom_killed, inst.error, inst.outcome = oom, error, outcome
-            key = SlotKey(inst.job_id, inst.group_name, inst.idx, inst.task)
-            self._events(s, key, inst.id, events, now)
-            slot = s.scalars(select(TaskSlot).where(*_slot_where(key))).first()
-            if slot is None or slot.instance_id != instance_id:
-                return key
-            if slot_state is None:
-                s.delete(slot)
-                return key
-            slot.state, slot.reason, slot.next_start_at = slot_state, reason, next_start_at
-            if restarts is not None:
-                slot.restarts, slot.window_start = restarts, window_start
-            slot.instance_id, slot.stop_intent, slot.updated_at = None, "", now
-            return key
-
-    def stopping(self, key: SlotKey, intent: str, now: float, events: Sequence[Event]) -> None:
-        with self.session() as s, s.begin():
-            slot = s.scalars(select(TaskSlot).where(*_slot_where(key))).first()
-            if slot is None:
-                return
-            slot.state, slot.stop_intent, slot.updated_at = "stopping", intent, now
-            self._events(s, key, slot.instance_id, events, now)
 
     def set_slot(self, key: SlotKey, now: float, **fields: object) -> None:
         with self.session() as s, s.begin():

@@ -5,7 +5,7 @@ The executor takes its own plain `TaskConfig`, never the HCL model: `apply` tran
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -145,6 +145,10 @@ class Executor(Protocol):
     def fingerprint(self) -> Fingerprint: ...
 
     def start(self, config: TaskConfig) -> TaskHandle: ...
+
+    def start_all(self, configs: Sequence[TaskConfig]) -> list[TaskHandle | Exception]:
+        """Start many tasks at once; each result is a handle or the error of that task."""
+        ...
 
     def recover(self, handle: TaskHandle) -> bool:
         """Re-adopt a task started by an earlier run of the service; False if it is gone."""

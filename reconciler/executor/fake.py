@@ -8,7 +8,7 @@ FAKE_IGNORE_SIGNAL (only the kill after kill_timeout ends it). Time is the calle
 from __future__ import annotations
 
 import signal as signals
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -64,6 +64,15 @@ class FakeExecutor:
         self.tasks[config.id] = FakeTask(config, handle, ends, int(env.get("FAKE_EXIT_CODE", "0")))
         self.started.append(config)
         return handle
+
+    def start_all(self, configs: Sequence[TaskConfig]) -> list[TaskHandle | Exception]:
+        out: list[TaskHandle | Exception] = []
+        for c in configs:
+            try:
+                out.append(self.start(c))
+            except Exception as e:
+                out.append(e)
+        return out
 
     def recover(self, handle: TaskHandle) -> bool:
         if handle.id in self.survivors and handle.boot_id == self.boot_id:

@@ -279,3 +279,34 @@ def test_port_answers_on_loopback_in_host_mode(ex: LinuxExecutor) -> None:
     wait_for(answers, what="http.server")
     ex.stop(h, "SIGINT", 2)
     ex.wait(h, 10)
+
+
+LISTENER = (
+    "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', 8080))\ns.listen()\nwhile True:\n c, _ = s.accept()\n c.sendall(b'pong')\n c.close()"
+)
+
+
+def test_bridge_group_shares_a_netns_and_its_port_answers_from_the_host(ex: LinuxExecutor) -> None:
+    from reconciler.executor.base import PortMap, TaskConfig
+
+    ports = (PortMap("http", 28080, 8080),)
+    server = ex.start(TaskConfig(id="n/g/0/srv", alloc_id="n/g/0", command="/usr/bin/python3",
+                                 args=("-c", LISTENER), net_mode="bridge", ports=ports))  # fmt: skip
+    client = ex.start(sh(
+        "sleep 0.5; python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', 8080)).recv(4))\"",
+        "n/g/0/cli", net_mode="bridge", ports=ports))  # fmt: skip
+    r = ex.wait(client, 15)
+    assert r is not None and r.exit_code == 0 and "pong" in logs(ex, client)  # same netns: loopback
+    ip = ex.network.address("n/g/0")
+    def answers() -> bool:
+        try:
+            with socket.create_connection((ip, 8080), 0.5) as c:
+                return c.recv(4) == b"pong"
+        except OSError:
+            return False
+    wait_for(answers, what="the group's port from the host")
+    ex.stop(server, "SIGKILL", 0)
+    ex.wait(server, 10)
+    ex.release("n/g/0")
+    assert not Path("/run/netns", ex.network._name("n/g/0")).exists()

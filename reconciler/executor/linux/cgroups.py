@@ -225,6 +225,8 @@ class TaskCgroup:
 
     def kill_all(self) -> None:
         """Kill every process in the task, escapees included."""
+        if not self.pids():
+            return
         if self.layout.version == 2:
             d = self.dirs["unified"]
             if (d / "cgroup.kill").exists():
@@ -240,7 +242,7 @@ class TaskCgroup:
                 for _ in range(200):
                     if _read(freezer / "freezer.state").strip() == "FROZEN":
                         break
-                    time.sleep(0.005)
+                    time.sleep(0.001)
                 frozen = True
         for _ in range(3):
             for pid in self.pids():
@@ -257,7 +259,7 @@ class TaskCgroup:
         while self.pids():
             if time.monotonic() > deadline:
                 return False
-            time.sleep(0.005)
+            time.sleep(0.001)
         return True
 
     def kill_leftovers(self) -> None:

@@ -17,6 +17,7 @@ import signal as signals
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,17 @@ from reconciler.executor.base import (
     TaskStats,
 )
 from reconciler.executor.linux import caps, cgroups, launch, network, proc, rootfs
+
+
+@dataclass
+class _Launch:
+    """A task whose shim is doing its set-up."""
+
+    config: TaskConfig
+    dirs: rootfs.TaskDirs
+    cgroup: cgroups.TaskCgroup
+    shim_pid: int
+    fd: int
 
 
 @dataclass
@@ -148,6 +160,28 @@ class LinuxExecutor:
     # ---- start ----
 
     def start(self, config: TaskConfig) -> TaskHandle:
+        return self._finish(self._launch(config))
+
+    def start_all(self, configs: Sequence[TaskConfig]) -> list[TaskHandle | Exception]:
+        """Start many tasks at once: every shim is launched before any is waited for."""
+        launches: list[_Launch | Exception] = []
+        for c in configs:
+            try:
+                launches.append(self._launch(c))
+            except Exception as e:
+                launches.append(e)
+        out: list[TaskHandle | Exception] = []
+        for item in launches:
+            if isinstance(item, Exception):
+                out.append(item)
+                continue
+            try:
+                out.append(self._finish(item))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    def _launch(self, config: TaskConfig) -> _Launch:
         if self.layout is None:
             raise ExecutorUnavailable("no cgroup filesystem: cannot isolate tasks")
         if config.raw_exec and not self.node.allow_raw_exec:
@@ -226,8 +260,17 @@ class LinuxExecutor:
             dirs.exit_file.unlink()
         launch.write_config(dirs.config_file, items)
         try:
-            shim_pid, task_pid = launch.spawn(self.shim(), dirs.config_file, dirs.task / "shim.log")
-        except (RuntimeError, launch.ShimBuildError, OSError) as e:
+            pid, fd = launch.spawn_async(self.shim(), dirs.config_file, dirs.task / "shim.log")
+        except (launch.ShimBuildError, OSError) as e:
+            cg.remove()
+            raise StartError(str(e)) from None
+        return _Launch(config, dirs, cg, pid, fd)
+
+    def _finish(self, pending: _Launch) -> TaskHandle:
+        config, dirs, cg = pending.config, pending.dirs, pending.cgroup
+        try:
+            shim_pid, task_pid = launch.started(pending.shim_pid, pending.fd)
+        except (RuntimeError, OSError) as e:
             cg.kill_all()
             cg.remove()
             raise StartError(str(e)) from None

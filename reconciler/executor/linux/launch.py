@@ -76,6 +76,12 @@ def read_config(path: Path) -> list[tuple[str, str]]:
 
 def spawn(shim: Path, config: Path, stderr_path: Path) -> tuple[int, int]:
     """Start the shim in its own session; return (shim pid, task pid) once the task exec'd."""
+    return started(*spawn_async(shim, config, stderr_path))
+
+
+def spawn_async(shim: Path, config: Path, stderr_path: Path) -> tuple[int, int]:
+    """Start the shim in its own session and return at once: (shim pid, a pipe to read its
+    report from). Many shims can do their kernel work at the same time."""
     r, w = os.pipe2(os.O_CLOEXEC)
     err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
     try:
@@ -93,6 +99,11 @@ def spawn(shim: Path, config: Path, stderr_path: Path) -> tuple[int, int]:
     finally:
         os.close(w)
         os.close(err)
+    return pid, r
+
+
+def started(pid: int, r: int) -> tuple[int, int]:
+    """(shim pid, task pid) once the shim reports that the task exec'd; raises otherwise."""
     with os.fdopen(r, "rb") as f:
         line = f.readline().decode(errors="replace").strip()
     if line.startswith("started "):

@@ -1,0 +1,243 @@
+"""The store's hot paths in plain SQL: each pass and each task start or exit goes through
+these, so they skip the ORM (a start costs one short transaction, a batch of starts one too)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from reconciler.db.snapshot import SlotKey
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ProblemRow:
+    file: str
+    line: int | None
+    column: int | None
+    path: str
+    message: str
+    severity: str
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    job_id: str
+    digest: str
+    canonical: str
+    source_file: str
+
+
+class HandleLike(Protocol):
+    """The executor's TaskHandle, as the store sees it (db does not import executor)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def shim_pid(self) -> int: ...
+    @property
+    def shim_start_ticks(self) -> int: ...
+    @property
+    def boot_id(self) -> str: ...
+    @property
+    def cgroup(self) -> str: ...
+    @property
+    def task_dir(self) -> str: ...
+    @property
+    def started_at(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Started:
+    key: SlotKey
+    spec_digest: str
+    version_digest: str
+    handle: HandleLike
+    events: Sequence[Event]
+    new_spec: bool  # a changed spec starts a fresh restart window
+
+
+class HotPaths:
+    engine: Engine
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self.engine.connect() as c:
+            raw: Any = c.connection.driver_connection
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield raw
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+
+    @staticmethod
+    def _insert_events(
+        db: sqlite3.Connection, key: SlotKey, instance_id: int | None, events: Iterable[Event],
+        now: float,
+    ) -> None:  # fmt: skip
+        db.executemany(
+            "INSERT INTO task_events (at, job_id, group_name, idx, task, instance_id, type, message)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(now, key.job, key.group, key.idx, key.task, instance_id, e.type, e.message) for e in events],
+        )  # fmt: skip
+
+    @staticmethod
+    def _vid(db: sqlite3.Connection, job_id: str, digest: str) -> int | None:
+        row = db.execute(
+            "SELECT id FROM job_versions WHERE job_id = ? AND digest = ?", (job_id, digest)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def record_scan(
+        self,
+        versions: Sequence[VersionRow],
+        problems: Sequence[ProblemRow],
+        files: Iterable[str],
+        now: float,
+        commit_of: Callable[[str], str | None] = lambda _f: None,
+    ) -> None:
+        """Remember every distinct spec ever seen and the current problems of each file."""
+        scanned = set(files)
+        with self._tx() as db:
+            for v in versions:
+                db.execute(
+                    "INSERT OR IGNORE INTO jobs (id, source_file, status, reason, paused,"
+                    " created_at, updated_at) VALUES (?, ?, 'reconciling', '', 0, ?, ?)",
+                    (v.job_id, v.source_file, now, now),
+                )
+                db.execute(
+                    "UPDATE jobs SET source_file = ?, updated_at = ?, status = CASE status"
+                    " WHEN 'removed' THEN 'reconciling' ELSE status END"
+                    " WHERE id = ? AND (source_file != ? OR status = 'removed')",
+                    (v.source_file, now, v.job_id, v.source_file),
+                )
+                if self._vid(db, v.job_id, v.digest) is None:
+                    db.execute(
+                        "INSERT INTO job_versions (job_id, digest, canonical, source_file,"
+                        " git_commit, first_seen, state, error) VALUES (?, ?, ?, ?, ?, ?, 'pending', '')",
+                        (v.job_id, v.digest, v.canonical, v.source_file, commit_of(v.source_file), now),
+                    )  # fmt: skip
+            open_rows = {
+                (f, line, path, msg): rid
+                for rid, f, line, path, msg in db.execute(
+                    "SELECT id, file, line, path, message FROM spec_errors WHERE cleared_at IS NULL"
+                )
+            }
+            seen = set()
+            for p in problems:
+                k = (p.file, p.line, p.path, p.message)
+                seen.add(k)
+                if (rid := open_rows.get(k)) is not None:
+                    db.execute("UPDATE spec_errors SET last_seen = ? WHERE id = ?", (now, rid))
+                else:
+                    db.execute(
+                        "INSERT INTO spec_errors (file, line, col, path, message, severity,"
+                        " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (p.file, p.line, p.column, p.path, p.message, p.severity, now, now),
+                    )
+            for k, rid in open_rows.items():
+                if k not in seen and (k[0] in scanned or not Path(k[0]).exists()):
+                    db.execute("UPDATE spec_errors SET cleared_at = ? WHERE id = ?", (now, rid))
+
+    def started(self, batch: Sequence[Started], now: float) -> list[int]:
+        """Commit the handles of started tasks (before they are reported running)."""
+        ids = []
+        with self._tx() as db:
+            for s in batch:
+                k, h = s.key, s.handle
+                vid = self._vid(db, k.job, s.version_digest)
+                cur = db.execute(
+                    "INSERT INTO task_instances (job_id, group_name, idx, task, version_id,"
+                    " spec_digest, pid, shim_pid, shim_start_ticks, boot_id, cgroup, task_dir,"
+                    " started_at, oom_killed, outcome, error)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'running', '')",
+                    (k.job, k.group, k.idx, k.task, vid, s.spec_digest, h.pid, h.shim_pid,
+                     h.shim_start_ticks, h.boot_id, h.cgroup, h.task_dir, h.started_at),
+                )  # fmt: skip
+                iid = int(cur.lastrowid or 0)
+                db.execute(
+                    "INSERT INTO task_slots (job_id, group_name, idx, task, state, reason,"
+                    " version_id, spec_digest, restarts, instance_id, stop_intent, updated_at)"
+                    " VALUES (?, ?, ?, ?, 'running', '', ?, ?, 0, ?, '', ?)"
+                    " ON CONFLICT (job_id, group_name, idx, task) DO UPDATE SET"
+                    " state = 'running', reason = '', version_id = excluded.version_id,"
+                    " spec_digest = excluded.spec_digest, instance_id = excluded.instance_id,"
+                    " next_start_at = NULL, stop_intent = '', updated_at = excluded.updated_at,"
+                    " restarts = CASE WHEN ? THEN 0 ELSE restarts END,"
+                    " window_start = CASE WHEN ? THEN NULL ELSE window_start END",
+                    (k.job, k.group, k.idx, k.task, vid, s.spec_digest, iid, now, s.new_spec,
+                     s.new_spec),
+                )  # fmt: skip
+                self._insert_events(db, k, iid, s.events, now)
+                ids.append(iid)
+        return ids
+
+    def finished(
+        self, instance_id: int, *, exit_code: int, signal: int, oom: bool, error: str,
+        finished_at: float, outcome: str, now: float, slot_state: str | None,
+        next_start_at: float | None = None, restarts: int | None = None,
+        window_start: float | None = None, reason: str = "", events: Sequence[Event] = (),
+    ) -> SlotKey | None:  # fmt: skip
+        """Close a run; move its slot on (or delete it when slot_state is None)."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT job_id, group_name, idx, task, finished_at FROM task_instances WHERE id = ?",
+                (instance_id,),
+            ).fetchone()
+            if row is None or row[4] is not None:
+                return None
+            key = SlotKey(row[0], row[1], row[2], row[3])
+            db.execute(
+                "UPDATE task_instances SET finished_at = ?, exit_code = ?, signal = ?,"
+                " oom_killed = ?, error = ?, outcome = ? WHERE id = ?",
+                (finished_at, exit_code, signal or None, oom, error, outcome, instance_id),
+            )
+            self._insert_events(db, key, instance_id, events, now)
+            where = (
+                "WHERE job_id = ? AND group_name = ? AND idx = ? AND task = ? AND instance_id = ?"
+            )
+            args = (*key, instance_id)
+            if slot_state is None:
+                db.execute(f"DELETE FROM task_slots {where}", args)
+            elif restarts is None:
+                db.execute(
+                    "UPDATE task_slots SET state = ?, reason = ?, next_start_at = ?,"
+                    f" instance_id = NULL, stop_intent = '', updated_at = ? {where}",
+                    (slot_state, reason, next_start_at, now, *args),
+                )
+            else:
+                db.execute(
+                    "UPDATE task_slots SET state = ?, reason = ?, next_start_at = ?, restarts = ?,"
+                    f" window_start = ?, instance_id = NULL, stop_intent = '', updated_at = ? {where}",
+                    (slot_state, reason, next_start_at, restarts, window_start, now, *args),
+                )
+            return key
+
+    def stopping(self, key: SlotKey, intent: str, now: float, events: Sequence[Event]) -> None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT instance_id FROM task_slots WHERE job_id = ? AND group_name = ? AND idx = ?"
+                " AND task = ?",
+                tuple(key),
+            ).fetchone()
+            if row is None:
+                return
+            db.execute(
+                "UPDATE task_slots SET state = 'stopping', stop_intent = ?, updated_at = ?"
+                " WHERE job_id = ? AND group_name = ? AND idx = ? AND task = ?",
+                (intent, now, *key),
+            )
+            self._insert_events(db, key, row[0], events, now)
