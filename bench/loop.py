@@ -13,18 +13,17 @@ import argparse
 import os
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-import sys
-
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from reconciler.executor.linux.cleanup import teardown  # noqa: E402
-from tests.e2e.service import ServiceProc  # noqa: E402
+from reconciler.executor.linux.cleanup import teardown
+from tests.e2e.service import ServiceProc
 
 JOB = """job "{name}" {{
   group "g" {{
@@ -149,7 +148,7 @@ def main() -> None:
         os.kill(svc.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
         time.sleep(1)
         assert svc.query("SELECT count(*) FROM task_instances")[0][0] == before
-        from bench.nochange import measure  # noqa: PLC0415
+        from bench.nochange import measure
 
         print("no-change pass: " + measure(1000))
     finally:

@@ -275,10 +275,15 @@ class Applier:
             finished_at=result.finished_at or now,
             now=now,
         )
-        try:
-            self.executor.destroy(handle, force=True)
-        except Exception:
-            log.exception("destroying %s", handle.id)
+        def destroy() -> None:
+            try:
+                self.executor.destroy(handle, force=True)
+            except Exception:
+                log.exception("destroying %s", handle.id)
+
+        # A task that will start again keeps its cgroup (emptied); others give it back.
+        if slot is None or (slot.state == "stopping" and slot.stop_intent in ("remove", "pause")):
+            destroy()
         if slot is not None and slot.state == "stopping":
             intent = slot.stop_intent
             killed = Event("Killed", "task was killed by reconciler")
@@ -327,6 +332,8 @@ class Applier:
             now=now,
             jitter=self.jitter(),
         )
+        if d.state != "pending":
+            destroy()
         events = (
             [terminated] if d.event == "Terminated" else [terminated, Event(d.event, d.message)]
         )

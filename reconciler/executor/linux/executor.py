@@ -459,7 +459,14 @@ class LinuxExecutor:
             self._deadlines.pop(handle.id, None)
 
     def release(self, alloc_id: str) -> None:
-        """Forget a group instance for good: its directories and network namespace."""
+        """Forget a group instance for good: its cgroups, directories and network namespace."""
+        if self.layout is not None:
+            alloc = self.data_dir / "allocs" / alloc_id / "tasks"
+            for task in alloc.iterdir() if alloc.is_dir() else []:
+                task_id = f"{alloc_id}/{task.name}"
+                cg = cgroups.TaskCgroup.at(self.layout, self._cgroup_name(task_id))
+                cg.kill_all()
+                cg.remove()
         self.network.release(alloc_id)
         alloc = self.data_dir / "allocs" / alloc_id
         if alloc.is_dir():
