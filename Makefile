@@ -4,7 +4,7 @@ BIN    := $(VENV)/bin
 JOBS   ?= ./jobs
 DATA   ?= ./.reconciler
 
-.PHONY: run test unit e2e lint deps bench clean
+.PHONY: run test unit e2e lint deps bench bench-peers fuzz clean
 
 $(VENV)/.deps: pyproject.toml scripts/install-deps
 	./scripts/install-deps $(VENV)
@@ -31,7 +31,17 @@ lint: $(VENV)/.deps
 bench: $(VENV)/.deps ## figures, never pass/fail
 	$(BIN)/python bench/spec.py
 	$(BIN)/python bench/executor.py
+	$(BIN)/python bench/nochange.py
 	$(BIN)/python bench/loop.py
+
+bench-peers: $(VENV)/.deps ## reconciler next to s6, runit and supervisord; writes bench/results/
+	@command -v s6-svscan >/dev/null && command -v runsvdir >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends s6 runit >/dev/null)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/peers.py
+
+fuzz: $(VENV)/.deps ## many more fuzz cases than CI runs
+	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest tests/unit/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache

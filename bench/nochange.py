@@ -33,16 +33,24 @@ def measure(n: int = 1000, runs: int = 20) -> str:
         svc.reconcile()
         first = time.perf_counter() - t0
         assert len(svc.applier.running) == n
-        times = []
+        forced, rescans = [], []
         for _ in range(runs):
             svc._scan_due = True
             t0 = time.perf_counter()
-            svc.reconcile()
-            times.append(time.perf_counter() - t0)
+            svc.reconcile()  # forced: observe and plan all 1,000 jobs
+            forced.append(time.perf_counter() - t0)
+        for _ in range(runs):
+            svc._scan_due = True
+            t0 = time.perf_counter()
+            assert svc.reconcile(force=False) is None  # what the service runs on a rescan
+            rescans.append(time.perf_counter() - t0)
         store.close()
-    return (f"{n} jobs: first pass (parse + record + start on the fake) {first:.2f} s; "
-            f"no-change pass p50 {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms "
-            "(target < 50 ms)")  # fmt: skip
+    return (
+        f"{n} jobs: first pass (parse + record + start on the fake) {first:.2f} s; "
+        f"no-change rescan as the service runs it (stat, cached parse, skipped plan) "
+        f"p50 {statistics.median(rescans) * 1000:.1f} ms (target < 50 ms); the same pass forced "
+        f"through observe + plan p50 {statistics.median(forced) * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

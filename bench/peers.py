@@ -47,6 +47,13 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+def gone(pid: int | None) -> bool:
+    try:
+        return pid is None or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
 def wait(pred: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -307,8 +314,7 @@ def measure(peer: Peer, sizes: list[int], samples: int) -> dict[str, object]:
             lat.append((peer.started_ns(svc) - t0) / 1e6)  # type: ignore[operator]
         for i in range(min(n, len(lat))):
             svc = f"p{i}"
-            pid = None
-            wait(lambda s=svc: (p := peer.service_pid(s)) is not None, 5)
+            wait(lambda s=svc: peer.service_pid(s) is not None, 5)
             pid = peer.service_pid(svc)
             before = peer.started_ns(svc)
             if pid is None:
@@ -344,9 +350,8 @@ def measure(peer: Peer, sizes: list[int], samples: int) -> dict[str, object]:
             t0 = time.monotonic()
             pids = [peer.service_pid(x) for x in names[:20]]
             peer.remove(names)
-            gone = wait(lambda ps=pids: all(p is None or not psutil.pid_exists(p)
-                                            or psutil.Process(p).status() == "zombie" for p in ps), 90)  # fmt: skip
-            out[f"down{size}"] = time.monotonic() - t0 if gone else None
+            finished = wait(lambda ps=pids: all(gone(p) for p in ps), 90)
+            out[f"down{size}"] = time.monotonic() - t0 if finished else None
             done += size
     finally:
         peer.stop()

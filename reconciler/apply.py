@@ -275,6 +275,7 @@ class Applier:
             finished_at=result.finished_at or now,
             now=now,
         )
+
         def destroy() -> None:
             try:
                 self.executor.destroy(handle, force=True)

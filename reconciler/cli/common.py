@@ -15,8 +15,8 @@ from reconciler.db.snapshot import SlotKey
 from reconciler.db.store import Store
 
 DATA_DIR_HELP = "The service's data dir (or RECONCILER_DATA_DIR); default ./.reconciler"
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # Exit codes scripts can rely on.
 OK, FAILED, USAGE, NOT_RUNNING, NOT_FOUND = 0, 1, 2, 3, 4

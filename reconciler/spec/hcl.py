@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import hcl2
 from hcl2 import SerializationOptions
 from hcl2.rules.base import AttributeRule, BlockRule
+from hcl2.rules.strings import HeredocTrimTemplateRule
 from lark.exceptions import LarkError, UnexpectedInput
 
 OPTIONS = SerializationOptions(
@@ -18,6 +20,21 @@ OPTIONS = SerializationOptions(
 )
 
 Path = tuple[str | int, ...]
+
+# python-hcl2 8.1.4 escapes `\` and `"` in the value of an indented heredoc (<<-EOT) even when
+# asked for values, not source; undo exactly that escaping (it is applied only there).
+_serialize_trim = HeredocTrimTemplateRule.serialize
+_ESCAPED = re.compile(r'\\(["\\])')
+
+
+def _serialize_trim_value(self: Any, options: Any = OPTIONS, *args: Any, **kw: Any) -> Any:
+    value = _serialize_trim(self, options, *args, **kw)
+    if options.strip_string_quotes and not options.preserve_heredocs and isinstance(value, str):
+        return _ESCAPED.sub(r"\1", value)
+    return value
+
+
+HeredocTrimTemplateRule.serialize = _serialize_trim_value  # type: ignore[method-assign]
 
 
 class HclSyntaxError(Exception):

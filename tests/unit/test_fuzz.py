@@ -17,7 +17,9 @@ from reconciler.spec.load import parse_text
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 JOBS = sorted(Path(__file__).parents[2].joinpath("jobs").glob("*.hcl"))
-CORPUS = sorted(Path(__file__).parents[1].joinpath("corpus").glob("*"))
+CORPUS = sorted(
+    p for p in Path(__file__).parents[1].joinpath("corpus").glob("*") if p.suffix != ".md"
+)
 SEEDS = [p.read_text() for p in JOBS]
 TOKENS = ['"', "{", "}", "=", "[", "]", ",", "${", "<<EOT\n", "\nEOT\n", "#", "\n", "job", "group",
           "task", "config", "-1", "1e9", "null", "true", "\\", "\x00", "\ufeff", "ü", "count"]  # fmt: skip

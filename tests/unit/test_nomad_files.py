@@ -1,0 +1,40 @@
+"""Job files written as Nomad's own e2e exec jobs are: accepted with warnings only, and a
+broken copy is reported at the right file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from reconciler.cli import app
+from reconciler.spec.load import load_paths
+
+FILES = Path(__file__).parents[1] / "nomad_style"
+
+
+def test_accepted_with_warnings_only() -> None:
+    d = load_paths([FILES])
+    assert set(d.jobs) == {"isolation_check", "templated_service"}
+    assert not d.errors
+    warned = {p.path for p in d.problems}
+    assert {"job.isolation_check.datacenters", "job.isolation_check.reschedule",
+            "job.templated_service.group.web.service",
+            "job.templated_service.group.web.ephemeral_disk"} <= warned  # fmt: skip
+    t = d.jobs["templated_service"].job.group["web"].task["server"].template
+    assert t[0].data == 'APP_MODE=production\nALLOC={{ env "NOMAD_ALLOC_INDEX" }}'
+    assert t[1].data is not None and t[1].data.startswith("<html>")
+
+
+def test_broken_copy_names_file_line_and_field(tmp_path: Path) -> None:
+    text = (FILES / "templated_service.nomad.hcl").read_text()
+    broken = tmp_path / "templated_service.nomad.hcl"
+    broken.write_text(text.replace('change_signal = "SIGHUP"', 'change_signal = "SIGHUPP"')
+                      .replace("max_parallel     = 1", "max_paralel     = 1"))  # fmt: skip
+    r = CliRunner().invoke(app, ["validate", str(broken)])
+    assert r.exit_code == 1
+    out = r.output
+    assert f"{broken}:13: job.templated_service.update.max_paralel: unknown field" in out
+    assert 'did you mean "max_parallel"' in out
+    assert f"{broken}:53: job.templated_service.group.web.task.server.template.1" in out
+    assert 'unknown signal "SIGHUPP"' in out
