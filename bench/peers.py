@@ -135,7 +135,7 @@ class S6(Peer):
     def start(self) -> None:
         self.scan = self.root / "scan"
         self.scan.mkdir()
-        self.proc = subprocess.Popen(["s6-svscan", str(self.scan)], start_new_session=True,
+        self.proc = subprocess.Popen(["s6-svscan", "-c", "4096", str(self.scan)], start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         time.sleep(0.2)
 
@@ -328,9 +328,7 @@ def measure(peer: Peer, sizes: list[int], samples: int) -> dict[str, object]:
             pid = peer.service_pid(svc)
             t0 = time.monotonic()
             peer.remove([svc])
-            if pid and wait(
-                lambda p=pid: not psutil.pid_exists(p) or psutil.Process(p).status() == "zombie", 15
-            ):
+            if pid and wait(lambda p=pid: gone(p), 15):
                 stop.append((time.monotonic() - t0) * 1000)
         out["pickup"], out["restart"], out["stop"] = lat, restart, stop
         done = 0
@@ -341,7 +339,7 @@ def measure(peer: Peer, sizes: list[int], samples: int) -> dict[str, object]:
             ok = wait(lambda ns=names: all(peer.started_ns(x) is not None for x in ns), 120)
             last = max((peer.started_ns(x) or 0) for x in names)
             out[f"up{size}"] = (last - t0) / 1e9 if ok else None
-            time.sleep(2)
+            time.sleep(12)  # past reconciler's min_healthy_time: nothing is due any more
             pss0, cpu0 = peer.overhead()
             time.sleep(10)
             _, cpu1 = peer.overhead()

@@ -71,8 +71,6 @@ class Applier:
         for job_id, why in plan.revert:
             self.store.reject(job_id, why, now)
             self.on_change(f"{job_id}: rolled back ({why})")
-        if plan.attempt:
-            self.store.attempt({j: spec.digest for j, spec in plan.attempt.items()}, now)
         for a in plan.adopt:
             self._adopt(observed.slots[a.key], observed, now)
         for a in plan.stop:
@@ -86,6 +84,8 @@ class Applier:
                 self.specs[a.key.job] = a.spec
         if plan.start:
             self._start_all(plan.start, observed, now)
+        if plan.attempt:  # bookkeeping after the starts: they are what the user waits for
+            self.store.attempt({j: spec.digest for j, spec in plan.attempt.items()}, now)
         for a in plan.keep:
             if a.spec is not None:
                 self.specs[a.key.job] = a.spec

@@ -64,7 +64,7 @@ class Watcher:
     """Calls `wake(first_event_monotonic)` after a burst of changes settles."""
 
     def __init__(
-        self, jobs: Path, wake: Callable[[float], None], quiet: float = 0.008, cap: float = 0.5
+        self, jobs: Path, wake: Callable[[float], None], quiet: float = 0.004, cap: float = 0.5
     ) -> None:
         self.jobs = jobs.resolve()
         self.handler = _Debounce(self.jobs, wake, quiet, cap)

@@ -152,6 +152,23 @@ class HotPaths:
                 if k not in seen and (k[0] in scanned or not Path(k[0]).exists()):
                     db.execute("UPDATE spec_errors SET cleared_at = ? WHERE id = ?", (now, rid))
 
+    def attempt(self, attempts: dict[str, str], now: float) -> None:
+        """Record the version each job is now trying to run (job id -> digest)."""
+        with self._tx() as db:
+            for job_id, digest in attempts.items():
+                db.execute(
+                    "UPDATE jobs SET attempted_version_id = (SELECT id FROM job_versions"
+                    " WHERE job_id = ? AND digest = ?), attempted_at = ?, updated_at = ? WHERE id = ?",
+                    (job_id, digest, now, now, job_id),
+                )
+
+    def set_status(self, statuses: dict[str, tuple[str, str]], now: float) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE jobs SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
+                [(status, reason, now, job_id) for job_id, (status, reason) in statuses.items()],
+            )
+
     def started(self, batch: Sequence[Started], now: float) -> list[int]:
         """Commit the handles of started tasks (before they are reported running)."""
         ids = []

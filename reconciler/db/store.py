@@ -115,15 +115,6 @@ class Store(HotPaths):
 
     # ---- job files ----
 
-    def attempt(self, attempts: dict[str, str], now: float) -> None:
-        """Record the version each job is now trying to run (job id -> digest)."""
-        with self.session() as s, s.begin():
-            for job_id, digest in attempts.items():
-                vid = self._version_id(s, job_id, digest)
-                job = s.get(JobRow, job_id)
-                if vid is not None and job is not None:
-                    job.attempted_version_id, job.attempted_at, job.updated_at = vid, now, now
-
     def promote(self, job_ids: Iterable[str], now: float) -> None:
         with self.session() as s, s.begin():
             for job_id in job_ids:
@@ -154,13 +145,6 @@ class Store(HotPaths):
                 v.state, v.error = "rejected", reason
             s.add(TaskEvent(at=now, job_id=job_id, group_name="", idx=None, task="",
                             type="Rolled Back", message=reason))  # fmt: skip
-
-    def set_status(self, statuses: dict[str, tuple[str, str]], now: float) -> None:
-        with self.session() as s, s.begin():
-            for job_id, (status, reason) in statuses.items():
-                job = s.get(JobRow, job_id)
-                if job is not None and (job.status, job.reason) != (status, reason):
-                    job.status, job.reason, job.updated_at = status, reason, now
 
     def set_paused(self, job_id: str, paused: bool, now: float) -> bool:
         with self.session() as s, s.begin():
