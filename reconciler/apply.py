@@ -24,7 +24,8 @@ from reconciler.executor.base import (
     TaskConfig,
     TaskHandle,
 )
-from reconciler.plan import Action, Plan, phase
+from reconciler.lifecycle import phase
+from reconciler.plan import Action, Plan
 from reconciler.spec.load import JobSpec
 from reconciler.spec.models import EffectiveRestart, Job, effective_restart
 from reconciler.taskconfig import task_config
@@ -388,4 +389,4 @@ class Applier:
         )
 
 
-__all__ = ["Applier", "Running", "TaskConfig", "handle_of"]
+__all__ = ["Applier", "Running", "handle_of"]

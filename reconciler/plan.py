@@ -9,14 +9,13 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
-from reconciler import constraints
+from reconciler import constraints, lifecycle
 from reconciler.db.snapshot import JobRecord, Observed, SlotKey, SlotRecord
+from reconciler.lifecycle import Gate, phase
 from reconciler.spec.load import Desired, JobSpec
-from reconciler.spec.models import Job, Task, effective_update
+from reconciler.spec.models import Job, effective_update
 
-Phase = Literal["prestart", "sidecar", "main", "poststart", "poststop"]
 ACTIVE = frozenset({"running", "stopping"})
 
 
@@ -62,15 +61,6 @@ class Plan:
             "rerender": self.rerender, "stop": self.stop, "keep": self.keep,
             "blocked": self.blocked,
         }  # fmt: skip
-
-
-def phase(task: Task) -> Phase:
-    lc = task.lifecycle
-    if lc is None:
-        return "main"
-    if lc.hook == "prestart":
-        return "sidecar" if lc.sidecar else "prestart"
-    return lc.hook
 
 
 _RUNTIME_ONLY = {"restart", "kill_timeout", "kill_signal", "shutdown_delay", "constraint", "leader"}
@@ -285,7 +275,7 @@ def _plan_job(
     for key in wanted:
         by_alloc.setdefault((key.group, key.idx), []).append(key)
     for (gname, _), keys in sorted(by_alloc.items()):
-        gate = _gates(job, gname, keys, current, wanted)
+        gate = lifecycle.gates(job, gname, keys, current, wanted)
         for key in sorted(keys):
             budget = _plan_slot(b, spec, key, wanted[key], current.get(key), gate, budget, now)
     failed = [s for s in current.values() if s.key in wanted and s.state == "failed"
@@ -312,44 +302,8 @@ def _updates_in_flight(
     return n
 
 
-@dataclass(frozen=True)
-class _Gate:
-    main_ok: bool
-    poststart_ok: bool
-    poststop_ok: bool
-    phases: Mapping[str, Phase]
-
-
-def _gates(
-    job: Job, gname: str, keys: list[SlotKey], current: Mapping[SlotKey, SlotRecord],
-    wanted: Mapping[SlotKey, str],
-) -> _Gate:  # fmt: skip
-    """Nomad's lifecycle order inside one group instance."""
-    group = job.group[gname]
-    phases = {k.task: phase(group.task[k.task]) for k in keys}
-
-    def states(p: Phase) -> list[str]:
-        out = []
-        for k in keys:
-            if phases[k.task] == p:
-                s = current.get(k)
-                ok = s is not None and s.spec_digest == wanted[k]
-                out.append(s.state if ok and s else "pending")
-        return out
-
-    prestart_done = all(st == "complete" for st in states("prestart"))
-    sidecars_up = all(st == "running" for st in states("sidecar"))
-    mains = states("main")
-    return _Gate(
-        main_ok=prestart_done and sidecars_up,
-        poststart_ok=bool(mains) and all(st == "running" for st in mains),
-        poststop_ok=bool(mains) and all(st in ("complete", "failed", "dead") for st in mains),
-        phases=phases,
-    )
-
-
 def _plan_slot(
-    b: _Builder, spec: JobSpec, key: SlotKey, digest: str, s: SlotRecord | None, gate: _Gate,
+    b: _Builder, spec: JobSpec, key: SlotKey, digest: str, s: SlotRecord | None, gate: Gate,
     budget: int, now: float,
 ) -> int:  # fmt: skip
     ph = gate.phases[key.task]

@@ -86,25 +86,3 @@ def events(
         since=since,
         limit=limit,
     )
-
-
-def versions(store: Store, job: str) -> list[dict[str, Any]]:
-    return _rows(
-        store,
-        """
-        SELECT id, digest, source_file, git_commit, first_seen, state, error
-        FROM job_versions WHERE job_id = :job ORDER BY id""",
-        job=job,
-    )
-
-
-def canonical(store: Store, job: str) -> str | None:
-    rows = _rows(
-        store,
-        """
-        SELECT v.canonical FROM jobs j JOIN job_versions v
-          ON v.id = coalesce(j.applied_version_id, j.attempted_version_id)
-        WHERE j.id = :job""",
-        job=job,
-    )
-    return rows[0]["canonical"] if rows else None

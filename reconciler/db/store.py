@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
 from reconciler.db import engine as db_engine
@@ -99,21 +99,6 @@ class Store(HotPaths):
                     next_at, reason, instances.get(instance_id), intent,
                 )  # fmt: skip
         return Observed(jobs, slots, frozenset(live))
-
-    def instance(self, instance_id: int) -> InstanceRecord | None:
-        with self.session() as s, s.begin():
-            i = s.get(TaskInstance, instance_id)
-            if i is None:
-                return None
-            versions = {
-                v.id: v for v in s.scalars(select(JobVersion).where(JobVersion.id == i.version_id))
-            }
-            return _instance(i, versions)
-
-    def slot(self, key: SlotKey) -> SlotRecord | None:
-        return self.observed().slots.get(key)
-
-    # ---- job files ----
 
     def promote(self, job_ids: Iterable[str], now: float) -> None:
         with self.session() as s, s.begin():
@@ -227,14 +212,6 @@ class Store(HotPaths):
             s.add(TaskEvent(at=now, job_id=key.job, group_name=key.group, idx=key.idx,
                             task=key.task, instance_id=instance_id, type=e.type,
                             message=e.message))  # fmt: skip
-
-    def close_lost(self, instance_id: int, now: float, reason: str) -> None:
-        with self.session() as s, s.begin():
-            s.execute(
-                update(TaskInstance)
-                .where(TaskInstance.id == instance_id, TaskInstance.finished_at.is_(None))
-                .values(finished_at=now, outcome="lost", error=reason)
-            )
 
 
 def _instance(i: TaskInstance, versions: dict[int, JobVersion]) -> InstanceRecord:

@@ -61,19 +61,3 @@ def render(t: Template, text: str, env: Mapping[str, str]) -> str:
                 pos += 1
     out.append(text[pos:])
     return "".join(out)
-
-
-def parse_env_file(text: str) -> dict[str, str]:
-    """`env = true` templates: KEY=VALUE lines, as Nomad reads them (# comments allowed)."""
-    result: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if sep:
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]
-            result[key.strip().removeprefix("export ").strip()] = value
-    return result

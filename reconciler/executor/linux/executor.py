@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import platform
 import pwd
 import select
 import shutil
@@ -33,7 +32,16 @@ from reconciler.executor.base import (
     TaskHandle,
     TaskStats,
 )
-from reconciler.executor.linux import caps, cgroups, launch, network, proc, rootfs
+from reconciler.executor.linux import (
+    caps,
+    cgroups,
+    fingerprint,
+    launch,
+    network,
+    proc,
+    rootfs,
+    templates,
+)
 
 
 @dataclass
@@ -100,62 +108,7 @@ class LinuxExecutor:
     # ---- fingerprint ----
 
     def fingerprint(self) -> Fingerprint:
-        problems: list[str] = []
-        if platform.system() != "Linux":
-            problems.append("not Linux")
-        if os.geteuid() != 0:
-            problems.append("not running as root: namespaces, cgroups and users need root")
-        if self.layout is None:
-            problems.append("no cgroup filesystem mounted")
-        elif "memory" not in self.layout.controllers:
-            problems.append(f"{self.layout.describe()}: memory limits cannot be enforced")
-        for ns in ("mnt", "pid", "ipc", "uts", "net"):
-            if not os.path.exists(f"/proc/self/ns/{ns}"):
-                problems.append(f"kernel lacks {ns} namespaces")
-        if launch.compiler() is None and not any((self.data_dir / "bin").glob("reconciler-shim-*")):
-            problems.append("no C compiler to build reconciler-shim (install gcc)")
-        healthy = not problems or problems == [p for p in problems if "memory limits" in p]
-        attrs = self._attributes(healthy)
-        text = (
-            "; ".join(problems)
-            if problems
-            else "isolation available: " + (self.layout.describe() if self.layout else "")
-        )
-        return Fingerprint(healthy=healthy, description=text, attributes=attrs)
-
-    def _attributes(self, exec_ok: bool) -> dict[str, str]:
-        uname = os.uname()
-        osr: dict[str, str] = {}
-        with contextlib.suppress(OSError), open("/etc/os-release") as f:
-            for line in f:
-                k, _, v = line.strip().partition("=")
-                osr[k] = v.strip('"')
-        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(uname.machine, uname.machine)
-        mem = 0
-        with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
-            mem = int(f.readline().split()[1]) * 1024
-        attrs = {
-            "attr.kernel.name": uname.sysname.lower(),
-            "attr.kernel.version": uname.release.split("-")[0],
-            "attr.kernel.arch": uname.machine,
-            "attr.os.name": osr.get("ID", ""),
-            "attr.os.version": osr.get("VERSION_ID", ""),
-            "attr.cpu.arch": arch,
-            "attr.cpu.numcores": str(os.cpu_count() or 1),
-            "attr.memory.totalbytes": str(mem),
-            "attr.unique.hostname": uname.nodename,
-            "attr.os.cgroups.version": str(self.layout.version) if self.layout else "",
-            "node.unique.name": uname.nodename,
-            "node.datacenter": "dc1",
-            "node.class": "",
-            "node.pool": "default",
-            "driver.exec": "true" if exec_ok else "false",
-        }
-        if self.node.allow_raw_exec:
-            attrs["driver.raw_exec"] = "true"
-        for k, v in self.node.meta.items():
-            attrs[f"meta.{k}"] = v
-        return attrs
+        return fingerprint.probe(self.layout, self.node, self.data_dir)
 
     # ---- start ----
 
@@ -204,9 +157,9 @@ class LinuxExecutor:
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         env.update({"USER": user, "LOGNAME": user, "HOME": pw.pw_dir})
         for t in config.templates:
-            self._write_template(dirs, t.destination, t.text, t.perms, pw)
+            templates.write(dirs, t.destination, t.text, t.perms, pw)
             if t.env:
-                env.update(_env_lines(t.text))
+                env.update(templates.env_lines(t.text))
         cg = cgroups.TaskCgroup.at(self.layout, self._cgroup_name(config.id))
         try:
             cg.create(
@@ -282,25 +235,6 @@ class LinuxExecutor:
         )  # fmt: skip
         self._watch(handle, ours=True)
         return handle
-
-    def _write_template(
-        self, dirs: rootfs.TaskDirs, dest: str, text: str, perms: int, pw: pwd.struct_passwd
-    ) -> None:
-        rel = os.path.normpath(dest).lstrip("/")
-        top, _, rest = rel.partition("/")
-        bases = {"local": dirs.local, "secrets": dirs.secrets, "alloc": dirs.alloc / "alloc"}
-        base = bases.get(top)
-        if base is None or not rest:
-            base, rest = dirs.local, rel  # Nomad resolves other paths inside the task dir
-        path = (base / rest).resolve()
-        if not str(path).startswith(str(base.resolve()) + "/"):
-            raise StartError(f"template destination {dest} leaves the task directory")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name("." + path.name + ".tmp")
-        tmp.write_text(text)
-        os.chmod(tmp, perms)
-        os.chown(tmp, pw.pw_uid, pw.pw_gid)
-        os.replace(tmp, path)
 
     # ---- waiting ----
 
@@ -505,16 +439,3 @@ class LinuxExecutor:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(argv[-1])
-
-
-def _env_lines(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, _, v = line.partition("=")
-            v = v.strip()
-            if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
-                v = v[1:-1]
-            out[k.strip().removeprefix("export ").strip()] = v
-    return out

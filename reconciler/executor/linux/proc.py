@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 
 def boot_id() -> str:
     with open("/proc/sys/kernel/random/boot_id") as f:
@@ -19,14 +17,6 @@ def start_ticks(pid: int) -> int | None:
         return None
     rest = stat[stat.rfind(")") + 2 :].split()
     return int(rest[19])
-
-
-def parent(pid: int) -> int | None:
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        return int(stat[stat.rfind(")") + 2 :].split()[1])
-    return None
 
 
 def same_process(pid: int, ticks: int | None) -> bool:

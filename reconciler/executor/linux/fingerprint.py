@@ -1,0 +1,73 @@
+"""The fingerprint: can this host isolate tasks (and if not, why), and its node attributes
+for constraints (`attr.*`, `node.*`, `driver.*`, `meta.*`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from pathlib import Path
+
+from reconciler.executor.base import Fingerprint, NodeConfig
+from reconciler.executor.linux import cgroups, launch
+
+
+def probe(layout: cgroups.Layout | None, node: NodeConfig, data_dir: Path) -> Fingerprint:
+    """What isolation this host supports, why not where it does not, and its attributes."""
+    problems: list[str] = []
+    if platform.system() != "Linux":
+        problems.append("not Linux")
+    if os.geteuid() != 0:
+        problems.append("not running as root: namespaces, cgroups and users need root")
+    if layout is None:
+        problems.append("no cgroup filesystem mounted")
+    elif "memory" not in layout.controllers:
+        problems.append(f"{layout.describe()}: memory limits cannot be enforced")
+    for ns in ("mnt", "pid", "ipc", "uts", "net"):
+        if not os.path.exists(f"/proc/self/ns/{ns}"):
+            problems.append(f"kernel lacks {ns} namespaces")
+    if launch.compiler() is None and not any((data_dir / "bin").glob("reconciler-shim-*")):
+        problems.append("no C compiler to build reconciler-shim (install gcc)")
+    healthy = not problems or problems == [p for p in problems if "memory limits" in p]
+    attrs = _attributes(layout, node, healthy)
+    text = (
+        "; ".join(problems)
+        if problems
+        else "isolation available: " + (layout.describe() if layout else "")
+    )
+    return Fingerprint(healthy=healthy, description=text, attributes=attrs)
+
+
+def _attributes(layout: cgroups.Layout | None, node: NodeConfig, exec_ok: bool) -> dict[str, str]:
+    uname = os.uname()
+    osr: dict[str, str] = {}
+    with contextlib.suppress(OSError), open("/etc/os-release") as f:
+        for line in f:
+            k, _, v = line.strip().partition("=")
+            osr[k] = v.strip('"')
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(uname.machine, uname.machine)
+    mem = 0
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) * 1024
+    attrs = {
+        "attr.kernel.name": uname.sysname.lower(),
+        "attr.kernel.version": uname.release.split("-")[0],
+        "attr.kernel.arch": uname.machine,
+        "attr.os.name": osr.get("ID", ""),
+        "attr.os.version": osr.get("VERSION_ID", ""),
+        "attr.cpu.arch": arch,
+        "attr.cpu.numcores": str(os.cpu_count() or 1),
+        "attr.memory.totalbytes": str(mem),
+        "attr.unique.hostname": uname.nodename,
+        "attr.os.cgroups.version": str(layout.version) if layout else "",
+        "node.unique.name": uname.nodename,
+        "node.datacenter": "dc1",
+        "node.class": "",
+        "node.pool": "default",
+        "driver.exec": "true" if exec_ok else "false",
+    }
+    if node.allow_raw_exec:
+        attrs["driver.raw_exec"] = "true"
+    for k, v in node.meta.items():
+        attrs[f"meta.{k}"] = v
+    return attrs
