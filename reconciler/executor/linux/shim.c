@@ -419,11 +419,12 @@ static void loopback_up(void) {
     close(s);
 }
 
-static void child_setup(int newns_flags) {
+/* The parent moves the task into its cgroups while the task builds its root: on cgroup v1
+   each side waits for an RCU grace period, so overlapping them halves a lone start. */
+static void child_setup(int newns_flags, int go_fd) {
     signal(SIGPIPE, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
-    join_cgroups();
     const char *netns = get("netns");
     if (netns) {
         int fd = open(netns, O_RDONLY | O_CLOEXEC);
@@ -441,7 +442,27 @@ static void child_setup(int newns_flags) {
     drop_privileges();
     /* pdeathsig is reset by a credential change, so set it after. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("pdeathsig: %s", strerror(errno));
+    char go;
+    if (read(go_fd, &go, 1) != 1) die("the shim could not place the task in its cgroup");
+    close(go_fd);
     exec_task();
+}
+
+/* Write `pid` into every task cgroup. */
+static int place_in_cgroups(pid_t pid, char *why, size_t len) {
+    char text[32];
+    snprintf(text, sizeof text, "%d", pid);
+    for (int i = 0; i < cfg.n; i++) {
+        if (strcmp(cfg.keys[i], "cgroup") != 0) continue;
+        int fd = open(cfg.vals[i], O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, text, strlen(text)) < 0) {
+            snprintf(why, len, "join cgroup %s: %s", cfg.vals[i], strerror(errno));
+            if (fd >= 0) close(fd);
+            return -1;
+        }
+        close(fd);
+    }
+    return 0;
 }
 
 /* ---------- logs ---------- */
@@ -552,8 +573,8 @@ static int cmd_run(void) {
         printf("error unshare pid namespace: %s\n", strerror(errno));
         return 127;
     }
-    int errp[2], outp[2] = {-1, -1}, errlogp[2] = {-1, -1};
-    if (pipe2(errp, O_CLOEXEC) < 0) return 127;
+    int errp[2], gop[2], outp[2] = {-1, -1}, errlogp[2] = {-1, -1};
+    if (pipe2(errp, O_CLOEXEC) < 0 || pipe2(gop, O_CLOEXEC) < 0) return 127;
     const char *so = get("stdout"), *se = get("stderr");
     if (so && pipe2(outp, O_CLOEXEC) < 0) return 127;
     if (se && pipe2(errlogp, O_CLOEXEC) < 0) return 127;
@@ -565,18 +586,42 @@ static int cmd_run(void) {
     }
     if (child == 0) {
         close(errp[0]);
+        close(gop[1]);
         err_fd = errp[1];
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, 0);
         dup2(so ? outp[1] : devnull, 1);
         dup2(se ? errlogp[1] : devnull, 2);
-        child_setup(flags & ~CLONE_NEWPID);
+        child_setup(flags & ~CLONE_NEWPID, gop[0]);
     }
     close(errp[1]);
+    close(gop[0]);
     if (so) close(outp[1]);
     if (se) close(errlogp[1]);
     char why[1024];
-    ssize_t n = read(errp[0], why, sizeof why - 1);
+    ssize_t n;
+    if (place_in_cgroups(child, why, sizeof why) < 0) {
+        /* The child may have failed first (then the cgroup write found no process): its own
+           reason is the one to report. */
+        kill(child, SIGKILL);
+        close(gop[1]);
+        int status;
+        waitpid(child, &status, 0);
+        char own[1024];
+        ssize_t m = read(errp[0], own, sizeof own - 1);
+        if (m > 0) {
+            own[m] = 0;
+            printf("error %s\n", own);
+        } else {
+            printf("error %s\n", why);
+        }
+        return 127;
+    }
+    if (write(gop[1], "g", 1) != 1) {
+        /* the child is gone already: its reason is on errp */
+    }
+    close(gop[1]);
+    n = read(errp[0], why, sizeof why - 1);
     close(errp[0]);
     const char *exit_path = get("exit_file");
     if (n > 0) {
