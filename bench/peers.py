@@ -119,6 +119,14 @@ class Peer:
                 continue
         return pss, cpu
 
+    def service_dir(self, svc: str, into: Path) -> None:
+        """An s6/runit service directory with a `run` script, moved in atomically."""
+        d = self.root / f".{svc}"
+        d.mkdir()
+        (d / "run").write_text(f"#!/bin/sh\n{self.script(svc)}\n")
+        (d / "run").chmod(0o755)
+        d.rename(into / svc)
+
     def add(self, svcs: list[str]) -> None: ...
     def remove(self, svcs: list[str]) -> None: ...
     def start(self) -> None: ...
@@ -141,11 +149,7 @@ class S6(Peer):
 
     def add(self, svcs: list[str]) -> None:
         for s in svcs:
-            d = self.root / f".{s}"
-            d.mkdir()
-            (d / "run").write_text(f"#!/bin/sh\n{self.script(s)}\n")
-            (d / "run").chmod(0o755)
-            d.rename(self.scan / s)
+            self.service_dir(s, self.scan)
         subprocess.run(["s6-svscanctl", "-a", str(self.scan)], check=True)
 
     def remove(self, svcs: list[str]) -> None:
@@ -173,11 +177,7 @@ class Runit(Peer):
 
     def add(self, svcs: list[str]) -> None:
         for s in svcs:
-            d = self.root / f".{s}"
-            d.mkdir()
-            (d / "run").write_text(f"#!/bin/sh\n{self.script(s)}\n")
-            (d / "run").chmod(0o755)
-            d.rename(self.svdir / s)
+            self.service_dir(s, self.svdir)
 
     def remove(self, svcs: list[str]) -> None:
         for s in svcs:
