@@ -162,9 +162,7 @@ class Applier:
         if a.spec is None or slot is None or slot.instance is None:
             return
         config = task_config(a.spec, a.key, self.node, self.attributes)
-        render = getattr(self.executor, "render_templates", None)
-        if render is not None:
-            render(handle_of(a.key, slot.instance), config)
+        self.executor.render_templates(config)
         if a.signal:
             with contextlib.suppress(ProcessLookupError, PermanentError):
                 self.executor.signal(handle_of(a.key, slot.instance), a.signal)

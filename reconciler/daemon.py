@@ -280,7 +280,7 @@ class Service:
             ProblemRow(p.file, p.line, p.column, p.path, p.message, p.severity)
             for p in desired.problems
         ]
-        self.store.record_scan(versions, problems, desired.files, self.clock(), self.git.commit_of)
+        self.store.record_scan(versions, problems, self.clock(), self.git.commit_of)
         for p in desired.problems:
             text = str(p)
             if text not in self._seen_errors:

@@ -7,7 +7,6 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
@@ -105,12 +104,11 @@ class HotPaths:
         self,
         versions: Sequence[VersionRow],
         problems: Sequence[ProblemRow],
-        files: Iterable[str],
         now: float,
         commit_of: Callable[[str], str | None] = lambda _f: None,
     ) -> None:
-        """Remember every distinct spec ever seen and the current problems of each file."""
-        scanned = set(files)
+        """Remember every distinct spec ever seen and the current problems of each file; a
+        problem not seen in this scan (fixed, or its file gone) is cleared."""
         with self._tx() as db:
             for v in versions:
                 db.execute(
@@ -149,7 +147,7 @@ class HotPaths:
                         (p.file, p.line, p.column, p.path, p.message, p.severity, now, now),
                     )
             for k, rid in open_rows.items():
-                if k not in seen and (k[0] in scanned or not Path(k[0]).exists()):
+                if k not in seen:
                     db.execute("UPDATE spec_errors SET cleared_at = ? WHERE id = ?", (now, rid))
 
     def attempt(self, attempts: dict[str, str], now: float) -> None:

@@ -175,6 +175,10 @@ class Executor(Protocol):
 
     def exec(self, handle: TaskHandle, cmd: list[str], timeout: float) -> ExecResult: ...
 
+    def render_templates(self, config: TaskConfig) -> None:
+        """Write a running task's templates again (change_mode noop or signal)."""
+        ...
+
     def release(self, alloc_id: str) -> None:
         """Forget a group instance for good (its directories, its network namespace)."""
         ...

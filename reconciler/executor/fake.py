@@ -42,6 +42,7 @@ class FakeExecutor:
         self.tasks: dict[str, FakeTask] = {}
         self.started: list[TaskConfig] = []
         self.released: list[str] = []
+        self.rendered: list[TaskConfig] = []
         self.survivors: set[str] = set()  # handle ids that `recover` finds alive
         self._next_pid = 1000
         self._exits: list[tuple[TaskHandle, ExitResult]] = []
@@ -120,6 +121,9 @@ class FakeExecutor:
         t = self.tasks.get(handle.id)
         if t is not None and t.handle == handle and not t.alive:
             del self.tasks[handle.id]
+
+    def render_templates(self, config: TaskConfig) -> None:
+        self.rendered.append(config)
 
     def release(self, alloc_id: str) -> None:
         self.released.append(alloc_id)

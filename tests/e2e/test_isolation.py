@@ -331,3 +331,15 @@ def test_cgroup_v2_kill_and_membership(make_executor) -> None:  # type: ignore[n
     assert cg.pids() == set()
     ex.destroy(h, force=True)
     assert not next(iter(cg.dirs.values())).exists()
+
+
+def test_templates_render_again_into_a_running_task(ex: LinuxExecutor) -> None:
+    cfg = sh("exec sleep 1000", templates=(Template("local/conf.txt", "v1\n", 0o644),))
+    h = ex.start(cfg)
+    ex.render_templates(
+        cfg.__class__(**{**cfg.__dict__, "templates": (Template("local/conf.txt", "v2\n", 0o644),)})
+    )
+    r = ex.exec(h, ["cat", "/local/conf.txt"], timeout=10)
+    assert r.output.decode().strip() == "v2"
+    ex.stop(h, "SIGKILL", 0)
+    ex.wait(h, 10)

@@ -383,3 +383,4 @@ def test_template_only_change_with_noop_does_not_restart(h: Harness) -> None:
     h.step()
     assert len(h.fake.started) == 1
     assert "Template Rendered" in h.events("w/g/0/t")
+    assert h.fake.rendered[-1].templates[0].text == "v2"

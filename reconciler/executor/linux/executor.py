@@ -405,6 +405,13 @@ class LinuxExecutor:
         with self._lock:
             self._deadlines.pop(handle.id, None)
 
+    def render_templates(self, config: TaskConfig) -> None:
+        """Files only: a template that sets environment takes effect at the next start."""
+        alloc_id, _, task = config.id.rpartition("/")
+        pw = pwd.getpwnam(config.user or "nobody")
+        for t in config.templates:
+            templates.write(self.dirs(alloc_id, task), t.destination, t.text, t.perms, pw)
+
     def release(self, alloc_id: str) -> None:
         """Forget a group instance for good: its cgroups, directories and network namespace."""
         if self.layout is not None:
