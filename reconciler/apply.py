@@ -248,10 +248,8 @@ class Applier:
         for slot in observed.slots.values():
             if slot.key.alloc in gone and slot.key not in keys:
                 gone.discard(slot.key.alloc)
-        release = getattr(self.executor, "release", None)
         for alloc in gone:
-            if release is not None:
-                release(alloc)
+            self.executor.release(alloc)
 
     # ---- exits ----
 

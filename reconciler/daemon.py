@@ -31,6 +31,7 @@ from reconciler.executor.base import Executor, NodeConfig
 from reconciler.plan import Host, Plan, plan
 from reconciler.spec import hcl
 from reconciler.spec.load import Desired, Loader
+from reconciler.spec.models import effective_update
 from reconciler.watch import Watcher
 
 log = logging.getLogger("reconciler")
@@ -204,7 +205,7 @@ class Service:
             "ready in %.2fs: %d tasks running (%d adopted), %d pending, %d failed; "
             "%d job file errors",
             self.startup_seconds, states.count("running"), self.adopted, states.count("pending"),
-            states.count("failed"), len(self.loader.scan().errors),
+            states.count("failed"), len(self._recorded.errors) if self._recorded else 0,
         )  # fmt: skip
 
     def _next_timeout(self) -> float:
@@ -226,8 +227,6 @@ class Service:
                 spec = self.applier.specs.get(s.key.job)
                 rec = obs.jobs.get(s.key.job)
                 if spec and rec and rec.applied_digest != spec.digest:
-                    from reconciler.spec.models import effective_update
-
                     upd = effective_update(spec.job, next(iter(spec.job.group.values())))
                     out.append(s.instance.started_at + upd.min_healthy_time + 0.01)
                     if rec.attempted_at:

@@ -400,10 +400,8 @@ def _judge_version(
         if update.auto_revert and applied:
             b.revert.append((spec.id, why))
             b.status[spec.id] = ("failed", f"version {spec.digest[:12]} {why}; rolling back")
-        else:
-            b.status.setdefault(spec.id, ("failed", why))
-            if spec.id in b.status and b.status[spec.id][0] != "failed":
-                b.status[spec.id] = ("failed", why)
+        elif b.status.get(spec.id, ("",))[0] != "failed":
+            b.status[spec.id] = ("failed", why)
         return
     if wanted and all(healthy(k) for k in wanted):
         b.promote.append(spec.id)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.executor.linux.cleanup import teardown
-from tests.e2e.service import ServiceProc, alive
+from tests.e2e.service import BIN, ServiceProc, alive
 
 SLEEPER = """
 job "{name}" {{
@@ -232,9 +232,7 @@ def test_sigterm_stops_the_service_and_leaves_tasks(svc: ServiceProc) -> None:
 
 def test_second_instance_is_refused(svc: ServiceProc) -> None:
     svc.start()
-    p = subprocess.run([str(svc.log.parent / "x")] if False else
-                       [str(__import__("tests.e2e.service", fromlist=["BIN"]).BIN), "run", "--jobs",
-                        str(svc.jobs), "--data-dir", str(svc.data)],
+    p = subprocess.run([str(BIN), "run", "--jobs", str(svc.jobs), "--data-dir", str(svc.data)],
                        capture_output=True, text=True, timeout=30)  # fmt: skip
     assert p.returncode == 1 and "another reconciler" in p.stderr
 

@@ -149,8 +149,6 @@ def test_removing_every_job_is_refused_without_allow_empty() -> None:
 
 
 def test_blocked_by_constraint() -> None:
-    text = spec("a", 1, 0).canonical
-    del text
     r = parse_text(
         'job "x" {\n constraint {\n attribute = "${attr.cpu.arch}"\n value = "arm64"\n}\n'
         ' group "g" {\n task "t" {\n driver = "exec"\n config { command = "/x" }\n}\n}\n}',
