@@ -66,6 +66,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=30)
+    ap.add_argument("--latency-only", action="store_true", help="pickup and restart only")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="rcloop"))
     jobs = root / "jobs"
@@ -77,6 +78,7 @@ def main() -> None:
         lat = []
         for i in range(args.samples):
             t = write(jobs, f"p{i}")
+            time.sleep(0.2)  # the observer must not take the CPU the service is picking up with
             svc.wait(
                 lambda i=i: svc.query(
                     "SELECT started_at FROM task_instances WHERE job_id=?", f"p{i}"
@@ -96,6 +98,7 @@ def main() -> None:
             pid = svc.pids(f"p{i}")[f"p{i}/g/0/t"]
             t = time.time()
             os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
             svc.wait(
                 lambda i=i, pid=pid: svc.pids(f"p{i}").get(f"p{i}/g/0/t") not in (None, pid), 10
             )
@@ -105,6 +108,8 @@ def main() -> None:
             rl.append(started - t)
         print(f"restart latency after SIGKILL, delay = \"0s\" (n={len(rl)}): "
               f"p50 {statistics.median(rl) * 1000:.1f} ms, p95 {pct(rl, 95) * 1000:.1f} ms (target < 20 ms)")  # fmt: skip
+        if args.latency_only:
+            return
         for p in jobs.glob("p*.hcl"):
             p.unlink()
         write(jobs, "anchor")  # keeps "stop every job" safety out of the way

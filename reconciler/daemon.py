@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +134,8 @@ class Service:
                                on_change=self._say)  # fmt: skip
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.git = GitInfo(jobs)
-        self.watcher = Watcher(jobs, self._wake_scan) if watch else None
+        self.watcher = Watcher(jobs, self._wake_scan, self._early) if watch else None
+        self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm")
         self.stopping = threading.Event()
         self.passes = 0
         self.change_passes = 0  # reconcile() calls that changed something
@@ -155,6 +156,13 @@ class Service:
     def _wake_scan(self, first_event: float) -> None:
         self.queue.put(("scan", first_event))
 
+    def _early(self, path: str) -> None:
+        """A burst of file changes began: a start is likely. Prime the executor, and parse the
+        first file while the burst settles."""
+        self.executor.prime()
+        if path:
+            self._warmer.submit(self.loader.warm, Path(path))
+
     def request(self, action: str, **args: Any) -> Future[Any]:
         req = Request(action, args)
         self.queue.put(("request", req))
@@ -162,14 +170,20 @@ class Service:
 
     def _waiter(self) -> None:
         while not self.stopping.is_set():
-            try:
-                exits = self.executor.poll_exits(0.5)
-            except Exception:
-                log.exception("waiting for task exits")
-                time.sleep(0.5)
-                continue
-            for handle, result in exits:
-                self.queue.put(("exit", (handle, result)))
+            self.wait_exits(0.5)
+
+    def wait_exits(self, timeout: float) -> None:
+        """Hand task exits to the loop (runs on the waiter thread)."""
+        try:
+            exits = self.executor.poll_exits(timeout)
+        except Exception:
+            log.exception("waiting for task exits")
+            time.sleep(0.5)
+            return
+        if exits:
+            self.executor.prime()  # a restart may follow
+        for handle, result in exits:
+            self.queue.put(("exit", (handle, result)))
 
     # ---- lifecycle ----
 
@@ -274,7 +288,12 @@ class Service:
         if desired is self._recorded:
             return desired
         self.git.new_scan()
-        versions = [VersionRow(s.id, s.digest, s.canonical, s.file) for s in desired.jobs.values()]
+        before = self._recorded.jobs if self._recorded else {}
+        versions = [  # only what changed since the last recorded scan: 1 file, not 1,000
+            VersionRow(s.id, s.digest, s.canonical, s.file)
+            for s in desired.jobs.values()
+            if (b := before.get(s.id)) is None or (b.digest, b.file) != (s.digest, s.file)
+        ]
         problems = [
             ProblemRow(p.file, p.line, p.column, p.path, p.message, p.severity)
             for p in desired.problems

@@ -1,6 +1,8 @@
 """Watch the job directory with watchdog as a wake-up only: debounce, then the loop rescans.
 
-The parent directory is watched too, so a replaced or re-created `jobs/` is noticed.
+The parent directory is watched too, so a replaced or re-created `jobs/` is noticed. The start
+of a burst is also reported at once (`early`), so work that does not need the burst to be over
+(priming the executor, parsing the first changed file) overlaps the debounce.
 """
 
 from __future__ import annotations
@@ -20,54 +22,75 @@ from reconciler.spec.load import is_job_file
 
 
 class _Debounce(FileSystemEventHandler):
-    def __init__(self, jobs: Path, wake: Callable[[float], None], quiet: float, cap: float) -> None:
+    def __init__(
+        self,
+        jobs: Path,
+        wake: Callable[[float], None],
+        early: Callable[[str], None],
+        quiet: float,
+        cap: float,
+    ) -> None:
         self.jobs = str(jobs)
-        self.wake, self.quiet, self.cap = wake, quiet, cap
+        self.wake, self.early, self.quiet, self.cap = wake, early, quiet, cap
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._first: float | None = None
+        self._early_file = False  # `early` has had this burst's first job file
 
-    def _relevant(self, ev: FileSystemEvent) -> bool:
+    def _relevant(self, ev: FileSystemEvent) -> str | None:
+        """The path that makes this event matter ("" for the directory itself), or None."""
         if ev.event_type in ("opened", "closed_no_write"):
-            return False  # our own reads
-        for raw in (ev.src_path, getattr(ev, "dest_path", "")):
+            return None  # our own reads
+        for raw in (getattr(ev, "dest_path", ""), ev.src_path):
             path = os.fsdecode(raw) if raw else ""
             if not path:
                 continue
             if path == self.jobs or (ev.is_directory and os.path.dirname(path) != self.jobs):
-                return True
+                return ""
             if os.path.dirname(path) == self.jobs and is_job_file(os.path.basename(path)):
-                return True
-        return False
+                return path
+        return None
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if not self._relevant(event):
+        path = self._relevant(event)
+        if path is None:
             return
         with self._lock:
             now = time.monotonic()
-            if self._first is None:
-                self._first = now
+            started = self._first if self._first is not None else now
+            early = self._first is None or (path != "" and not self._early_file)
+            self._first = started
+            self._early_file |= path != ""
             if self._timer is not None:
                 self._timer.cancel()
-            delay = max(0.0, min(self.quiet, self._first + self.cap - now))
-            self._timer = threading.Timer(delay, self._fire, args=(self._first,))
+            delay = max(0.0, min(self.quiet, started + self.cap - now))
+            self._timer = threading.Timer(delay, self._fire, args=(started,))
             self._timer.daemon = True
             self._timer.start()
+        if early:
+            self.early(path)
 
     def _fire(self, first: float) -> None:
         with self._lock:
             self._first = self._timer = None
+            self._early_file = False
         self.wake(first)
 
 
 class Watcher:
-    """Calls `wake(first_event_monotonic)` after a burst of changes settles."""
+    """Calls `wake(first_event_monotonic)` after a burst of changes settles, and `early(path)`
+    at its first event ("": the directory) and at its first job file event."""
 
     def __init__(
-        self, jobs: Path, wake: Callable[[float], None], quiet: float = 0.004, cap: float = 0.5
+        self,
+        jobs: Path,
+        wake: Callable[[float], None],
+        early: Callable[[str], None] = lambda _path: None,
+        quiet: float = 0.004,
+        cap: float = 0.5,
     ) -> None:
         self.jobs = jobs.resolve()
-        self.handler = _Debounce(self.jobs, wake, quiet, cap)
+        self.handler = _Debounce(self.jobs, wake, early, quiet, cap)
         self.observer: Any = Observer()
         self._inode: int | None = None
         self._watches: list[Any] = []

@@ -144,6 +144,10 @@ class Executor(Protocol):
 
     def fingerprint(self) -> Fingerprint: ...
 
+    def prime(self) -> None:
+        """A start may follow soon: begin slow kernel preparation now. Returns at once."""
+        ...
+
     def start(self, config: TaskConfig) -> TaskHandle: ...
 
     def start_all(self, configs: Sequence[TaskConfig]) -> list[TaskHandle | Exception]:

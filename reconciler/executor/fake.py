@@ -44,11 +44,15 @@ class FakeExecutor:
         self.released: list[str] = []
         self.rendered: list[TaskConfig] = []
         self.survivors: set[str] = set()  # handle ids that `recover` finds alive
+        self.primes = 0
         self._next_pid = 1000
         self._exits: list[tuple[TaskHandle, ExitResult]] = []
 
     def fingerprint(self) -> Fingerprint:
         return Fingerprint(True, "fake", {"attr.kernel.name": "linux", "driver.exec": "true"})
+
+    def prime(self) -> None:
+        self.primes += 1
 
     def start(self, config: TaskConfig) -> TaskHandle:
         env = config.env

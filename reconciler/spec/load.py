@@ -10,7 +10,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -270,19 +271,27 @@ def _kind_at(loc: tuple[Any, ...]) -> str:
 
 @dataclass
 class Loader:
-    """Scans one directory. Keeps parses keyed by content hash across scans."""
+    """Scans one directory. Keeps parses keyed by content hash across scans.
+
+    `scan` belongs to one thread; `warm` may run on another, ahead of the scan."""
 
     root: Path
     _by_stat: dict[str, tuple[tuple[int, int, int], FileResult]] = field(default_factory=dict)
     _by_digest: dict[str, FileResult] = field(default_factory=dict)
     _last: Desired | None = None
     _last_key: tuple[Any, ...] | None = None
+    _reading: threading.Lock = field(default_factory=threading.Lock)
 
     def display(self, path: Path) -> str:
         try:
             return str(path.relative_to(Path.cwd()))
         except ValueError:
             return str(path)
+
+    def _namer(self) -> Callable[[str], str]:
+        """File name -> the name problems and history show (relative to the cwd if inside)."""
+        shown = self.display(self.root)
+        return (lambda n: n) if shown == "." else (lambda n: os.path.join(shown, n))
 
     def scan(self) -> Desired:
         try:
@@ -309,14 +318,16 @@ class Loader:
         if self._last is not None and key == self._last_key and all(s for _, s in stats):
             return self._last
         files: dict[str, FileResult] = {}
+        named = self._namer()
         for entry, st in stats:
             path = Path(entry.path)
-            name = self.display(path)
+            name = named(entry.name)
             cached = self._by_stat.get(name)
             if st is not None and cached is not None and cached[0] == st:
                 files[name] = cached[1]
                 continue
-            result = self._read(path, name)
+            with self._reading:  # a `warm` of this file finishes first, then is a cache hit
+                result = self._read(path, name)
             files[name] = result
             if st is not None:
                 self._by_stat[name] = (st, result)
@@ -324,6 +335,11 @@ class Loader:
         desired = assemble(files)
         self._last, self._last_key = desired, key
         return desired
+
+    def warm(self, path: Path) -> None:
+        """Parse one file into the cache, so that the next scan finds it done."""
+        with self._reading:
+            self._read(path, self._namer()(path.name))
 
     def _read(self, path: Path, name: str) -> FileResult:
         def fail(message: str) -> FileResult:

@@ -384,3 +384,18 @@ def test_template_only_change_with_noop_does_not_restart(h: Harness) -> None:
     assert len(h.fake.started) == 1
     assert "Template Rendered" in h.events("w/g/0/t")
     assert h.fake.rendered[-1].templates[0].text == "v2"
+
+
+def test_a_file_event_and_a_task_exit_prime_the_executor(h: Harness) -> None:
+    h.write("a.hcl", job("a", env='FAKE_RUN_FOR = "5"'))
+    h.step()
+    assert h.fake.primes == 0  # nothing was seen early: the test harness does not watch
+    path = h.jobs / "b.hcl"
+    path.write_text(job("b"))
+    h.service._early(str(path))
+    assert h.fake.primes == 1
+    h.service._warmer.shutdown(wait=True)  # the first changed file is parsed ahead
+    assert any(k.endswith("b.hcl") for k in h.service.loader._by_digest)
+    h.clock.advance(6)
+    h.service.wait_exits(0)
+    assert h.fake.primes == 2 and not h.service.queue.empty()  # a restart may follow

@@ -408,6 +408,23 @@ def test_cache_does_not_reparse_unchanged_files(
     assert set(second.jobs) == {"clock", "other"} and len(calls) == 1
 
 
+def test_warm_parses_ahead_so_the_scan_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loader = Loader(tmp_path)
+    loader.scan()
+    path = write(tmp_path, "a.hcl", MINIMAL)
+    import reconciler.spec.load as load
+
+    calls = []
+    monkeypatch.setattr(load, "parse_text", lambda *a: calls.append(a) or parse_text(*a))
+    loader.warm(path)
+    assert len(calls) == 1
+    d = loader.scan()
+    assert list(d.jobs) == ["clock"] and len(calls) == 1  # the scan found the warm parse
+    assert d.jobs["clock"].file == str(path)  # named as the scan names it
+
+
 def test_load_paths_for_validate(tmp_path: Path) -> None:
     a = write(tmp_path, "a.hcl", MINIMAL)
     d = load_paths([a])

@@ -141,11 +141,18 @@ class TaskCgroup:
         return ";".join(f"{c}={p}" for c, p in sorted(self.dirs.items()))
 
     def create(self, limits: Limits) -> None:
+        fresh = True  # a cgroup made just now holds no leftovers to kill
         for ctrl, path in self.dirs.items():
-            path.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir()
+            except FileExistsError:
+                fresh = fresh and ctrl == "cpuacct" and path == self.dirs.get("cpu")
+            except FileNotFoundError:
+                path.mkdir(parents=True, exist_ok=True)
             if ctrl == "unified":
                 self._enable_v2_controllers(path.parent)
-        self.kill_leftovers()
+        if not fresh:
+            self.kill_leftovers()
         mem_hard = limits.memory_max_mb if limits.memory_max_mb > 0 else limits.memory_mb
         if limits.memory_max_mb < 0:
             mem_hard = 0

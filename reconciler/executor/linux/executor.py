@@ -43,6 +43,7 @@ from reconciler.executor.linux import (
     rootfs,
     templates,
 )
+from reconciler.executor.linux.primer import Primer
 
 LAUNCH_THREADS = 4
 
@@ -84,6 +85,7 @@ class LinuxExecutor:
         self.boot_id = proc.boot_id()
         self.network = network.Networks(self.node.bridge_name, self.node.bridge_cidr, tag)
         self._shim: Path | None = None
+        self.primer = Primer(self.layout, self.shim) if self.layout else None
         self._epoll = select.epoll()
         self._lock = threading.Lock()
         self._net_lock = threading.Lock()
@@ -115,6 +117,10 @@ class LinuxExecutor:
         return fingerprint.probe(self.layout, self.node, self.data_dir)
 
     # ---- start ----
+
+    def prime(self) -> None:
+        if self.primer is not None:
+            self.primer.prime()
 
     def start(self, config: TaskConfig) -> TaskHandle:
         return self._finish(self._launch(config))
@@ -173,19 +179,6 @@ class LinuxExecutor:
             if t.env:
                 env.update(templates.env_lines(t.text))
         cg = cgroups.TaskCgroup.at(self.layout, self._cgroup_name(config.id))
-        try:
-            cg.create(
-                cgroups.Limits(
-                    config.memory_mb,
-                    config.memory_max_mb,
-                    config.cpu_shares,
-                    config.cores,
-                    config.pids_max or self.node.pids_max,
-                )
-            )
-        except OSError as e:
-            cg.remove()
-            raise ExecutorUnavailable(f"setting up the task cgroup: {e}") from e
         items: list[tuple[str, str]] = []
         isolated = not config.raw_exec
         pid_mode = config.pid_mode or self.node.default_pid_mode
@@ -207,7 +200,6 @@ class LinuxExecutor:
                 with self._net_lock:  # the tasks of one group share its namespace
                     items.append(("netns", str(self.network.ensure(alloc_id, config.ports))))
             except Exception as e:
-                cg.remove()
                 raise ExecutorUnavailable(f"bridge network: {e}") from e
         items += [("cgroup", p) for p in cg.procs_files()]
         items += [("uid", str(pw.pw_uid)), ("gid", str(pw.pw_gid))]
@@ -226,10 +218,22 @@ class LinuxExecutor:
             dirs.exit_file.unlink()
         launch.write_config(dirs.config_file, items)
         try:
-            pid, fd = launch.spawn_async(self.shim(), dirs.config_file, dirs.task / "shim.log")
+            pid, fd, go = launch.spawn_async(self.shim(), dirs.config_file, dirs.task / "shim.log")
         except (launch.ShimBuildError, OSError) as e:
-            cg.remove()
             raise StartError(str(e)) from None
+        # The task builds its root meanwhile: on cgroup v1 a first mkdir may wait for the
+        # kernel (see primer.py), and that wait now overlaps the shim's work.
+        limits = cgroups.Limits(config.memory_mb, config.memory_max_mb, config.cpu_shares,
+                                config.cores, config.pids_max or self.node.pids_max)  # fmt: skip
+        try:
+            cg.create(limits)
+        except OSError as e:
+            launch.ready(go, ok=False)
+            with contextlib.suppress(RuntimeError, OSError):
+                launch.started(pid, fd)
+            cg.remove()
+            raise ExecutorUnavailable(f"setting up the task cgroup: {e}") from e
+        launch.ready(go)
         return _Launch(config, dirs, cg, pid, fd)
 
     def _finish(self, pending: _Launch) -> TaskHandle:

@@ -74,15 +74,12 @@ def read_config(path: Path) -> list[tuple[str, str]]:
     return [(parts[i].decode(), parts[i + 1].decode()) for i in range(0, len(parts) - 1, 2)]
 
 
-def spawn(shim: Path, config: Path, stderr_path: Path) -> tuple[int, int]:
-    """Start the shim in its own session; return (shim pid, task pid) once the task exec'd."""
-    return started(*spawn_async(shim, config, stderr_path))
-
-
-def spawn_async(shim: Path, config: Path, stderr_path: Path) -> tuple[int, int]:
+def spawn_async(shim: Path, config: Path, stderr_path: Path) -> tuple[int, int, int]:
     """Start the shim in its own session and return at once: (shim pid, a pipe to read its
-    report from). Many shims can do their kernel work at the same time."""
+    report from, a pipe to say "cgroups ready" on). Many shims can do their kernel work at the
+    same time, and each task builds its root while the service makes its cgroups."""
     r, w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
     err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
     try:
         pid = os.posix_spawn(
@@ -90,16 +87,30 @@ def spawn_async(shim: Path, config: Path, stderr_path: Path) -> tuple[int, int]:
             [str(shim), "run", str(config)],
             {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, go_r, 0),
                 (os.POSIX_SPAWN_DUP2, w, 1),
                 (os.POSIX_SPAWN_DUP2, err, 2),
             ],
             setsid=True,
         )
+    except BaseException:
+        os.close(r)
+        os.close(go_w)
+        raise
     finally:
         os.close(w)
+        os.close(go_r)
         os.close(err)
-    return pid, r
+    return pid, r, go_w
+
+
+def ready(go: int, ok: bool = True) -> None:
+    """Tell the shim its task's cgroups are made (or, with ok=False, that they are not)."""
+    try:
+        if ok:
+            os.write(go, b"g")
+    finally:
+        os.close(go)
 
 
 def started(pid: int, r: int) -> tuple[int, int]:

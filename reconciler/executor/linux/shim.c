@@ -7,13 +7,16 @@
  *                                   lost while the service is down.
  *   reconciler-shim enter CONFIG   run a command inside a running task (namespaces, root,
  *                                   cgroup, user, capabilities) and pass its exit code through.
+ *   reconciler-shim park           do nothing until stdin (a pipe from the service) closes:
+ *                                   the process primer.py moves to prime cgroup migrations.
  *
  * CONFIG is a file of NUL-terminated strings: key, value, key, value, ... written by
  * reconciler/executor/linux/launch.py. Everything here is single-threaded by design: namespace
  * and credential changes are per-thread in Linux.
  *
- * On "run", stdout is a pipe to the service: it gets "started <pid>\n" once the task has
- * exec'd, or "error <message>\n" if it could not start.
+ * On "run", stdin is a pipe from the service (one byte: the task's cgroups are ready) and
+ * stdout a pipe to it: it gets "started <pid>\n" once the task has exec'd, or
+ * "error <message>\n" if it could not start.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -598,9 +601,15 @@ static int cmd_run(void) {
     close(gop[0]);
     if (so) close(outp[1]);
     if (se) close(errlogp[1]);
-    char why[1024];
+    char why[1024], ready;
     ssize_t n;
-    if (place_in_cgroups(child, why, sizeof why) < 0) {
+    /* The service makes the task's cgroups while the task builds its root, then sends one
+       byte on stdin; EOF means it could not. */
+    if (read(0, &ready, 1) != 1)
+        snprintf(why, sizeof why, "the service could not set up the task's cgroups");
+    else if (place_in_cgroups(child, why, sizeof why) == 0)
+        why[0] = 0;
+    if (why[0]) {
         /* The child may have failed first (then the cgroup write found no process): its own
            reason is the one to report. */
         kill(child, SIGKILL);
@@ -718,7 +727,16 @@ static int cmd_enter(void) {
     return WEXITSTATUS(status);
 }
 
+static int cmd_park(void) {
+    char b;
+    for (;;) {
+        ssize_t r = read(0, &b, 1);
+        if (r == 0 || (r < 0 && errno != EINTR)) return 0;
+    }
+}
+
 int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "park") == 0) return cmd_park();
     if (argc != 3) {
         fprintf(stderr, "usage: reconciler-shim run|enter CONFIG\n");
         return 2;

@@ -1,0 +1,37 @@
+"""The watcher's debounce: one wake per burst, and the early calls that let parsing and
+priming overlap it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from watchdog.events import DirModifiedEvent, FileClosedNoWriteEvent, FileMovedEvent
+
+from reconciler.watch import _Debounce
+
+
+def test_a_burst_wakes_once_and_reports_its_start_early(tmp_path: Path) -> None:
+    jobs = str(tmp_path)
+    woke = threading.Event()
+    wakes: list[float] = []
+    early: list[str] = []
+    d = _Debounce(tmp_path, lambda t: (wakes.append(t), woke.set()), early.append, 0.05, 1.0)
+    d.on_any_event(DirModifiedEvent(jobs))  # the parent's watch sees jobs/ change first
+    d.on_any_event(FileMovedEvent(f"{jobs}/.a.tmp", f"{jobs}/a.hcl"))
+    d.on_any_event(FileMovedEvent(f"{jobs}/.b.tmp", f"{jobs}/b.hcl"))
+    d.on_any_event(FileMovedEvent(f"{jobs}/.c.tmp", f"{jobs}/c.txt"))  # not a job file
+    d.on_any_event(FileClosedNoWriteEvent(f"{jobs}/a.hcl"))  # our own read
+    assert early == ["", f"{jobs}/a.hcl"]  # the burst's start, then its first job file
+    assert woke.wait(5) and len(wakes) == 1
+    woke.clear()
+    d.on_any_event(FileMovedEvent(f"{jobs}/.b.tmp", f"{jobs}/b.hcl"))
+    assert early[2:] == [f"{jobs}/b.hcl"]  # a new burst reports again
+    assert woke.wait(5) and len(wakes) == 2
+
+
+def test_events_outside_the_directory_are_ignored(tmp_path: Path) -> None:
+    early: list[str] = []
+    d = _Debounce(tmp_path / "jobs", lambda t: None, early.append, 0.01, 1.0)
+    d.on_any_event(FileMovedEvent(f"{tmp_path}/x.tmp", f"{tmp_path}/x.hcl"))
+    assert early == []
