@@ -85,6 +85,7 @@ class LinuxExecutor:
         self.boot_id = proc.boot_id()
         self.network = network.Networks(self.node.bridge_name, self.node.bridge_cidr, tag)
         self._shim: Path | None = None
+        self._root: Path | None = None
         self.primer = Primer(self.layout, self.shim) if self.layout else None
         self._epoll = select.epoll()
         self._lock = threading.Lock()
@@ -106,6 +107,13 @@ class LinuxExecutor:
         if self._shim is None:
             self._shim = launch.shim_binary(self.data_dir / "bin")
         return self._shim
+
+    def _mount_point(self) -> Path:
+        """Where every task mounts its root, each in its own mount namespace: one empty dir."""
+        if self._root is None:
+            self._root = self.data_dir / "root"
+            self._root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return self._root
 
     def _cgroup_name(self, task_id: str) -> str:
         short = hashlib.sha256(task_id.encode()).hexdigest()[:6]
@@ -184,7 +192,7 @@ class LinuxExecutor:
         pid_mode = config.pid_mode or self.node.default_pid_mode
         ipc_mode = config.ipc_mode or self.node.default_ipc_mode
         if isolated:
-            items += [("root", str(dirs.root)), ("hostname", config.hostname or task)]
+            items += [("root", str(self._mount_point())), ("hostname", config.hostname or task)]
             items += [(kind, f"{src}\t{dst}") for kind, src, dst in mounts]
             if self.node.no_pivot_root:
                 items.append(("no_pivot_root", "1"))
@@ -218,7 +226,7 @@ class LinuxExecutor:
             dirs.exit_file.unlink()
         launch.write_config(dirs.config_file, items)
         try:
-            pid, fd, go = launch.spawn_async(self.shim(), dirs.config_file, dirs.task / "shim.log")
+            pid, fd, go = launch.spawn_async(self.shim(), dirs.config_file, self.data_dir / "shim.log")
         except (launch.ShimBuildError, OSError) as e:
             raise StartError(str(e)) from None
         # The task builds its root meanwhile: on cgroup v1 a first mkdir may wait for the

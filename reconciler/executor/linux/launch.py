@@ -54,19 +54,18 @@ def shim_binary(cache_dir: Path) -> Path:
 
 
 def write_config(path: Path, items: Iterable[tuple[str, str]]) -> None:
-    """NUL-separated key/value pairs: values may hold spaces, quotes and newlines."""
+    """NUL-separated key/value pairs: values may hold spaces, quotes and newlines. Written in
+    place: nothing reads it until the shim it is for starts."""
     data = bytearray()
     for key, value in items:
         if "\0" in value:
             raise ValueError(f"{key}: value contains a NUL byte")
         data += key.encode() + b"\0" + value.encode() + b"\0"
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, bytes(data))
     finally:
         os.close(fd)
-    os.replace(tmp, path)
 
 
 def read_config(path: Path) -> list[tuple[str, str]]:

@@ -24,11 +24,7 @@ MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
 @dataclass(frozen=True)
 class TaskDirs:
     alloc: Path  # shared by the group instance's tasks: data/, logs/, tmp/
-    task: Path  # this task: root/, local/, tmp/, secrets/ (staged), and the shim's files
-
-    @property
-    def root(self) -> Path:
-        return self.task / "root"
+    task: Path  # this task: local/, tmp/, secrets/ (staged templates), and the shim's files
 
     @property
     def local(self) -> Path:
@@ -54,15 +50,19 @@ class TaskDirs:
 def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None) -> list[tuple[str, str, str]]:
     """Create the host-side directories (once per group instance and task: a restart finds
     them); return what the shim builds inside the task's tmpfs root, in order, as
-    (kind, source, target-inside-root)."""
+    (kind, source, target-inside-root).
+
+    Only what the task sees is made: every new inode costs (ext4 without a journal skips
+    recently freed inodes one by one), so the root's mount point is shared by all tasks
+    (each mounts its tmpfs there in its own namespace) and secrets/ waits for a template."""
     env = DEFAULT_CHROOT_ENV if chroot_env is None else chroot_env
     if not dirs.local.is_dir():
-        for d in (dirs.alloc / "alloc" / "data", dirs.alloc / "alloc" / "tmp", dirs.logs):
-            d.mkdir(parents=True, exist_ok=True)
-        os.chmod(dirs.alloc / "alloc" / "data", 0o777)
-        os.chmod(dirs.alloc / "alloc" / "tmp", 0o1777)
-        dirs.root.mkdir(parents=True, exist_ok=True)
-        for d, mode in ((dirs.local, 0o777), (dirs.task / "tmp", 0o1777), (dirs.secrets, 0o700)):
+        for d, mode in ((dirs.alloc / "alloc" / "data", 0o777), (dirs.alloc / "alloc" / "tmp", 0o1777)):
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, mode)
+        os.makedirs(dirs.logs, exist_ok=True)
+        os.makedirs(dirs.task, exist_ok=True)
+        for d, mode in ((dirs.local, 0o777), (dirs.task / "tmp", 0o1777)):
             d.mkdir(exist_ok=True)
             os.chmod(d, mode)
     return _mounts(dirs, env)

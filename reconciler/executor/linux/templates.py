@@ -20,6 +20,8 @@ def write(dirs: rootfs.TaskDirs, dest: str, text: str, perms: int, pw: pwd.struc
     path = (base / rest).resolve()
     if not str(path).startswith(str(base.resolve()) + "/"):
         raise StartError(f"template destination {dest} leaves the task directory")
+    if base == dirs.secrets and not base.is_dir():
+        base.mkdir(mode=0o700)  # staged for the task's /secrets tmpfs: root only on the host
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("." + path.name + ".tmp")
     tmp.write_text(text)
