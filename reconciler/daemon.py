@@ -28,7 +28,7 @@ from reconciler.apply import Applier
 from reconciler.db.snapshot import Observed, SlotKey
 from reconciler.db.store import ProblemRow, Store, VersionRow
 from reconciler.executor.base import Executor, NodeConfig
-from reconciler.plan import Host, Plan, plan
+from reconciler.plan import Host, Plan, leaving, plan
 from reconciler.spec import hcl
 from reconciler.spec.load import Desired, Loader
 from reconciler.spec.models import effective_update
@@ -147,6 +147,11 @@ class Service:
         self._first_event: float | None = None
         self._threads: list[threading.Thread] = []
         self._seen_errors: set[str] = set()
+        # What the next pass must plan: every job, or the jobs something happened to.
+        self._full = True
+        self._touched: set[str] = set()
+        self._leaving: set[str] = set()  # jobs whose file is gone: plans stay full till they are
+        self._deadline_of: dict[str, list[float]] = {}  # job -> when it is due without events
 
     # ---- wake-ups from other threads ----
 
@@ -209,6 +214,11 @@ class Service:
         self.stopping.set()
         self.queue.put(("noop", None))
 
+    def rescan_all(self) -> None:
+        """Rescan and plan every job on the next pass (SIGHUP, `reload`)."""
+        self._full = self._dirty = True
+        self.queue.put(("scan", time.monotonic()))
+
     def _report_startup(self) -> None:
         p = self.last_plan
         if p is None:
@@ -225,27 +235,39 @@ class Service:
     def _next_timeout(self) -> float:
         now = self.clock()
         wake = self._last_scan + RESCAN_EVERY
-        for t in self._deadlines():
-            if t > now:  # a deadline already handled by the last pass must not spin the loop
-                wake = min(wake, t)
+        for times in self._deadline_of.values():
+            for t in times:
+                if t > now:  # a deadline already handled by the last pass must not spin the loop
+                    wake = min(wake, t)
         return max(0.0, min(RESCAN_EVERY, wake - now))
 
-    def _deadlines(self) -> list[float]:
-        """When something is due without any event: a delayed restart, a health check."""
-        obs = self._observed or self.store.observed(self.applier.live)
-        out = []
+    def _due(self, now: float) -> set[str]:
+        return {
+            job for job, times in self._deadline_of.items()
+            if any(self._last_pass < t <= now for t in times)
+        }  # fmt: skip
+
+    def _note_deadlines(self, obs: Observed, scope: frozenset[str] | None) -> None:
+        """When each planned job is due without any event: a delayed restart, a health check."""
+        if scope is None:
+            self._deadline_of = {}
+        else:
+            for job in scope:
+                self._deadline_of.pop(job, None)
         for s in obs.slots.values():
+            due: list[float] = []
             if s.state == "pending" and s.next_start_at:
-                out.append(s.next_start_at)
+                due.append(s.next_start_at)
             if s.state == "running" and s.instance is not None:
                 spec = self.applier.specs.get(s.key.job)
                 rec = obs.jobs.get(s.key.job)
                 if spec and rec and rec.applied_digest != spec.digest:
                     upd = effective_update(spec.job, next(iter(spec.job.group.values())))
-                    out.append(s.instance.started_at + upd.min_healthy_time + 0.01)
+                    due.append(s.instance.started_at + upd.min_healthy_time + 0.01)
                     if rec.attempted_at:
-                        out.append(rec.attempted_at + upd.healthy_deadline + 0.01)
-        return out
+                        due.append(rec.attempted_at + upd.healthy_deadline + 0.01)
+            if due:
+                self._deadline_of.setdefault(s.key.job, []).extend(due)
 
     def step(self, timeout: float) -> None:
         """Wait for a wake-up (or the timeout), handle everything queued, reconcile once."""
@@ -264,7 +286,9 @@ class Service:
                 self._scan_due = True
                 self._first_event = v if self._first_event is None else min(self._first_event, v)
         if exits:
-            obs = self.store.observed(self.applier.live)
+            jobs = {handle.id.split("/", 1)[0] for handle, _ in exits}
+            self._touched |= jobs
+            obs = self.store.observed(self.applier.live, jobs)
             for handle, result in exits:
                 try:
                     self.applier.on_exit(handle, result, obs)
@@ -287,6 +311,7 @@ class Service:
         self._last_scan = self.clock()
         if desired is self._recorded:
             return desired
+        self._note_changes(self._recorded, desired)
         self.git.new_scan()
         before = self._recorded.jobs if self._recorded else {}
         versions = [  # only what changed since the last recorded scan: 1 file, not 1,000
@@ -308,8 +333,22 @@ class Service:
         self._recorded = desired
         return desired
 
+    def _note_changes(self, before: Desired | None, after: Desired) -> None:
+        """Which jobs a new desired state asks the next pass to plan."""
+        if (
+            before is None or not (before.directory_ok and after.directory_ok)
+            or set(before.jobs) - set(after.jobs) or before.held != after.held
+            or before.broken_files != after.broken_files
+        ):  # fmt: skip
+            self._full = True  # a job left or is held: only a plan of every job may stop it
+            return
+        self._touched |= {
+            job for job, spec in after.jobs.items()
+            if (old := before.jobs.get(job)) is None or (old.digest, old.file) != (spec.digest, spec.file)
+        }  # fmt: skip
+
     _recorded: Desired | None = None
-    _observed: Observed | None = None  # after the last pass: for deadlines and metrics
+    _observed: Observed | None = None  # every job, as of the last pass that planned it: metrics
     _dirty = True
     _last_pass = 0.0
 
@@ -326,16 +365,36 @@ class Service:
         else:
             desired = self._recorded
         now = self.clock()
-        due = any(self._last_pass < d <= now for d in self._deadlines())
+        due = self._due(now)
         if not (force or self._dirty or due):
             return None
-        self._dirty = False
+        full = force or self._full or bool(self._leaving)
+        scope = None if full else frozenset(self._touched | due)
+        self._full, self._touched, self._dirty = False, set(), False
         self._last_pass = now
+        try:
+            p, observed = self._converge(desired, scope)
+        except BaseException:
+            self._full = self._dirty = True  # whatever this pass was to do, the next one does
+            raise
+        self._note_deadlines(observed, scope)
+        if scope is None:
+            self._observed, self._leaving = observed, leaving(desired, observed)
+        else:
+            self._observed = self._observed_merged(observed, scope)
+        metrics.pass_done(time.perf_counter() - started, self._observed)
+        if self._first_event is not None:
+            metrics.pickup(time.monotonic() - self._first_event)
+            self._first_event = None
+        return p
+
+    def _converge(self, desired: Desired, scope: frozenset[str] | None) -> tuple[Plan, Observed]:
+        """Plan and apply until nothing more unlocks (lifecycle, restarts), at most 5 times."""
         changed = False
-        p: Plan | None = None
-        observed = self.store.observed(self.applier.live)
-        for _ in range(5):  # converge: a pass may unlock the next (lifecycle, restarts)
-            p = plan(desired, observed, self.host, self.clock(), allow_empty=self.allow_empty)
+        observed = self.store.observed(self.applier.live, scope)
+        for _ in range(5):
+            p = plan(desired, observed, self.host, self.clock(), allow_empty=self.allow_empty,
+                     scope=scope)  # fmt: skip
             for w in p.warnings:
                 log.warning("%s", w)
             wrote = self.applier.apply(p, observed)
@@ -344,16 +403,18 @@ class Service:
             self.passes += 1
             changed = changed or p.changes > 0
             if wrote:
-                observed = self.store.observed(self.applier.live)
+                observed = self.store.observed(self.applier.live, scope)
             if not (p.start or p.adopt or p.promote or p.revert or p.forget or p.attempt):
                 break
-        self._observed = observed
         self.change_passes += changed
-        metrics.pass_done(time.perf_counter() - started, observed)
-        if self._first_event is not None:
-            metrics.pickup(time.monotonic() - self._first_event)
-            self._first_event = None
-        return p
+        return p, observed
+
+    def _observed_merged(self, part: Observed, scope: frozenset[str]) -> Observed:
+        """The last full view with the planned jobs replaced by what was just read."""
+        full = self._observed or Observed()
+        jobs = {j: r for j, r in full.jobs.items() if j not in scope} | dict(part.jobs)
+        slots = {k: s for k, s in full.slots.items() if k.job not in scope} | dict(part.slots)
+        return Observed(jobs, slots, part.live)
 
     # ---- control API requests ----
 
@@ -373,14 +434,16 @@ class Service:
                 "running": len(self.applier.running),
             }  # fmt: skip
         if action == "reload":
-            self._scan_due = True
+            self.rescan_all()
             return {"ok": True}
         if action in ("stop", "start"):
             job = args["job"]
+            self._touched.add(job)
             if not self.store.set_paused(job, action == "stop", now):
                 raise KeyError(f"no job {job!r}")
             return {"ok": True}
         keys = [SlotKey(*k) for k in args.get("keys", [])]
+        self._touched |= {k.job for k in keys}
         if action == "restart":
             done = [str(k) for k in keys if self.applier.operator_restart(k, obs)]
             return {"restarted": done}
@@ -400,8 +463,7 @@ def install_signal_handlers(service: Service, reload: Callable[[], None]) -> Non
 
     def _hup(_signum: int, _frame: Any) -> None:
         reload()
-        service._dirty = True
-        service.queue.put(("scan", time.monotonic()))
+        service.rescan_all()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

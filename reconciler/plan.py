@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from reconciler import constraints, lifecycle
@@ -140,16 +141,27 @@ class _Builder:
 
 
 def plan(
-    desired: Desired, observed: Observed, host: Host, now: float, *, allow_empty: bool = False
+    desired: Desired,
+    observed: Observed,
+    host: Host,
+    now: float,
+    *,
+    allow_empty: bool = False,
+    scope: AbstractSet[str] | None = None,
 ) -> Plan:
+    """With a `scope`, only those jobs are planned, and `observed` need hold only theirs: a
+    pass costs what changed, not what exists. A scoped plan never stops a job whose file is
+    gone; that needs every job in view (the "stop every job" guard), so it waits for a full
+    plan, which the loop makes whenever a job leaves the desired state."""
     b = _Builder()
     by_job: dict[str, list[SlotRecord]] = {}
     for slot in observed.slots.values():
-        by_job.setdefault(slot.key.job, []).append(slot)
+        if scope is None or slot.key.job in scope:
+            by_job.setdefault(slot.key.job, []).append(slot)
 
     # Re-adopt first: nothing else is decided about a slot whose process we do not hold yet.
     pending_adopt: set[SlotKey] = set()
-    for slot in observed.slots.values():
+    for slot in (s for slots in by_job.values() for s in slots):
         if slot.state in ACTIVE and slot.instance and slot.instance.id not in observed.live:
             b.adopt.append(Action(slot.key, "re-adopt after service restart"))
             pending_adopt.add(slot.key)
@@ -157,7 +169,8 @@ def plan(
     held = _held_jobs(desired, observed)
     active_jobs = {j for j, slots in by_job.items() if any(s.state in ACTIVE for s in slots)}
     would_stop = {j for j in active_jobs if j not in desired.jobs and j not in held}
-    if would_stop and (not desired.directory_ok or would_stop == active_jobs) and not allow_empty:
+    guard = scope is None and not allow_empty
+    if guard and would_stop and (not desired.directory_ok or would_stop == active_jobs):
         why = (
             f"job directory unreadable ({desired.directory_error})"
             if not desired.directory_ok
@@ -166,7 +179,8 @@ def plan(
         b.warnings.append(f"{why}: nothing is stopped (start with --allow-empty to allow it)")
         held |= would_stop
 
-    for job_id in sorted(set(observed.jobs) | set(desired.jobs) | set(by_job)):
+    every = set(observed.jobs) | set(desired.jobs) | set(by_job)
+    for job_id in sorted(every if scope is None else every & scope):
         slots = by_job.get(job_id, [])
         if any(s.key in pending_adopt for s in slots):
             continue  # decided on the next pass, once its running tasks are adopted
@@ -180,6 +194,8 @@ def plan(
             )
             continue
         spec = desired.jobs.get(job_id)
+        if spec is None and scope is not None:
+            continue  # removed: left to a full plan
         if spec is None:
             _remove(b, slots, "job file removed")
             if record and record.status != "removed" and not any(s.state in ACTIVE for s in slots):
@@ -192,6 +208,18 @@ def plan(
         _plan_job(b, spec, record, slots, host, now)
 
     return b.freeze()
+
+
+def leaving(desired: Desired, observed: Observed) -> set[str]:
+    """Jobs whose file is gone that a full plan still has work for (stop, forget, mark
+    removed), unless they are held."""
+    held = _held_jobs(desired, observed)
+    with_slots = {k.job for k in observed.slots}
+    return {
+        j for j in set(observed.jobs) | with_slots
+        if j not in desired.jobs and j not in held
+        and (j in with_slots or observed.jobs[j].status != "removed")
+    }  # fmt: skip
 
 
 def _held_jobs(desired: Desired, observed: Observed) -> set[str]:

@@ -3,8 +3,9 @@ change and the history that explains it are written together or not at all."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
@@ -46,59 +47,64 @@ class Store(HotPaths):
 
     # ---- reading ----
 
-    def observed(self, live: Iterable[int] = ()) -> Observed:
-        """One read transaction of plain tuples: this runs every pass, so it skips the ORM."""
+    def observed(self, live: Iterable[int] = (), jobs: Collection[str] | None = None) -> Observed:
+        """One read transaction of plain tuples: this runs every pass, so it skips the ORM.
+        With `jobs`, only those jobs' rows are read (a scoped pass)."""
+        if jobs is not None and len(jobs) > 500:
+            jobs = None  # more is harmless to a scoped plan; SQLite limits bound parameters
+        args = tuple(jobs or ())
+        where = f" IN ({','.join('?' * len(args))})"
         with self.engine.connect() as c:
             raw = c.connection.driver_connection
             assert raw is not None
-            q = raw.execute
-            versions = {vid: digest for vid, digest in q("SELECT id, digest FROM job_versions")}
+
+            def q(sql: str, column: str) -> Any:
+                if jobs is None:
+                    return raw.execute(sql)
+                return raw.execute(f"{sql} {'AND' if ' WHERE ' in sql else 'WHERE'} {column}{where}", args)
+
             rejected: dict[str, set[str]] = {}
             for job_id, digest in q(
-                "SELECT job_id, digest FROM job_versions WHERE state = 'rejected'"
+                "SELECT job_id, digest FROM job_versions WHERE state = 'rejected'", "job_id"
             ):
                 rejected.setdefault(job_id, set()).add(digest)
-            jobs: dict[str, JobRecord] = {}
+            records: dict[str, JobRecord] = {}
             for jid, src, status, paused, applied, attempted, attempted_at, reason, canon in q(
-                "SELECT j.id, j.source_file, j.status, j.paused, j.applied_version_id,"
-                " j.attempted_version_id, j.attempted_at, j.reason, v.canonical"
-                " FROM jobs j LEFT JOIN job_versions v ON v.id = j.applied_version_id"
+                "SELECT j.id, j.source_file, j.status, j.paused, va.digest, vt.digest,"
+                " j.attempted_at, j.reason, va.canonical FROM jobs j"
+                " LEFT JOIN job_versions va ON va.id = j.applied_version_id"
+                " LEFT JOIN job_versions vt ON vt.id = j.attempted_version_id", "j.id"
             ):
-                jobs[jid] = JobRecord(
-                    jid, src, status, bool(paused), versions.get(applied), versions.get(attempted),
-                    canon, frozenset(rejected.get(jid, ())), attempted_at, reason,
+                records[jid] = JobRecord(
+                    jid, src, status, bool(paused), applied, attempted, canon,
+                    frozenset(rejected.get(jid, ())), attempted_at, reason,
                 )  # fmt: skip
             instances = {
                 row[0]: InstanceRecord(
-                    row[0],
-                    row[1] or 0,
-                    row[2] or 0,
-                    row[3] or 0,
-                    row[4] or "",
-                    row[5],
-                    row[6],
-                    row[7],
-                    row[8],
-                    versions.get(row[9], ""),
+                    row[0], row[1] or 0, row[2] or 0, row[3] or 0, row[4] or "", row[5],
+                    row[6], row[7], row[8], row[9] or "",
                 )  # fmt: skip
                 for row in q(
-                    "SELECT id, pid, shim_pid, shim_start_ticks, boot_id, cgroup, task_dir,"
-                    " started_at, spec_digest, version_id FROM task_instances"
-                    " WHERE finished_at IS NULL"
+                    "SELECT i.id, i.pid, i.shim_pid, i.shim_start_ticks, i.boot_id, i.cgroup,"
+                    " i.task_dir, i.started_at, i.spec_digest, v.digest FROM task_instances i"
+                    " LEFT JOIN job_versions v ON v.id = i.version_id"
+                    " WHERE i.finished_at IS NULL", "i.job_id"
                 )
             }
             slots: dict[SlotKey, SlotRecord] = {}
-            for (job, group, idx, task, state, spec_digest, version_id, restarts, window,
+            for (job, group, idx, task, state, spec_digest, version, restarts, window,
                  next_at, reason, instance_id, intent) in q(
-                "SELECT job_id, group_name, idx, task, state, spec_digest, version_id, restarts,"
-                " window_start, next_start_at, reason, instance_id, stop_intent FROM task_slots"
+                "SELECT s.job_id, s.group_name, s.idx, s.task, s.state, s.spec_digest, v.digest,"
+                " s.restarts, s.window_start, s.next_start_at, s.reason, s.instance_id,"
+                " s.stop_intent FROM task_slots s LEFT JOIN job_versions v ON v.id = s.version_id",
+                "s.job_id",
             ):  # fmt: skip
                 key = SlotKey(job, group, idx, task)
                 slots[key] = SlotRecord(
-                    key, state, spec_digest, versions.get(version_id, ""), restarts, window,
-                    next_at, reason, instances.get(instance_id), intent,
+                    key, state, spec_digest, version or "", restarts, window, next_at, reason,
+                    instances.get(instance_id), intent,
                 )  # fmt: skip
-        return Observed(jobs, slots, frozenset(live))
+        return Observed(records, slots, frozenset(live))
 
     def promote(self, job_ids: Iterable[str], now: float) -> None:
         with self.session() as s, s.begin():

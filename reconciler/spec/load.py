@@ -320,14 +320,13 @@ class Loader:
         files: dict[str, FileResult] = {}
         named = self._namer()
         for entry, st in stats:
-            path = Path(entry.path)
             name = named(entry.name)
             cached = self._by_stat.get(name)
             if st is not None and cached is not None and cached[0] == st:
                 files[name] = cached[1]
                 continue
             with self._reading:  # a `warm` of this file finishes first, then is a cache hit
-                result = self._read(path, name)
+                result = self._read(Path(entry.path), name)
             files[name] = result
             if st is not None:
                 self._by_stat[name] = (st, result)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey, SlotRecord
-from reconciler.plan import Host, Plan, plan, task_digest
+from reconciler.plan import Host, Plan, leaving, plan, task_digest
 from reconciler.spec.load import Desired, parse_text
 
 NOW = 1_800_000_000.0
@@ -122,6 +122,43 @@ def test_applying_a_plan_twice_is_a_no_op(w) -> None:
     second = plan(desired, after, HOST, NOW, allow_empty=True)
     assert not second.stop and not second.restart and not second.forget
     assert not [a for a in second.start if a.key in {x.key for x in first.start}]
+
+
+def _of(p: Plan, scope: frozenset[str]) -> tuple[object, ...]:
+    """Everything a plan decides about the jobs in `scope`."""
+    return (
+        {name: [a for a in acts if a.key.job in scope] for name, acts in p.buckets().items()},
+        [k for k in p.forget if k.job in scope], [j for j in p.promote if j in scope],
+        [r for r in p.revert if r[0] in scope], {j: v for j, v in p.status.items() if j in scope},
+        {j: v for j, v in p.attempt.items() if j in scope},
+    )  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(world(), st.data())
+def test_a_scoped_plan_decides_what_the_full_plan_does_for_those_jobs(w, data) -> None:
+    desired, observed = w
+    scope = frozenset(data.draw(st.sets(st.sampled_from(["a", "b", "c", "d", "e"]))))
+    full = plan(desired, observed, HOST, NOW)
+    seen = Observed(
+        {j: r for j, r in observed.jobs.items() if j in scope},
+        {k: s for k, s in observed.slots.items() if k.job in scope},
+        observed.live,
+    )  # only the scope's rows, as the store reads them for a scoped pass
+    part = plan(desired, seen, HOST, NOW, scope=scope)
+    kept = scope & (set(desired.jobs) | desired.held)  # a scoped plan leaves removals alone
+    assert _of(part, kept) == _of(full, kept)
+    assert _of(part, scope - kept) == _of(Plan(), scope - kept)
+    assert not part.warnings  # the "stop every job" guard is for full plans
+
+
+def test_leaving_names_removed_jobs_until_they_are_gone() -> None:
+    desired = desired_of([spec("a", 1, 0)])
+    rec = JobRecord("b", "jobs/b.hcl", "ready", False, None, None, None)
+    key = SlotKey("b", "g", 0, "a")
+    slot = SlotRecord(key, "running", "x", "", instance=InstanceRecord(1, 1, 1, 1, "boot", "", "", NOW, "x", ""))
+    assert leaving(desired, Observed({"b": rec}, {key: slot}, frozenset({1}))) == {"b"}
+    assert leaving(desired, Observed({"b": replace(rec, status="removed")}, {}, frozenset())) == set()
 
 
 def test_plan_is_deterministic_and_pure() -> None:

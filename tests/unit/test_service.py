@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.unit.conftest import Harness, job
 
 
@@ -399,3 +403,57 @@ def test_a_file_event_and_a_task_exit_prime_the_executor(h: Harness) -> None:
     h.clock.advance(6)
     h.service.wait_exits(0)
     assert h.fake.primes == 2 and not h.service.queue.empty()  # a restart may follow
+
+
+def _scopes(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str] | None]:
+    import reconciler.daemon as daemon
+
+    seen: list[frozenset[str] | None] = []
+    real = daemon.plan
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        seen.append(kw.get("scope"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(daemon, "plan", spy)
+    return seen
+
+
+def test_a_pass_plans_only_the_jobs_something_happened_to(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b", "c"):
+        h.write(f"{name}.hcl", job(name, env='FAKE_RUN_FOR = "30"' if name == "c" else ""))
+    h.step()
+    h.step(11)  # past min_healthy_time: every version promoted, nothing due
+    seen = _scopes(h, monkeypatch)
+    h.write("b.hcl", job("b", count=2))
+    h.step()
+    assert seen and set(seen) == {frozenset({"b"})}
+    assert h.states("b") == {"b/g/0/t": "running", "b/g/1/t": "running"}
+    seen.clear()
+    h.step(20)  # c's task exits; b's new version is due for its health check
+    assert seen and all(s is not None and "a" not in s for s in seen)
+    assert any(s is not None and "c" in s for s in seen)
+    assert h.states("c") == {"c/g/0/t": "pending"}  # restart due in 15 s (Nomad's default)
+    seen.clear()
+    h.step(16)  # nothing but the deadline wakes the loop
+    assert seen and set(seen) == {frozenset({"c"})}
+    assert len([c for c in h.fake.started if c.id == "c/g/0/t"]) == 2
+
+
+def test_a_removed_job_is_planned_with_every_job_until_it_is_gone(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h.write("a.hcl", job("a"))
+    h.write("b.hcl", job("b"))
+    h.step()
+    seen = _scopes(h, monkeypatch)
+    h.remove("b.hcl")
+    h.step()
+    assert seen[0] is None  # only a plan of every job may stop one
+    assert "b/g/0/t" not in h.fake.alive() and h.job_status("b")[0] == "removed"
+    seen.clear()
+    h.write("a.hcl", job("a", count=2))
+    h.step()
+    assert seen and set(seen) == {frozenset({"a"})}  # b is gone: scoped again
