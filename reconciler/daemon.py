@@ -237,7 +237,7 @@ class Service:
         wake = self._last_scan + RESCAN_EVERY
         for times in self._deadline_of.values():
             for t in times:
-                if t > now:  # a deadline already handled by the last pass must not spin the loop
+                if t > self._last_pass:  # a deadline the last pass saw must not spin the loop
                     wake = min(wake, t)
         return max(0.0, min(RESCAN_EVERY, wake - now))
 
@@ -299,7 +299,7 @@ class Service:
             self._answer(req)
         if self.clock() - self._last_scan >= RESCAN_EVERY:
             self._scan_due = True
-        self._dirty |= bool(exits or requests)
+        self._dirty |= bool(exits) or any(r.action != "health" for r in requests)
         self.reconcile(force=False)
 
     # ---- one pass ----

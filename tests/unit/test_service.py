@@ -457,3 +457,23 @@ def test_a_removed_job_is_planned_with_every_job_until_it_is_gone(
     h.write("a.hcl", job("a", count=2))
     h.step()
     assert seen and set(seen) == {frozenset({"a"})}  # b is gone: scoped again
+
+
+def test_a_deadline_that_passed_during_a_pass_is_due_at_once(h: Harness) -> None:
+    h.write("a.hcl", job("a"))
+    h.step()
+    svc = h.service
+    svc._deadline_of = {"a": [svc._last_pass + 0.5]}  # fell after the pass looked at the clock
+    h.clock.advance(1)
+    assert svc._next_timeout() == 0 and svc._due(h.clock()) == {"a"}
+    h.step()
+    assert svc._next_timeout() > 1  # seen by a plan now: no spinning
+
+
+def test_a_health_request_does_not_make_a_pass(h: Harness) -> None:
+    h.write("a.hcl", job("a"))
+    h.step()
+    before = h.service.passes
+    reply = h.service.request("health")
+    h.step()
+    assert reply.result(0)["running"] == 1 and h.service.passes == before

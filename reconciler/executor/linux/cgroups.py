@@ -85,9 +85,12 @@ def detect(namespace: str, prefer: int | None = None) -> Layout | None:
     return Layout(2, {"unified": base}, have, missing)
 
 
-def _write(path: Path, value: str | int) -> None:
-    with open(path, "w") as f:
-        f.write(str(value))
+def _write(path: Path | str, value: str | int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
 
 
 def _read(path: Path, default: str = "") -> str:

@@ -4,6 +4,8 @@ and lists mounts; the shim performs them inside the task's mount namespace."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,21 +58,36 @@ def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None) -> list[tuple[
     recently freed inodes one by one), so the root's mount point is shared by all tasks
     (each mounts its tmpfs there in its own namespace) and secrets/ waits for a template."""
     env = DEFAULT_CHROOT_ENV if chroot_env is None else chroot_env
-    if not dirs.local.is_dir():
-        for d, mode in ((dirs.alloc / "alloc" / "data", 0o777), (dirs.alloc / "alloc" / "tmp", 0o1777)):
-            os.makedirs(d, exist_ok=True)
+    alloc, task = str(dirs.alloc), str(dirs.task)
+    if not os.path.isdir(task + "/local"):
+        shared = alloc + "/alloc"
+        for d, mode in ((shared + "/data", 0o777), (shared + "/tmp", 0o1777), (shared + "/logs", 0)):
+            try:
+                os.mkdir(d)
+            except FileNotFoundError:
+                os.makedirs(d)
+            except FileExistsError:
+                continue
+            if mode:
+                os.chmod(d, mode)
+        os.makedirs(task, exist_ok=True)
+        for d, mode in ((task + "/local", 0o777), (task + "/tmp", 0o1777)):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d)
             os.chmod(d, mode)
-        os.makedirs(dirs.logs, exist_ok=True)
-        os.makedirs(dirs.task, exist_ok=True)
-        for d, mode in ((dirs.local, 0o777), (dirs.task / "tmp", 0o1777)):
-            d.mkdir(exist_ok=True)
-            os.chmod(d, mode)
-    return _mounts(dirs, env)
+    binds, masks = _host_mounts(tuple(sorted(env.items())))
+    return [*binds, *_task_mounts(alloc, task), *masks]
 
 
-def _mounts(dirs: TaskDirs, env: Mapping[str, str]) -> list[tuple[str, str, str]]:
-    mounts: list[tuple[str, str, str]] = []
-    for host, inside in sorted(env.items(), key=lambda kv: kv[1].count("/")):
+Mount = tuple[str, str, str]
+
+
+@functools.lru_cache(maxsize=8)
+def _host_mounts(env: tuple[tuple[str, str], ...]) -> tuple[tuple[Mount, ...], tuple[Mount, ...]]:
+    """The node's part of every task root: chroot_env, and the files masked over it. The same
+    for all tasks, so it is looked up once per node configuration."""
+    mounts: list[Mount] = []
+    for host, inside in sorted(env, key=lambda kv: kv[1].count("/")):
         if not os.path.lexists(host):
             continue
         if os.path.islink(host) and os.path.dirname(inside) == "/":
@@ -78,18 +95,23 @@ def _mounts(dirs: TaskDirs, env: Mapping[str, str]) -> list[tuple[str, str, str]
             mounts.append(("symlink", os.readlink(host), inside))
             continue
         mounts.append(("bind_ro", host, inside))
-    mounts.append(("bind_rw", str(dirs.alloc / "alloc"), "/alloc"))
-    mounts.append(("bind_ro", str(dirs.logs), "/alloc/logs"))
-    mounts.append(("bind_rw", str(dirs.local), "/local"))
-    mounts.append(("bind_rw", str(dirs.task / "tmp"), "/tmp"))
-    # /secrets is a small noexec tmpfs; templates rendered for it are staged on the host
-    # (root-only) and copied in by the shim.
-    mounts.append(("tmpfs", "/secrets", "size=1m,mode=0700"))
-    mounts.append(("copy_into", str(dirs.secrets), "/secrets"))
-    for path in MASKED:
-        if inside_env(path, env) and os.path.isfile(path):
-            mounts.append(("bind_ro", "/dev/null", path))
-    return mounts
+    env_map = dict(env)
+    masks = [("bind_ro", "/dev/null", path) for path in MASKED
+             if inside_env(path, env_map) and os.path.isfile(path)]  # fmt: skip
+    return tuple(mounts), tuple(masks)
+
+
+def _task_mounts(alloc: str, task: str) -> list[Mount]:
+    return [
+        ("bind_rw", alloc + "/alloc", "/alloc"),
+        ("bind_ro", alloc + "/alloc/logs", "/alloc/logs"),
+        ("bind_rw", task + "/local", "/local"),
+        ("bind_rw", task + "/tmp", "/tmp"),
+        # /secrets is a small noexec tmpfs; templates rendered for it are staged on the host
+        # (root-only) and copied in by the shim.
+        ("tmpfs", "/secrets", "size=1m,mode=0700"),
+        ("copy_into", task + "/secrets", "/secrets"),
+    ]
 
 
 def inside_env(path: str, env: Mapping[str, str]) -> bool:
