@@ -25,6 +25,7 @@ class Layout:
     bases: dict[str, Path]  # v1: controller -> our subtree; v2: {"unified": subtree}
     controllers: frozenset[str] = frozenset()
     missing: tuple[str, ...] = ()
+    swap_accounting: bool = False  # v1: memory.memsw.* exists
 
     def describe(self) -> str:
         have = ", ".join(sorted(self.controllers)) or "none"
@@ -70,7 +71,8 @@ def detect(namespace: str, prefer: int | None = None) -> Layout | None:
     if prefer != 2 and "memory" in v1:
         bases = {c: mp / own.get(c, "/").lstrip("/") / namespace for c, mp in v1.items()}
         missing = tuple(c for c in V1_CONTROLLERS if c not in v1)
-        return Layout(1, bases, frozenset(v1), missing)
+        memsw = (v1["memory"] / own.get("memory", "/").lstrip("/") / "memory.memsw.limit_in_bytes")
+        return Layout(1, bases, frozenset(v1), missing, memsw.exists())
     if v2 is None:
         return None
     base = v2 / own.get("unified", "/").lstrip("/") / namespace
@@ -159,34 +161,38 @@ class TaskCgroup:
         mem_hard = limits.memory_max_mb if limits.memory_max_mb > 0 else limits.memory_mb
         if limits.memory_max_mb < 0:
             mem_hard = 0
+        at = {c: str(p) for c, p in self.dirs.items()}  # plain strings: this runs per start
         if self.layout.version == 1:
-            mem = self.dirs.get("memory")
-            if mem:
+            if mem := at.get("memory"):
                 with contextlib.suppress(OSError):
-                    _write(mem / "memory.swappiness", 0)
+                    _write(f"{mem}/memory.swappiness", 0)
                 if mem_hard:
-                    _write(mem / "memory.limit_in_bytes", mem_hard << 20)
-                    with contextlib.suppress(OSError):  # absent without swap accounting
-                        _write(mem / "memory.memsw.limit_in_bytes", mem_hard << 20)
+                    if self.layout.swap_accounting:  # lift it first: it may not go below the limit
+                        with contextlib.suppress(OSError):
+                            _write(f"{mem}/memory.memsw.limit_in_bytes", -1)
+                    _write(f"{mem}/memory.limit_in_bytes", mem_hard << 20)
+                    if self.layout.swap_accounting:
+                        with contextlib.suppress(OSError):
+                            _write(f"{mem}/memory.memsw.limit_in_bytes", mem_hard << 20)
                 if limits.memory_max_mb > 0:
-                    _write(mem / "memory.soft_limit_in_bytes", limits.memory_mb << 20)
-            if cpu := self.dirs.get("cpu"):
-                _write(cpu / "cpu.shares", max(2, min(262144, limits.cpu_shares)))
-            if pids := self.dirs.get("pids"):
-                _write(pids / "pids.max", limits.pids_max)
+                    _write(f"{mem}/memory.soft_limit_in_bytes", limits.memory_mb << 20)
+            if cpu := at.get("cpu"):
+                _write(f"{cpu}/cpu.shares", max(2, min(262144, limits.cpu_shares)))
+            if pids := at.get("pids"):
+                _write(f"{pids}/pids.max", limits.pids_max)
         else:
-            d = self.dirs["unified"]
+            d = at["unified"]
             have = self.layout.controllers
             if "memory" in have:
-                _write(d / "memory.max", (mem_hard << 20) if mem_hard else "max")
+                _write(f"{d}/memory.max", (mem_hard << 20) if mem_hard else "max")
                 with contextlib.suppress(OSError):
-                    _write(d / "memory.swap.max", 0)
+                    _write(f"{d}/memory.swap.max", 0)
                 if limits.memory_max_mb > 0:
-                    _write(d / "memory.low", limits.memory_mb << 20)
+                    _write(f"{d}/memory.low", limits.memory_mb << 20)
             if "cpu" in have:
-                _write(d / "cpu.weight", shares_to_weight(limits.cpu_shares))
+                _write(f"{d}/cpu.weight", shares_to_weight(limits.cpu_shares))
             if "pids" in have:
-                _write(d / "pids.max", limits.pids_max)
+                _write(f"{d}/pids.max", limits.pids_max)
         if limits.cores:
             self._set_cores(limits.cores)
 
@@ -225,7 +231,7 @@ class TaskCgroup:
                 _write(parent / "cgroup.subtree_control", todo)
 
     def procs_files(self) -> list[str]:
-        return [str(p / "cgroup.procs") for p in self.dirs.values()]
+        return [f"{p}/cgroup.procs" for p in self.dirs.values()]
 
     def pids(self) -> set[int]:
         found: set[int] = set()
