@@ -7,8 +7,8 @@ re-adoption time after a SIGKILL of the service.
 
     sudo .venv/bin/python bench/loop.py [--tasks 1000] [--latency-only]
 
-The first line is a calibration (one hot parse): this kind of VM drifts by 2x within an hour,
-so compare runs with it. The figures are also lower on a filesystem that has not just freed
+The first line is a calibration (a fixed Python loop): this kind of VM drifts by 2x within an
+hour, so compare runs with it. The figures are also lower on a filesystem that has not just freed
 many inodes (ext4 without a journal skips inodes freed in the last minutes one by one).
 """
 
@@ -69,16 +69,17 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def calibration() -> str:
-    """This VM's speed drifts (2x within an hour has been seen): a reference to compare runs."""
-    from reconciler.spec.load import parse_text
+    """This VM's speed drifts (2x within an hour has been seen): a fixed piece of Python work,
+    independent of reconciler's code, to compare runs with."""
 
-    text = JOB.format(name="cal", count=1, arg="1")
-    times = []
-    for _ in range(50):
-        t = time.perf_counter()
-        parse_text(text, "cal.hcl")
-        times.append(time.perf_counter() - t)
-    return f"calibration: one parse of this bench's job file takes {statistics.median(times) * 1000:.2f} ms (hot)"
+    def work() -> float:
+        t, x = time.perf_counter(), 0
+        for i in range(300_000):
+            x += i * i % 7
+        return time.perf_counter() - t
+
+    ms = statistics.median(work() for _ in range(15)) * 1000
+    return f"calibration: a fixed Python loop (300,000 steps) takes {ms:.1f} ms on this machine now"
 
 
 def pickups(svc: ServiceProc, jobs: Path, prefix: str, n: int) -> list[float]:

@@ -126,7 +126,7 @@ class Service:
         self.clock = clock
         self.allow_empty = allow_empty
         self.loader = Loader(jobs)
-        hcl.parse('job "warm" {}')  # load the grammar now, not on the first file event
+        hcl.parse('job "warm" {}', positions=False)  # load the grammar now, not on the first file event
         fp = executor.fingerprint()
         self.fingerprint = fp
         self.host = Host(dict(fp.attributes), fp.healthy)

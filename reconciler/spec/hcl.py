@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import hcl2
 from hcl2 import SerializationOptions
+from hcl2 import parser as hcl2_parser
+from hcl2.api import transform as hcl2_transform
+from hcl2.postlexer import PostLexer
 from hcl2.rules.base import AttributeRule, BlockRule
 from hcl2.rules.strings import HeredocTrimTemplateRule
+from lark import Lark
 from lark.exceptions import LarkError, UnexpectedInput
 
 OPTIONS = SerializationOptions(
@@ -48,8 +54,8 @@ class HclSyntaxError(Exception):
 @dataclass
 class Parsed:
     body: dict[str, Any]
-    lines: dict[Path, int] = field(default_factory=dict)
-    duplicates: list[tuple[Path, int]] = field(default_factory=list)
+    lines: dict[Path, int | None] = field(default_factory=dict)
+    duplicates: list[tuple[Path, int | None]] = field(default_factory=list)
 
     def line_of(self, path: Path) -> int | None:
         """The line of the deepest indexed prefix of `path`."""
@@ -59,9 +65,29 @@ class Parsed:
         return None
 
 
-def parse(text: str) -> Parsed:
+@functools.lru_cache(maxsize=1)
+def _untracked() -> Lark | None:
+    """python-hcl2's parser without position tracking: about twice as fast. Positions only put
+    line numbers on problems, so a file with problems is parsed again with them. Rebuilt from
+    python-hcl2's own cached tables (compiling the grammar anew takes seconds); on a lark that
+    cannot do that, None: every parse tracks positions."""
     try:
-        tree = hcl2.parses(text, discard_comments=True)
+        buf = io.BytesIO()
+        hcl2_parser.parser().save(buf)
+        buf.seek(0)
+        return Lark.__new__(Lark)._load(buf, propagate_positions=False, postlex=PostLexer())
+    except Exception:  # lark's loader is not public API: degrade to the slower parser
+        return None
+
+
+def parse(text: str, positions: bool = True) -> Parsed:
+    """`positions=False` is faster; problems found in what it returns have no line numbers."""
+    try:
+        fast = None if positions else _untracked()
+        if fast is None:
+            tree = hcl2.parses(text, discard_comments=True)
+        else:  # as hcl2.parses does, with the newline lark needs at the end
+            tree = hcl2_transform(fast.parse(text + "\n"), discard_comments=True)
         body = tree.serialize(OPTIONS)
     except UnexpectedInput as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -96,7 +122,7 @@ def _index(body: Any, path: Path, out: Parsed) -> None:
     for child in body.children:
         if isinstance(child, BlockRule):
             labels = [str(lbl.serialize(OPTIONS)) for lbl in child.labels]
-            line = child._meta.line
+            line = getattr(child._meta, "line", None)
             name, rest = labels[0], labels[1:]
             if rest:
                 p: Path = (*path, name, *rest)
@@ -118,7 +144,7 @@ def _index(body: Any, path: Path, out: Parsed) -> None:
                         out.lines.setdefault((*path, name, *key[cut:]), at)
         elif isinstance(child, AttributeRule):
             name = str(child.identifier.serialize(OPTIONS))
-            line = child._meta.line
+            line = getattr(child._meta, "line", None)
             if name in attrs:
                 out.duplicates.append(((*path, name), line))
             attrs.add(name)

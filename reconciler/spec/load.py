@@ -88,13 +88,20 @@ def canonical_json(job: Job) -> str:
 
 def parse_text(text: str, file: str) -> FileResult:
     """One file's text -> its jobs and problems. Pure: no I/O."""
+    result = _parse_text(text, file, positions=False)
+    if result.problems:  # problems carry line numbers: parse again, tracking positions
+        result = _parse_text(text, file, positions=True)
+    return result
+
+
+def _parse_text(text: str, file: str, positions: bool) -> FileResult:
     digest = hashlib.sha256(text.encode()).hexdigest()
     if not text.strip():
         return FileResult(
             file, digest, (), (Problem(file, None, "", "file is empty: no job block"),)
         )
     try:
-        parsed = hcl.parse(text)
+        parsed = hcl.parse(text, positions)
     except hcl.HclSyntaxError as e:
         return FileResult(
             file,

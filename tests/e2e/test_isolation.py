@@ -343,3 +343,19 @@ def test_templates_render_again_into_a_running_task(ex: LinuxExecutor) -> None:
     assert r.output.decode().strip() == "v2"
     ex.stop(h, "SIGKILL", 0)
     ex.wait(h, 10)
+
+
+def test_dev_holds_only_the_usual_devices_and_they_work(ex: LinuxExecutor) -> None:
+    _, out = run_to_exit(ex, sh(
+        "ls /dev | tr '\\n' ' '; echo; stat -c '%n %F %t:%T %a' /dev/null /dev/zero /dev/tty;"
+        "echo hi > /dev/null && head -c 4 /dev/zero | od -An -tx1; head -c 8 /dev/urandom | wc -c;"
+        "echo x > /dev/full 2>/dev/null || echo full-refused"
+    ))  # fmt: skip
+    lines = out.splitlines()
+    assert set(lines[0].split()) == {"fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr",
+                                     "stdin", "stdout", "tty", "urandom", "zero"}  # fmt: skip
+    assert lines[1:4] == ["/dev/null character special file 1:3 666",
+                          "/dev/zero character special file 1:5 666",
+                          "/dev/tty character special file 5:0 666"]  # fmt: skip
+    assert lines[4].split() == ["00", "00", "00", "00"] and lines[5] == "8"
+    assert lines[6] == "full-refused"

@@ -429,3 +429,24 @@ def test_load_paths_for_validate(tmp_path: Path) -> None:
     a = write(tmp_path, "a.hcl", MINIMAL)
     d = load_paths([a])
     assert list(d.jobs) == ["clock"]
+
+
+def test_parsing_without_positions_reads_every_example_the_same() -> None:
+    """The fast parse (no position tracking) is used for files without problems: it must read
+    them exactly as the tracked parse does; files with problems are parsed again with lines."""
+    from reconciler.spec import hcl
+    from reconciler.spec.load import _parse_text
+
+    assert hcl._untracked() is not None  # the fast path is in use with this lark
+    root = Path(__file__).parents[2]
+    files = [*root.glob("jobs/*.hcl"), *root.glob("tests/nomad_style/*.hcl"), *root.glob("tests/corpus/*")]
+    clean = 0
+    for f in files:
+        text = f.read_text(errors="replace")
+        tracked = _parse_text(text, str(f), positions=True)
+        if not tracked.problems:
+            assert _parse_text(text, str(f), positions=False) == tracked, f
+            clean += 1
+    assert clean >= 5
+    broken = parse_text('job "x" {\n  group "g" {\n    count = "two"\n  }\n}\n', "jobs/x.hcl")
+    assert broken.problems and broken.problems[0].line == 3  # lines come from the second parse

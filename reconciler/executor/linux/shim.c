@@ -37,6 +37,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -204,22 +205,24 @@ static void copy_files(const char *from, const char *to) {
     closedir(d);
 }
 
-static void touch(const char *path) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0) close(fd);
-}
-
 static void setup_dev(const char *root) {
-    char p[4096], q[4096];
+    char p[4096];
     snprintf(p, sizeof p, "%s/dev", root);
     xmount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k");
-    static const char *nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    /* Device nodes made in place, as runc does outside a user namespace: a mknod each instead
+       of a bind mount each, so a start (and the exit) handles six fewer mounts. */
+    static const struct {
+        const char *name;
+        unsigned major, minor;
+    } nodes[] = {{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
+                 {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+    mode_t old_mask = umask(0);
     for (unsigned i = 0; i < sizeof nodes / sizeof *nodes; i++) {
-        snprintf(p, sizeof p, "%s/dev/%s", root, nodes[i]);
-        snprintf(q, sizeof q, "/dev/%s", nodes[i]);
-        touch(p);
-        bind_mount(q, p, 0, 0);
+        snprintf(p, sizeof p, "%s/dev/%s", root, nodes[i].name);
+        if (mknod(p, S_IFCHR | 0666, makedev(nodes[i].major, nodes[i].minor)) < 0)
+            die("mknod %s: %s", p, strerror(errno));
     }
+    umask(old_mask);
     snprintf(p, sizeof p, "%s/dev/pts", root);
     mkdir(p, 0755);
     xmount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
