@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("shim.c")
@@ -53,17 +53,16 @@ def shim_binary(cache_dir: Path) -> Path:
     raise ShimBuildError(f"compiling {SOURCE} failed:\n{errors}")
 
 
-def write_config(path: Path, items: Iterable[tuple[str, str]]) -> None:
+def write_config(path: Path, items: Sequence[tuple[str, str]]) -> None:
     """NUL-separated key/value pairs: values may hold spaces, quotes and newlines. Written in
     place: nothing reads it until the shim it is for starts."""
-    data = bytearray()
-    for key, value in items:
-        if "\0" in value:
-            raise ValueError(f"{key}: value contains a NUL byte")
-        data += key.encode() + b"\0" + value.encode() + b"\0"
+    text = "".join(f"{key}\0{value}\0" for key, value in items)
+    if text.count("\0") != 2 * len(items):
+        bad = next(k for k, v in items if "\0" in v)
+        raise ValueError(f"{bad}: value contains a NUL byte")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, bytes(data))
+        os.write(fd, text.encode())
     finally:
         os.close(fd)
 
