@@ -36,6 +36,7 @@ from reconciler.watch import Watcher
 
 log = logging.getLogger("reconciler")
 RESCAN_EVERY = 30.0
+SETTLE = 0.5  # at most this long, a directory that is still changing is read again
 
 
 class AlreadyRunning(Exception):
@@ -308,6 +309,12 @@ class Service:
         if self.watcher is not None:
             self.watcher.check()
         desired = self.loader.scan()
+        settle_by = time.monotonic() + SETTLE
+        while desired is not self._recorded and not self.loader.settled():
+            if time.monotonic() > settle_by:
+                break
+            time.sleep(0.004)  # still being written (a checkout in progress): read it again
+            desired = self.loader.scan()
         self._last_scan = self.clock()
         if desired is self._recorded:
             return desired

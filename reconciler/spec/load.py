@@ -300,18 +300,10 @@ class Loader:
         shown = self.display(self.root)
         return (lambda n: n) if shown == "." else (lambda n: os.path.join(shown, n))
 
-    def scan(self) -> Desired:
-        try:
-            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
-        except OSError as e:
-            return Desired(
-                MappingProxyType({}),
-                MappingProxyType({}),
-                directory_ok=False,
-                directory_error=f"{self.root}: {e.strerror or e}",
-            )
+    def _stats(self) -> list[tuple[os.DirEntry[str], tuple[int, int, int] | None]]:
+        """Every job file and its (mtime, size, inode); raises OSError for the directory."""
         stats: list[tuple[os.DirEntry[str], tuple[int, int, int] | None]] = []
-        for entry in entries:
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
             if not is_job_file(entry.name):
                 continue
             try:
@@ -321,6 +313,27 @@ class Loader:
                 stats.append((entry, (info.st_mtime_ns, info.st_size, info.st_ino)))
             except OSError:
                 stats.append((entry, None))
+        return stats
+
+    def settled(self) -> bool:
+        """Whether the directory still looks as the last scan found it (a `git checkout`
+        still writing files does not)."""
+        try:
+            return tuple((e.name, s) for e, s in self._stats()) == self._last_key
+        except OSError:
+            return self._last_key is None
+
+    def scan(self) -> Desired:
+        try:
+            stats = self._stats()
+        except OSError as e:
+            self._last_key = None
+            return Desired(
+                MappingProxyType({}),
+                MappingProxyType({}),
+                directory_ok=False,
+                directory_error=f"{self.root}: {e.strerror or e}",
+            )
         key = tuple((e.name, s) for e, s in stats)
         if self._last is not None and key == self._last_key and all(s for _, s in stats):
             return self._last

@@ -477,3 +477,21 @@ def test_a_health_request_does_not_make_a_pass(h: Harness) -> None:
     reply = h.service.request("health")
     h.step()
     assert reply.result(0)["running"] == 1 and h.service.passes == before
+
+
+def test_a_directory_still_being_written_is_read_again_before_planning(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = iter([False, False, True])
+    scans: list[int] = []
+    real = h.service.loader.scan
+
+    def scan() -> Any:
+        scans.append(1)
+        return real()
+
+    monkeypatch.setattr(h.service.loader, "settled", lambda: next(answers))
+    monkeypatch.setattr(h.service.loader, "scan", scan)
+    h.write("a.hcl", job("a"))
+    h.step()
+    assert len(scans) == 3 and h.states() == {"a/g/0/t": "running"}

@@ -450,3 +450,14 @@ def test_parsing_without_positions_reads_every_example_the_same() -> None:
     assert clean >= 5
     broken = parse_text('job "x" {\n  group "g" {\n    count = "two"\n  }\n}\n', "jobs/x.hcl")
     assert broken.problems and broken.problems[0].line == 3  # lines come from the second parse
+
+
+def test_settled_tells_whether_the_directory_changed_since_the_scan(tmp_path: Path) -> None:
+    write(tmp_path, "a.hcl", MINIMAL)
+    loader = Loader(tmp_path)
+    loader.scan()
+    assert loader.settled()
+    write(tmp_path, "b.hcl", MINIMAL.replace("clock", "other"))
+    assert not loader.settled()  # written after the scan: a checkout still in progress
+    loader.scan()
+    assert loader.settled()
