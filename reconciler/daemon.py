@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter as Tally
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from reconciler.db.store import ProblemRow, Store, VersionRow
 from reconciler.executor.base import Executor, NodeConfig
 from reconciler.plan import Host, Plan, leaving, plan
 from reconciler.spec import hcl
-from reconciler.spec.load import Desired, Loader
+from reconciler.spec.load import Desired, JobSpec, Loader
 from reconciler.spec.models import effective_update
 from reconciler.watch import Watcher
 
@@ -153,6 +154,7 @@ class Service:
         self._touched: set[str] = set()
         self._leaving: set[str] = set()  # jobs whose file is gone: plans stay full till they are
         self._deadline_of: dict[str, list[float]] = {}  # job -> when it is due without events
+        self._states_of: dict[str, Tally[str]] = {}  # job -> its slots by state: the tasks gauge
 
     # ---- wake-ups from other threads ----
 
@@ -248,14 +250,17 @@ class Service:
             if any(self._last_pass < t <= now for t in times)
         }  # fmt: skip
 
-    def _note_deadlines(self, obs: Observed, scope: frozenset[str] | None) -> None:
-        """When each planned job is due without any event: a delayed restart, a health check."""
+    def _note_jobs(self, obs: Observed, scope: frozenset[str] | None) -> None:
+        """What is kept per planned job between passes: its slots by state, and when it is due
+        without any event (a delayed restart, a health check)."""
         if scope is None:
-            self._deadline_of = {}
+            self._deadline_of, self._states_of = {}, {}
         else:
             for job in scope:
                 self._deadline_of.pop(job, None)
+                self._states_of.pop(job, None)
         for s in obs.slots.values():
+            self._states_of.setdefault(s.key.job, Tally())[s.state] += 1
             due: list[float] = []
             if s.state == "pending" and s.next_start_at:
                 due.append(s.next_start_at)
@@ -318,14 +323,11 @@ class Service:
         self._last_scan = self.clock()
         if desired is self._recorded:
             return desired
-        self._note_changes(self._recorded, desired)
+        changed = _changed_jobs(self._recorded, desired)
+        self._note_changes(self._recorded, desired, changed)
         self.git.new_scan()
-        before = self._recorded.jobs if self._recorded else {}
-        versions = [  # only what changed since the last recorded scan: 1 file, not 1,000
-            VersionRow(s.id, s.digest, s.canonical, s.file)
-            for s in desired.jobs.values()
-            if (b := before.get(s.id)) is None or (b.digest, b.file) != (s.digest, s.file)
-        ]
+        # only what changed since the last recorded scan: 1 file, not 1,000
+        versions = [VersionRow(s.id, s.digest, s.canonical, s.file) for s in changed]
         problems = [
             ProblemRow(p.file, p.line, p.column, p.path, p.message, p.severity)
             for p in desired.problems
@@ -340,7 +342,7 @@ class Service:
         self._recorded = desired
         return desired
 
-    def _note_changes(self, before: Desired | None, after: Desired) -> None:
+    def _note_changes(self, before: Desired | None, after: Desired, changed: list[JobSpec]) -> None:
         """Which jobs a new desired state asks the next pass to plan."""
         if (
             before is None or not (before.directory_ok and after.directory_ok)
@@ -349,13 +351,9 @@ class Service:
         ):  # fmt: skip
             self._full = True  # a job left or is held: only a plan of every job may stop it
             return
-        self._touched |= {
-            job for job, spec in after.jobs.items()
-            if (old := before.jobs.get(job)) is None or (old.digest, old.file) != (spec.digest, spec.file)
-        }  # fmt: skip
+        self._touched |= {spec.id for spec in changed}
 
     _recorded: Desired | None = None
-    _observed: Observed | None = None  # every job, as of the last pass that planned it: metrics
     _dirty = True
     _last_pass = 0.0
 
@@ -384,12 +382,10 @@ class Service:
         except BaseException:
             self._full = self._dirty = True  # whatever this pass was to do, the next one does
             raise
-        self._note_deadlines(observed, scope)
+        self._note_jobs(observed, scope)
         if scope is None:
-            self._observed, self._leaving = observed, leaving(desired, observed)
-        else:
-            self._observed = self._observed_merged(observed, scope)
-        metrics.pass_done(time.perf_counter() - started, self._observed)
+            self._leaving = leaving(desired, observed)
+        metrics.pass_done(time.perf_counter() - started, self._states_of.values())
         if self._first_event is not None:
             metrics.pickup(time.monotonic() - self._first_event)
             self._first_event = None
@@ -415,13 +411,6 @@ class Service:
                 break
         self.change_passes += changed
         return p, observed
-
-    def _observed_merged(self, part: Observed, scope: frozenset[str]) -> Observed:
-        """The last full view with the planned jobs replaced by what was just read."""
-        full = self._observed or Observed()
-        jobs = {j: r for j, r in full.jobs.items() if j not in scope} | dict(part.jobs)
-        slots = {k: s for k, s in full.slots.items() if k.job not in scope} | dict(part.slots)
-        return Observed(jobs, slots, part.live)
 
     # ---- control API requests ----
 
@@ -459,6 +448,15 @@ class Service:
                 self.applier.operator_signal(k, args["signal"], obs)
             return {"signalled": [str(k) for k in keys]}
         raise ValueError(f"unknown action {action!r}")
+
+
+def _changed_jobs(before: Desired | None, after: Desired) -> list[JobSpec]:
+    """Jobs that are new, or whose spec or file differs from `before`."""
+    old = before.jobs if before else {}
+    return [
+        spec for spec in after.jobs.values()
+        if (b := old.get(spec.id)) is None or (b.digest, b.file) != (spec.digest, spec.file)
+    ]  # fmt: skip
 
 
 def install_signal_handlers(service: Service, reload: Callable[[], None]) -> None:

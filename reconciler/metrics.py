@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -34,9 +35,12 @@ def restarted() -> None:
     RESTARTS.inc()
 
 
-def pass_done(seconds: float, observed: Any) -> None:
+def pass_done(seconds: float, per_job: Iterable[Tally[str]]) -> None:
+    """`per_job`: each job's task slots counted by state."""
     PASS.observe(seconds)
-    counts = Tally(s.state for s in observed.slots.values())
+    counts: Tally[str] = Tally()
+    for c in per_job:
+        counts.update(c)
     for state in STATES:
         TASKS.labels(state).set(counts.get(state, 0))
 

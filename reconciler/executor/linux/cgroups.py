@@ -147,15 +147,15 @@ class TaskCgroup:
 
     def create(self, limits: Limits) -> None:
         fresh = True  # a cgroup made just now holds no leftovers to kill
-        for ctrl, path in self.dirs.items():
+        for path in dict.fromkeys(self.dirs.values()):  # cpu and cpuacct may share a mount
             try:
                 path.mkdir()
             except FileExistsError:
-                fresh = fresh and ctrl == "cpuacct" and path == self.dirs.get("cpu")
+                fresh = False
             except FileNotFoundError:
                 path.mkdir(parents=True, exist_ok=True)
-            if ctrl == "unified":
-                self._enable_v2_controllers(path.parent)
+        if "unified" in self.dirs:
+            self._enable_v2_controllers(self.dirs["unified"].parent)
         if not fresh:
             self.kill_leftovers()
         mem_hard = limits.memory_max_mb if limits.memory_max_mb > 0 else limits.memory_mb
@@ -231,7 +231,7 @@ class TaskCgroup:
                 _write(parent / "cgroup.subtree_control", todo)
 
     def procs_files(self) -> list[str]:
-        return [f"{p}/cgroup.procs" for p in self.dirs.values()]
+        return [f"{p}/cgroup.procs" for p in dict.fromkeys(self.dirs.values())]
 
     def pids(self) -> set[int]:
         found: set[int] = set()
