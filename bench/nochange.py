@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from reconciler.daemon import Service
 from reconciler.db.store import Store
 from reconciler.executor.base import NodeConfig
 from reconciler.executor.fake import FakeExecutor
+from reconciler.service.loop import Service
 
 JOB = 'job "{n}" {{\n group "g" {{\n  task "t" {{\n   driver = "exec"\n   config {{ command = "/bin/app" }}\n  }}\n }}\n}}\n'
 

@@ -177,9 +177,11 @@ def run(
     ] = None,  # fmt: skip
 ) -> None:
     """Run the service: keep this machine converged on the job directory."""
-    from reconciler import control, metrics
-    from reconciler.daemon import AlreadyRunning, Service, install_signal_handlers, lock_data_dir
+    from reconciler import metrics
     from reconciler.executor.linux.executor import LinuxExecutor
+    from reconciler.service import control
+    from reconciler.service.loop import Service
+    from reconciler.service.process import AlreadyRunning, install_signal_handlers, lock_data_dir
 
     _setup_logging(log_format)
     d = data_dir(data).resolve()

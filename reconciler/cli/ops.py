@@ -252,7 +252,7 @@ def exec_cmd(
 
 
 def _act(data: Path, action: str, **args: Any) -> Any:
-    from reconciler.control import NotRunning, call
+    from reconciler.service.control import NotRunning, call
 
     try:
         code, body = call(data, action, **args)

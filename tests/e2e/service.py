@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reconciler.control import NotRunning, call
 from reconciler.db.store import Store
+from reconciler.service.control import NotRunning, call
 
 BIN = Path(sys.executable).with_name("reconciler")
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.daemon import Service
 from reconciler.db.store import Store
 from reconciler.executor.base import NodeConfig
 from reconciler.executor.fake import FakeExecutor
+from reconciler.service.loop import Service
 
 
 class Clock:

@@ -332,8 +332,8 @@ def test_readoption_after_service_restart(h: Harness) -> None:
     h.step()
     pids = sorted(t.handle.pid for t in h.fake.tasks.values())
     # A new service process: its executor finds both tasks still running.
-    from reconciler.daemon import Service
     from reconciler.executor.base import NodeConfig
+    from reconciler.service.loop import Service
 
     h.fake.survivors = {"w/g/0/t", "w/g/1/t"}
     h.service = Service(h.jobs, h.store, h.fake, NodeConfig(), clock=h.clock, watch=False)
@@ -345,8 +345,8 @@ def test_readoption_after_service_restart(h: Harness) -> None:
 def test_lost_task_is_recorded_and_restarted(h: Harness) -> None:
     h.write("w.hcl", job("w"))
     h.step()
-    from reconciler.daemon import Service
     from reconciler.executor.base import NodeConfig
+    from reconciler.service.loop import Service
 
     h.fake.survivors = set()
     h.service = Service(h.jobs, h.store, h.fake, NodeConfig(), clock=h.clock, watch=False)
@@ -406,16 +406,16 @@ def test_a_file_event_and_a_task_exit_prime_the_executor(h: Harness) -> None:
 
 
 def _scopes(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str] | None]:
-    import reconciler.daemon as daemon
+    import reconciler.service.loop as loop
 
     seen: list[frozenset[str] | None] = []
-    real = daemon.plan
+    real = loop.plan
 
     def spy(*a: Any, **kw: Any) -> Any:
         seen.append(kw.get("scope"))
         return real(*a, **kw)
 
-    monkeypatch.setattr(daemon, "plan", spy)
+    monkeypatch.setattr(loop, "plan", spy)
     return seen
 
 

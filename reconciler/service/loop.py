@@ -9,12 +9,9 @@ wake it through a queue.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import queue
-import signal
-import subprocess
 import threading
 import time
 from collections import Counter as Tally
@@ -30,6 +27,7 @@ from reconciler.db.snapshot import Observed, SlotKey
 from reconciler.db.store import ProblemRow, Store, VersionRow
 from reconciler.executor.base import Executor, NodeConfig
 from reconciler.plan import Host, Plan, leaving, plan
+from reconciler.service.gitinfo import GitInfo
 from reconciler.spec import hcl
 from reconciler.spec.load import Desired, JobSpec, Loader
 from reconciler.spec.models import effective_update
@@ -40,10 +38,6 @@ RESCAN_EVERY = 30.0
 SETTLE = 0.5  # at most this long, a directory that is still changing is read again
 
 
-class AlreadyRunning(Exception):
-    pass
-
-
 @dataclass
 class Request:
     """A control API call, answered by the loop thread."""
@@ -51,62 +45,6 @@ class Request:
     action: str
     args: dict[str, Any]
     reply: Future[Any] = field(default_factory=Future)
-
-
-def lock_data_dir(data_dir: Path) -> int:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / "service.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        pid = (
-            (data_dir / "service.pid").read_text().strip()
-            if (data_dir / "service.pid").exists()
-            else "?"
-        )
-        raise AlreadyRunning(f"another reconciler (pid {pid}) is running on {data_dir}") from None
-    (data_dir / "service.pid").write_text(f"{os.getpid()}\n")
-    return fd
-
-
-class GitInfo:
-    """When jobs/ lies in a git work tree: the commit each job version came from.
-
-    git runs only when the directory is in a work tree, and once per scan, not per file."""
-
-    def __init__(self, jobs: Path) -> None:
-        self.jobs = jobs
-        self._scan: tuple[str | None, set[str]] | None = None
-
-    def in_work_tree(self) -> bool:
-        d = self.jobs.resolve()
-        return any((p / ".git").exists() for p in (d, *d.parents))
-
-    def new_scan(self) -> None:
-        self._scan = None
-
-    def _state(self) -> tuple[str | None, set[str]]:
-        if self._scan is None:
-            head = self._git("rev-parse", "HEAD") if self.in_work_tree() else None
-            dirty: set[str] = set()
-            if head is not None:
-                out = self._git("status", "--porcelain", "--untracked-files=all", "--", ".") or ""
-                dirty = {os.path.basename(line[3:].strip().strip('"')) for line in out.splitlines()}
-            self._scan = (head, dirty)
-        return self._scan
-
-    def _git(self, *args: str) -> str | None:
-        try:
-            p = subprocess.run(["git", "-C", str(self.jobs), *args], capture_output=True,
-                               text=True, timeout=5)  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return p.stdout.strip() if p.returncode == 0 else None
-
-    def commit_of(self, file: str) -> str | None:
-        head, dirty = self._state()
-        return head if head is not None and os.path.basename(file) not in dirty else None
 
 
 class Service:
@@ -457,19 +395,3 @@ def _changed_jobs(before: Desired | None, after: Desired) -> list[JobSpec]:
         spec for spec in after.jobs.values()
         if (b := old.get(spec.id)) is None or (b.digest, b.file) != (spec.digest, spec.file)
     ]  # fmt: skip
-
-
-def install_signal_handlers(service: Service, reload: Callable[[], None]) -> None:
-    """SIGTERM/SIGINT stop the service and leave tasks running; SIGHUP rescans and reloads."""
-
-    def _stop(signum: int, _frame: Any) -> None:
-        log.info("%s: stopping the service; tasks keep running", signal.Signals(signum).name)
-        service.stop()
-
-    def _hup(_signum: int, _frame: Any) -> None:
-        reload()
-        service.rescan_all()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGHUP, _hup)

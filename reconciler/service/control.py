@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from reconciler.daemon import Service
+from reconciler.service.loop import Service
 
 SOCKET_NAME = "control.sock"
 
