@@ -25,9 +25,9 @@ from reconciler.executor.base import (
     TaskHandle,
 )
 from reconciler.lifecycle import phase
-from reconciler.plan import Action, Plan
+from reconciler.plan import Action, Plan, admission
 from reconciler.spec.load import JobSpec
-from reconciler.spec.models import EffectiveRestart, Job, effective_restart
+from reconciler.spec.models import RUNS_TO_COMPLETION, EffectiveRestart, Job, effective_restart
 from reconciler.taskconfig import task_config
 
 log = logging.getLogger("reconciler")
@@ -197,7 +197,9 @@ class Applier:
                        Event("Started", f"task started by reconciler (pid {result.pid})")]  # fmt: skip
             assert a.spec is not None
             new_spec = slot is None or slot.spec_digest != a.task_digest
-            batch.append(Started(a.key, a.task_digest, a.spec.digest, result, events, new_spec))
+            held = admission.of_task(a.spec.job.group[a.key.group].task[a.key.task])
+            batch.append(Started(a.key, a.task_digest, a.spec.digest, result, events, new_spec,
+                                 (held.cpu, held.memory, held.cores)))  # fmt: skip
         if not batch:
             return
         ids = self.store.started(batch, now)
@@ -216,7 +218,7 @@ class Applier:
         if task is None:
             return None
         ph = phase(task)
-        on_success = (spec.job.type == "service" and ph in ("main", "sidecar")) or (
+        on_success = (spec.job.type not in RUNS_TO_COMPLETION and ph in ("main", "sidecar")) or (
             ph == "poststart" and task.lifecycle is not None and task.lifecycle.sidecar
         )
         return effective_restart(spec.job, group, task), on_success

@@ -27,7 +27,7 @@ from reconciler.db.snapshot import Observed
 from reconciler.db.store import Store
 from reconciler.executor.base import NodeConfig
 from reconciler.spec.load import Loader, load_paths
-from reconciler.spec.node import NodeConfigError, NodeSettings, load_node_config
+from reconciler.spec.node import NodeConfigError, NodeSettings, load_node_config, parse_cpuset
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Make this machine run exactly what a directory of Nomad job files says.")  # fmt: skip
@@ -64,6 +64,9 @@ def node_config(settings: NodeSettings) -> NodeConfig:
         chroot_env=settings.chroot_env, allow_raw_exec=settings.raw_exec.enabled,
         allow_root=rc.allow_root, cgroup_version=rc.cgroup_version, pids_max=rc.pids_max,
         bridge_name=rc.bridge_name, bridge_cidr=rc.bridge_cidr, meta=dict(settings.meta),
+        cpu_total_compute=settings.cpu_total_compute, memory_total_mb=settings.memory_total_mb,
+        reserved_cpu=settings.reserved.cpu, reserved_memory_mb=settings.reserved.memory,
+        reserved_cores=parse_cpuset(settings.reserved.cores),
     )  # fmt: skip
 
 
@@ -122,6 +125,7 @@ def plan_cmd(
     """Show what `run` would start, stop, restart or keep, per task instance."""
     from reconciler import plan as planner
     from reconciler.executor.linux.executor import LinuxExecutor
+    from reconciler.plan import admission
 
     d = data_dir(data)
     desired = Loader(jobs).scan()
@@ -133,9 +137,9 @@ def plan_cmd(
             s.instance.id for s in observed.slots.values() if s.instance))  # fmt: skip
     node = load_node(config)
     fp = LinuxExecutor(d, node).fingerprint()
-    result = planner.plan(
-        desired, observed, planner.Host(dict(fp.attributes), fp.healthy), time.time()
-    )
+    host = planner.Host(dict(fp.attributes), fp.healthy,
+                        admission.node_capacity(fp.attributes, node))  # fmt: skip
+    result = planner.plan(desired, observed, host, time.time())
     buckets = result.buckets()
     if as_json:
         emit_json(
@@ -246,16 +250,32 @@ def node(
     config: Annotated[Path | None, typer.Option("--config", help="Node configuration file")] = None,
     as_json: Json = False,
 ) -> None:
-    """What isolation this host supports, and why not where it does not."""
+    """What isolation this host supports (and why not), and what tasks have reserved of it."""
     from reconciler.executor.linux.executor import LinuxExecutor
+    from reconciler.plan import admission
 
-    ex = LinuxExecutor(data_dir(data), load_node(config))
+    d = data_dir(data)
+    node_cfg = load_node(config)
+    ex = LinuxExecutor(d, node_cfg)
     fp = ex.fingerprint()
+    cap = admission.node_capacity(fp.attributes, node_cfg)
+    held = admission.ZERO
+    if db_path(d).exists():
+        obs = Store(db_path(d), readonly=True).observed()
+        held = admission.Usage(*obs.held) if obs.held else admission.ZERO
+    rows = admission.allocated_rows(cap, held) if cap else []
     if as_json:
         emit_json({"healthy": fp.healthy, "description": fp.description,
-                   "attributes": dict(fp.attributes)})  # fmt: skip
+                   "attributes": dict(fp.attributes),
+                   "resources": {name: {"allocated": a, "available": v, "total": t,
+                                        "reserved": r, "unit": u}
+                                 for name, a, v, t, r, u in rows}})  # fmt: skip
         return
     console.print(("healthy: " if fp.healthy else "unhealthy: ") + fp.description)
+    if rows:
+        console.print("allocated / available (total − reserved):")
+        for name, a, v, t, r, u in rows:
+            console.print(f"  {name:<7} {a} / {v} {u}  (total {t}, reserved {r})")
     for k, v in sorted(fp.attributes.items()):
         console.print(f"  {k} = {v}")
 

@@ -67,6 +67,10 @@ class TaskSlot(Base):
     instance_id: Mapped[int | None] = mapped_column(ForeignKey("task_instances.id"))
     # Why a stop was asked for: remove | update | pause | restart (what to do on exit).
     stop_intent: Mapped[str] = mapped_column(String, default="")
+    # What the started task reserves of the node while the slot holds its place (admission).
+    cpu: Mapped[int] = mapped_column(default=0, server_default="0")
+    memory: Mapped[int] = mapped_column(default=0, server_default="0")
+    cores: Mapped[int] = mapped_column(default=0, server_default="0")
     updated_at: Mapped[float]
 
 

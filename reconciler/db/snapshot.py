@@ -49,6 +49,10 @@ class SlotRecord:
     instance: InstanceRecord | None = None
     # Why a stop was asked for: "remove" | "update" | "pause" | "restart" | "" (see apply).
     stop_intent: str = ""
+    # What the started task reserves of the node (MHz, MB, cores) while the slot holds it.
+    cpu: int = 0
+    memory: int = 0
+    cores: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,3 +75,6 @@ class Observed:
     slots: Mapping[SlotKey, SlotRecord] = field(default_factory=dict)
     # Instances this service process has adopted or started; the rest need `recover`.
     live: frozenset[int] = frozenset()
+    # (MHz, MB, cores) reserved by every holding slot of every job, also outside a scoped
+    # read; None: sum `slots` instead.
+    held: tuple[int, int, int] | None = None

@@ -93,18 +93,24 @@ class Store(HotPaths):
             }
             slots: dict[SlotKey, SlotRecord] = {}
             for (job, group, idx, task, state, spec_digest, version, restarts, window,
-                 next_at, reason, instance_id, intent) in q(
+                 next_at, reason, instance_id, intent, cpu, memory, cores) in q(
                 "SELECT s.job_id, s.group_name, s.idx, s.task, s.state, s.spec_digest, v.digest,"
                 " s.restarts, s.window_start, s.next_start_at, s.reason, s.instance_id,"
-                " s.stop_intent FROM task_slots s LEFT JOIN job_versions v ON v.id = s.version_id",
+                " s.stop_intent, s.cpu, s.memory, s.cores"
+                " FROM task_slots s LEFT JOIN job_versions v ON v.id = s.version_id",
                 "s.job_id",
             ):  # fmt: skip
                 key = SlotKey(job, group, idx, task)
                 slots[key] = SlotRecord(
                     key, state, spec_digest, version or "", restarts, window, next_at, reason,
-                    instances.get(instance_id), intent,
+                    instances.get(instance_id), intent, cpu, memory, cores,
                 )  # fmt: skip
-        return Observed(records, slots, frozenset(live))
+            # what every job holds of the node, whatever this read's scope (admission)
+            cpu, memory, cores = raw.execute(
+                "SELECT coalesce(sum(cpu), 0), coalesce(sum(memory), 0), coalesce(sum(cores), 0)"
+                " FROM task_slots WHERE state IN ('running', 'stopping', 'pending')"
+            ).fetchone()
+        return Observed(records, slots, frozenset(live), (cpu, memory, cores))
 
     def promote(self, job_ids: Iterable[str], now: float) -> None:
         with self.session() as s, s.begin():

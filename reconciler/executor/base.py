@@ -84,6 +84,12 @@ class NodeConfig:
     bridge_name: str = "reconciler0"
     bridge_cidr: str = "172.26.64.0/20"
     meta: Mapping[str, str] = field(default_factory=dict)
+    # Nomad's `client` fingerprint overrides and `reserved` block (0: fingerprint / none)
+    cpu_total_compute: int = 0  # MHz
+    memory_total_mb: int = 0
+    reserved_cpu: int = 0  # MHz
+    reserved_memory_mb: int = 0
+    reserved_cores: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

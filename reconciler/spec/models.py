@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -332,11 +333,24 @@ class Group(Strict):
 
 
 class Job(Strict):
-    type: Literal["service", "batch"] = "service"
+    # system: one instance of each group on this node; sysbatch: batch, to completion
+    type: Literal["service", "batch", "system", "sysbatch"] = "service"
     meta: StrMap = {}
     constraint: list[Constraint] = []
     update: Update | None = None
     group: dict[str, Group] = Field(min_length=1)
+
+    @field_validator("group")
+    @classmethod
+    def _system_count(cls, v: dict[str, Group], info: ValidationInfo) -> dict[str, Group]:
+        if info.data.get("type") == "system":
+            for name, group in v.items():
+                if group.count > 1:
+                    raise PydanticCustomError(
+                        "count", 'group "{g}": Count cannot exceed 1 with system scheduler',
+                        {"g": name},
+                    )  # fmt: skip
+        return v
 
 
 class JobFile(Strict):
@@ -347,7 +361,10 @@ class JobFile(Strict):
 RESTART_DEFAULTS: dict[str, tuple[int, float, float, str]] = {
     "service": (2, 1800.0, 15.0, "fail"),
     "batch": (3, 86400.0, 15.0, "fail"),
+    "system": (2, 1800.0, 15.0, "fail"),
+    "sysbatch": (3, 86400.0, 15.0, "fail"),
 }
+RUNS_TO_COMPLETION = frozenset({"batch", "sysbatch"})  # an exit 0 is final
 
 
 class EffectiveRestart(BaseModel):

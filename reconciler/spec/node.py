@@ -3,7 +3,9 @@
 plugin "exec" { config { no_pivot_root = false  default_pid_mode = "private"
                          default_ipc_mode = "private"  allow_caps = [...] } }
 plugin "raw_exec" { config { enabled = false } }
-client { chroot_env { "/usr" = "/usr" }  meta { rack = "r1" } }
+client { chroot_env { "/usr" = "/usr" }  meta { rack = "r1" }
+         cpu_total_compute = 4000  memory_total_mb = 2048
+         reserved { cpu = 500  memory = 512  cores = "0-1" } }
 reconciler { allow_root = false  cgroup_version = 1  pids_max = 4096
              bridge_name = "reconciler0"  bridge_cidr = "172.26.64.0/20" }
 """
@@ -53,11 +55,43 @@ class ReconcilerSettings(Strict):
     bridge_cidr: str = "172.26.64.0/20"
 
 
+def parse_cpuset(text: str) -> tuple[int, ...]:
+    """A Linux cpuset list ("0-1,3") -> its core ids, sorted."""
+    ids: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, sep, hi = part.partition("-")
+        if not (lo.isdigit() and (not sep or hi.isdigit())) or (sep and int(hi) < int(lo)):
+            raise ValueError(f'"{part}" is not a core id or range like "0-3"')
+        ids.update(range(int(lo), int(hi if sep else lo) + 1))
+    return tuple(sorted(ids))
+
+
+class Reserved(Strict):
+    """Nomad's `client { reserved }`: what tasks may not have of the node."""
+
+    cpu: int = Field(0, ge=0)  # MHz
+    memory: int = Field(0, ge=0)  # MB
+    cores: str = ""  # a cpuset list, as Nomad: "0-1,3"
+    disk: int = Field(0, ge=0)  # accepted; ephemeral disk is not reserved on one node
+
+    @field_validator("cores")
+    @classmethod
+    def _cpuset(cls, v: str) -> str:
+        try:
+            parse_cpuset(v)
+        except ValueError as e:
+            raise PydanticCustomError("cores", str(e)) from None
+        return v
+
+
 class NodeSettings(Strict):
     exec: ExecPluginConfig = ExecPluginConfig()
     raw_exec: RawExecConfig = RawExecConfig()
     chroot_env: dict[str, str] | None = None
     meta: dict[str, Scalar] = {}
+    reserved: Reserved = Reserved()
+    cpu_total_compute: int = Field(0, ge=0)
+    memory_total_mb: int = Field(0, ge=0)
     reconciler: ReconcilerSettings = ReconcilerSettings()
 
 
@@ -110,15 +144,18 @@ def load_node_config(path: Path | None) -> NodeSettings:
         elif key == "client":
             client = _one(val)
             for k, v in client.items():
-                if k in ("chroot_env", "meta"):
+                if k in ("chroot_env", "meta", "reserved"):
                     shaped[k] = _one(v)
+                elif k in ("cpu_total_compute", "memory_total_mb"):
+                    shaped[k] = v
                 else:
                     problems.append(
                         Problem(
                             name,
                             parsed.line_of(("client", 0, k)),
                             f"client.{k}",
-                            "ignored: reconciler reads chroot_env and meta only",
+                            "ignored: reconciler reads chroot_env, meta, reserved,"
+                            " cpu_total_compute and memory_total_mb only",
                             "warning",
                         )
                     )

@@ -49,6 +49,8 @@ def _attributes(layout: cgroups.Layout | None, node: NodeConfig, exec_ok: bool) 
     mem = 0
     with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) * 1024
+    cores = os.cpu_count() or 1
+    mhz = _core_mhz()
     attrs = {
         "attr.kernel.name": uname.sysname.lower(),
         "attr.kernel.version": uname.release.split("-")[0],
@@ -56,8 +58,12 @@ def _attributes(layout: cgroups.Layout | None, node: NodeConfig, exec_ok: bool) 
         "attr.os.name": osr.get("ID", ""),
         "attr.os.version": osr.get("VERSION_ID", ""),
         "attr.cpu.arch": arch,
-        "attr.cpu.numcores": str(os.cpu_count() or 1),
-        "attr.memory.totalbytes": str(mem),
+        "attr.cpu.numcores": str(cores),
+        "attr.cpu.frequency": str(mhz),
+        # Nomad: the sum of every core's MHz, unless the client config says otherwise
+        "attr.cpu.totalcompute": str(node.cpu_total_compute or mhz * cores),
+        "attr.cpu.reservablecores": str(cores - len(node.reserved_cores)),
+        "attr.memory.totalbytes": str(node.memory_total_mb << 20 if node.memory_total_mb else mem),
         "attr.unique.hostname": uname.nodename,
         "attr.os.cgroups.version": str(layout.version) if layout else "",
         "node.unique.name": uname.nodename,
@@ -71,3 +77,14 @@ def _attributes(layout: cgroups.Layout | None, node: NodeConfig, exec_ok: bool) 
     for k, v in node.meta.items():
         attrs[f"meta.{k}"] = v
     return attrs
+
+
+def _core_mhz() -> int:
+    """A core's MHz as psutil reads it (cpufreq or /proc/cpuinfo); 1000 when nothing says."""
+    import psutil
+
+    with contextlib.suppress(Exception):
+        freq = psutil.cpu_freq()
+        if freq is not None and (freq.max or freq.current):
+            return int(freq.max or freq.current)
+    return 1000

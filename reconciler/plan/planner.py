@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from reconciler import constraints, lifecycle
 from reconciler.db.snapshot import JobRecord, Observed, SlotKey, SlotRecord
 from reconciler.lifecycle import Gate, phase
+from reconciler.plan import admission
 from reconciler.spec.load import Desired, JobSpec
 from reconciler.spec.models import Job, effective_update
 
@@ -24,6 +25,7 @@ ACTIVE = frozenset({"running", "stopping"})
 class Host:
     attributes: Mapping[str, str] = field(default_factory=dict)
     exec_ok: bool = True
+    capacity: admission.Capacity | None = None  # None: no admission (nothing fingerprinted)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Plan:
     status: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     attempt: Mapping[str, JobSpec] = field(default_factory=dict)  # versions now attempted
     warnings: tuple[str, ...] = ()
+    # Jobs with an instance waiting for room: worth planning again when room is freed.
+    waiting: frozenset[str] = frozenset()
 
     @property
     def changes(self) -> int:
@@ -130,13 +134,15 @@ class _Builder:
     status: dict[str, tuple[str, str]] = field(default_factory=dict)
     attempt: dict[str, JobSpec] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    room: admission.Room = field(default_factory=lambda: admission.Room(None))
+    short_of_room: dict[str, str] = field(default_factory=dict)  # job -> first reason
 
     def freeze(self) -> Plan:
         return Plan(
             tuple(self.adopt), tuple(self.start), tuple(self.restart), tuple(self.rerender),
             tuple(self.stop), tuple(self.keep), tuple(self.blocked), tuple(self.forget),
             tuple(self.promote), tuple(self.revert), dict(self.status), dict(self.attempt),
-            tuple(self.warnings),
+            tuple(self.warnings), frozenset(self.short_of_room),
         )  # fmt: skip
 
 
@@ -154,6 +160,11 @@ def plan(
     gone; that needs every job in view (the "stop every job" guard), so it waits for a full
     plan, which the loop makes whenever a job leaves the desired state."""
     b = _Builder()
+    held = (
+        admission.Usage(*observed.held) if observed.held is not None
+        else admission.total(admission.of_slot(s) for s in observed.slots.values())
+    )  # fmt: skip
+    b.room = admission.Room.of(host.capacity, held)
     by_job: dict[str, list[SlotRecord]] = {}
     for slot in observed.slots.values():
         if scope is None or slot.key.job in scope:
@@ -166,9 +177,9 @@ def plan(
             b.adopt.append(Action(slot.key, "re-adopt after service restart"))
             pending_adopt.add(slot.key)
 
-    held = _held_jobs(desired, observed)
+    held_jobs = _held_jobs(desired, observed)
     active_jobs = {j for j, slots in by_job.items() if any(s.state in ACTIVE for s in slots)}
-    would_stop = {j for j in active_jobs if j not in desired.jobs and j not in held}
+    would_stop = {j for j in active_jobs if j not in desired.jobs and j not in held_jobs}
     guard = scope is None and not allow_empty
     if guard and would_stop and (not desired.directory_ok or would_stop == active_jobs):
         why = (
@@ -177,7 +188,7 @@ def plan(
             else "this change would stop every job"
         )
         b.warnings.append(f"{why}: nothing is stopped (start with --allow-empty to allow it)")
-        held |= would_stop
+        held_jobs |= would_stop
 
     every = set(observed.jobs) | set(desired.jobs) | set(by_job)
     for job_id in sorted(every if scope is None else every & scope):
@@ -185,7 +196,7 @@ def plan(
         if any(s.key in pending_adopt for s in slots):
             continue  # decided on the next pass, once its running tasks are adopted
         record = observed.jobs.get(job_id)
-        if job_id in held:
+        if job_id in held_jobs:
             for s in slots:
                 b.keep.append(Action(s.key, "held: " + _held_reason(job_id, desired, record)))
             b.status[job_id] = (
@@ -277,6 +288,9 @@ def _plan_job(
     if not host.exec_ok:
         unmet = ["driver.exec is not available on this node", *unmet]
     current = {s.key: s for s in slots}
+    if not unmet and (why := b.room.never_fits(admission.of_job(job))):
+        _never_fits(b, spec, current, why)
+        return
     wanted: dict[SlotKey, str] = {}
     for gname, group in job.group.items():
         for idx in range(group.count):
@@ -302,13 +316,53 @@ def _plan_job(
     by_alloc: dict[tuple[str, int], list[SlotKey]] = {}
     for key in wanted:
         by_alloc.setdefault((key.group, key.idx), []).append(key)
+    holding = {s.key.alloc for s in current.values() if s.state in admission.HOLDING}
     for (gname, _), keys in sorted(by_alloc.items()):
         gate = lifecycle.gates(job, gname, keys, current, wanted)
         for key in sorted(keys):
-            budget = _plan_slot(b, spec, key, wanted[key], current.get(key), gate, budget, now)
+            budget = _plan_slot(b, spec, key, wanted[key], current.get(key), gate, budget, now,
+                                holding)  # fmt: skip
+    if spec.id in b.short_of_room:
+        b.status[spec.id] = ("blocked", b.short_of_room[spec.id])
+        return
     failed = [s for s in current.values() if s.key in wanted and s.state == "failed"
               and s.spec_digest == wanted[s.key]]  # fmt: skip
     _judge_version(b, spec, record, current, wanted, failed, reverted, now)
+
+
+def _never_fits(
+    b: _Builder, spec: JobSpec, current: Mapping[SlotKey, SlotRecord], why: str
+) -> None:
+    """A job the empty node could not hold is blocked as a whole, before a single slot is
+    built (a `count = 100000` costs one multiplication): nothing of it starts, what already
+    runs is left as it is until the file changes."""
+    for key, s in sorted(current.items()):
+        b.keep.append(Action(key, f"{s.state}; new version blocked: {why}"))
+    for gname, group in spec.job.group.items():
+        for tname in group.task:
+            b.blocked.append(Action(SlotKey(spec.id, gname, 0, tname),
+                                    f"{why}; all {group.count} instances"))  # fmt: skip
+    b.status[spec.id] = ("blocked", why)
+
+
+def _claim(
+    b: _Builder, spec: JobSpec, key: SlotKey, s: SlotRecord | None, holding: AbstractSet[str]
+) -> str:
+    """Room for a start: the task's growth over what its slot holds, or, for a group instance
+    that holds nothing yet, every task of the group at once (Nomad places whole allocs)."""
+    room = b.room
+    group = spec.job.group[key.group]
+    need = admission.of_task(group.task[key.task])
+    if s is not None and s.state in admission.HOLDING:
+        return room.claim(need - admission.of_slot(s))
+    if key.alloc in room.claimed_allocs:
+        return ""  # claimed with a sibling task earlier in this plan
+    if key.alloc in holding:
+        return room.claim(need)
+    why = room.claim(admission.of_group(group))
+    if not why:
+        room.claimed_allocs.add(key.alloc)
+    return why
 
 
 def _updates_in_flight(
@@ -332,7 +386,7 @@ def _updates_in_flight(
 
 def _plan_slot(
     b: _Builder, spec: JobSpec, key: SlotKey, digest: str, s: SlotRecord | None, gate: Gate,
-    budget: int, now: float,
+    budget: int, now: float, holding: AbstractSet[str],
 ) -> int:  # fmt: skip
     ph = gate.phases[key.task]
     may_start = {
@@ -345,10 +399,13 @@ def _plan_slot(
     }.get(ph, "")  # fmt: skip
 
     def start(reason: str) -> None:
-        if may_start:
-            b.start.append(Action(key, reason, spec, digest))
-        else:
+        if not may_start:
             b.keep.append(Action(key, waiting, spec, digest))
+        elif why := _claim(b, spec, key, s, holding):
+            b.blocked.append(Action(key, why, spec, digest))
+            b.short_of_room.setdefault(key.job, why)
+        else:
+            b.start.append(Action(key, reason, spec, digest))
 
     if s is None:
         start("new")
@@ -361,8 +418,13 @@ def _plan_slot(
             b.keep.append(Action(key, "running", spec, digest))
             return budget
         sig = _template_change(spec.job, key, s.spec_digest, digest)
+        grows = admission.of_task(spec.job.group[key.group].task[key.task]) - admission.of_slot(s)
         if sig is not None:
             b.rerender.append(Action(key, "template changed", spec, digest, signal=sig))
+        elif why := b.room.check(grows):
+            # Nomad backs out the stop of the old alloc when the new one cannot be placed
+            b.keep.append(Action(key, f"running the previous version; {why}", spec, digest))
+            b.short_of_room.setdefault(key.job, why)
         elif budget > 0:
             b.restart.append(Action(key, "spec changed", spec, digest, intent="update"))
             budget -= 1

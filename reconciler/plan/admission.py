@@ -1,0 +1,185 @@
+"""Resource admission, Nomad's way: does a group instance fit in what the node has left?
+
+The node's total (fingerprinted cores × MHz, memory, core count, or the node config's
+`cpu_total_compute`/`memory_total_mb`) minus the node config's `client { reserved }` is what
+tasks may reserve. Every task slot that holds its place (running, stopping, or pending a
+restart) reserves its task's `resources` until it is done. A group instance that does not fit
+stays blocked with Nomad's words, "Resources exhausted: <dimension>", dimensions checked in
+Nomad's order (cpu, cores, memory; structs/funcs.go AllocsFit). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from reconciler.db.snapshot import SlotRecord
+from reconciler.executor.base import NodeConfig
+from reconciler.spec.models import Group, Job, Task
+
+HOLDING = frozenset({"running", "stopping", "pending"})
+DIMENSIONS = ("cpu", "cores", "memory")
+UNITS = {"cpu": "MHz", "cores": "cores", "memory": "MB"}
+
+
+@dataclass(frozen=True)
+class Usage:
+    cpu: int = 0  # MHz
+    memory: int = 0  # MB
+    cores: int = 0  # whole cores, exclusive
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.cpu + other.cpu, self.memory + other.memory, self.cores + other.cores)
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.cpu - other.cpu, self.memory - other.memory, self.cores - other.cores)
+
+    def __mul__(self, n: int) -> Usage:
+        return Usage(self.cpu * n, self.memory * n, self.cores * n)
+
+    def get(self, dimension: str) -> int:
+        value: int = getattr(self, dimension)
+        return value
+
+    def exceeds(self, limit: Usage) -> str:
+        """The first dimension in Nomad's order where self is over `limit`, or "". A cores
+        request names cores first: their MHz come out of the cpu pool too."""
+        order = ("cores", "cpu", "memory") if self.cores > 0 else DIMENSIONS
+        return next((d for d in order if self.get(d) > limit.get(d)), "")
+
+
+ZERO = Usage()
+
+
+def total(items: Iterable[Usage]) -> Usage:
+    out = ZERO
+    for u in items:
+        out = out + u
+    return out
+
+
+def of_task(task: Task) -> Usage:
+    """A task reserves `cores` whole cores (each worth the node's per-core MHz, which admission
+    counts in the cores dimension) or `cpu` MHz, never both (Nomad: cores excludes cpu)."""
+    res = task.resources
+    return Usage(0 if res.cores else res.cpu, res.memory, res.cores)
+
+
+def of_group(group: Group) -> Usage:
+    """One group instance: the sum of its tasks (Nomad reserves every task of the alloc)."""
+    return total(of_task(t) for t in group.task.values())
+
+
+def of_job(job: Job) -> Usage:
+    return total(of_group(g) * g.count for g in job.group.values())
+
+
+def of_slot(slot: SlotRecord) -> Usage:
+    """What a recorded slot holds: what its task reserved when it was started."""
+    if slot.state not in HOLDING:
+        return ZERO
+    return Usage(slot.cpu, slot.memory, slot.cores)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What tasks may reserve on this node, and the node's totals for `reconciler node`."""
+
+    total: Usage
+    reserved: Usage
+    mhz_per_core: int
+
+    @property
+    def available(self) -> Usage:
+        """Reserved cores leave the MHz pool too: nothing else may run on them."""
+        left = self.total - self.reserved
+        return Usage(left.cpu - self.reserved.cores * self.mhz_per_core, left.memory, left.cores)
+
+
+def capacity(attributes: Mapping[str, str], reserved: Usage = ZERO) -> Capacity | None:
+    """From the fingerprint's attributes (which carry the node config's overrides); None, so
+    no admission, when it reports no totals (the fake executor)."""
+    try:
+        cores = int(attributes.get("attr.cpu.numcores", "0"))
+        mhz = int(attributes.get("attr.cpu.totalcompute", "0"))
+        memory = int(attributes.get("attr.memory.totalbytes", "0")) // (1 << 20)
+    except ValueError:
+        return None
+    if not (cores and mhz and memory):
+        return None
+    return Capacity(Usage(mhz, memory, cores), reserved, mhz // cores)
+
+
+def node_capacity(attributes: Mapping[str, str], node: NodeConfig) -> Capacity | None:
+    reserved = Usage(node.reserved_cpu, node.reserved_memory_mb, len(node.reserved_cores))
+    return capacity(attributes, reserved)
+
+
+@dataclass
+class Room:
+    """What is left during one plan: starts claim from it in the order the planner meets them.
+
+    `free` begins as available minus every holding slot of every job (not only the planned
+    ones: the store sums them globally), so a scoped plan sees the whole node."""
+
+    capacity: Capacity | None
+    free: Usage = ZERO
+    claimed_allocs: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, capacity: Capacity | None, held: Usage) -> Room:
+        if capacity is None:
+            return cls(None)
+        # reserved cores are exclusive: their share of MHz is no longer in the cpu pool
+        free = capacity.available - held
+        free = Usage(free.cpu - held.cores * capacity.mhz_per_core, free.memory, free.cores)
+        return cls(capacity, free)
+
+    def _cost(self, u: Usage) -> Usage:
+        assert self.capacity is not None
+        return Usage(u.cpu + u.cores * self.capacity.mhz_per_core, u.memory, u.cores)
+
+    def never_fits(self, need: Usage) -> str:
+        """Why `need` exceeds the whole node even with nothing else running, or ""."""
+        if self.capacity is None:
+            return ""
+        cost, cap = self._cost(need), self.capacity.available
+        dim = cost.exceeds(cap)
+        if not dim:
+            return ""
+        unit = UNITS[dim]
+        return (f"Resources exhausted: {dim} (the job needs {cost.get(dim)} {unit} in all; "
+                f"the node has {max(0, cap.get(dim))} {unit})")  # fmt: skip
+
+    def check(self, need: Usage) -> str:
+        """Why `need` does not fit in what is free now (Nomad's words), or ""."""
+        if self.capacity is None:
+            return ""
+        cost = self._cost(need)
+        dim = cost.exceeds(self.free)
+        return exhausted(dim, cost, self.free) if dim else ""
+
+    def claim(self, need: Usage) -> str:
+        """Take `need` from what is free, or say why not (and take nothing)."""
+        why = self.check(need)
+        if not why and self.capacity is not None:
+            cost = self._cost(need)
+            self.free = Usage(self.free.cpu - cost.cpu, self.free.memory - cost.memory,
+                              self.free.cores - cost.cores)  # fmt: skip
+        return why
+
+
+def allocated_rows(cap: Capacity, held: Usage) -> list[tuple[str, int, int, int, int, str]]:
+    """(dimension, allocated, available, total, reserved, unit) for `reconciler node`."""
+    avail = cap.available
+    return [(d, held.get(d), avail.get(d), cap.total.get(d), cap.reserved.get(d), UNITS[d])
+            for d in DIMENSIONS]  # fmt: skip
+
+
+def exhausted(dimension: str, need: Usage, free: Usage) -> str:
+    """Nomad's words, then the figures that explain them."""
+    unit = UNITS[dimension]
+    return (
+        f"Resources exhausted: {dimension} (needs {need.get(dimension)} {unit}, "
+        f"{max(0, free.get(dimension))} {unit} free)"
+    )
