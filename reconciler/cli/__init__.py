@@ -273,9 +273,9 @@ def node(
         return
     console.print(("healthy: " if fp.healthy else "unhealthy: ") + fp.description)
     if rows:
-        console.print("allocated / available (total − reserved):")
-        for name, a, v, t, r, u in rows:
-            console.print(f"  {name:<7} {a} / {v} {u}  (total {t}, reserved {r})")
+        console.print("allocated / available (total - reserved):")
+        for name, a, avail, t, r, u in rows:
+            console.print(f"  {name:<7} {a} / {avail} {u}  (total {t}, reserved {r})")
     for k, v in sorted(fp.attributes.items()):
         console.print(f"  {k} = {v}")
 

@@ -162,11 +162,18 @@ class HotPaths:
                 )
 
     def set_status(self, statuses: dict[str, tuple[str, str]], now: float) -> None:
+        """A job that becomes blocked says why in its history too (Nomad's placement failure)."""
         with self._tx() as db:
             db.executemany(
                 "UPDATE jobs SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
                 [(status, reason, now, job_id) for job_id, (status, reason) in statuses.items()],
             )
+            db.executemany(
+                "INSERT INTO task_events (at, job_id, group_name, idx, task, type, message)"
+                " VALUES (?, ?, '', NULL, '', 'Placement Failure', ?)",
+                [(now, job_id, reason) for job_id, (status, reason) in statuses.items()
+                 if status == "blocked"],
+            )  # fmt: skip
 
     def started(self, batch: Sequence[Started], now: float) -> list[int]:
         """Commit the handles of started tasks (before they are reported running)."""

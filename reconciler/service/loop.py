@@ -26,7 +26,7 @@ from reconciler.apply import Applier
 from reconciler.db.snapshot import Observed, SlotKey
 from reconciler.db.store import ProblemRow, Store, VersionRow
 from reconciler.executor.base import Executor, NodeConfig
-from reconciler.plan import Host, Plan, leaving, plan
+from reconciler.plan import Host, Plan, admission, leaving, plan
 from reconciler.service.gitinfo import GitInfo
 from reconciler.spec import hcl
 from reconciler.spec.load import Desired, JobSpec, Loader
@@ -69,7 +69,8 @@ class Service:
         hcl.parse('job "warm" {}', positions=False)  # load the grammar now, not on the first file event
         fp = executor.fingerprint()
         self.fingerprint = fp
-        self.host = Host(dict(fp.attributes), fp.healthy)
+        self.host = Host(dict(fp.attributes), fp.healthy,
+                         admission.node_capacity(fp.attributes, node))  # fmt: skip
         self.applier = Applier(store, executor, node, self.host.attributes, clock,
                                on_change=self._say)  # fmt: skip
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -90,6 +91,7 @@ class Service:
         # What the next pass must plan: every job, or the jobs something happened to.
         self._full = True
         self._touched: set[str] = set()
+        self._waiting: set[str] = set()  # jobs blocked for room: planned again when room frees
         self._leaving: set[str] = set()  # jobs whose file is gone: plans stay full till they are
         self._deadline_of: dict[str, list[float]] = {}  # job -> when it is due without events
         self._states_of: dict[str, Tally[str]] = {}  # job -> its slots by state: the tasks gauge
@@ -231,7 +233,7 @@ class Service:
                 self._first_event = v if self._first_event is None else min(self._first_event, v)
         if exits:
             jobs = {handle.id.split("/", 1)[0] for handle, _ in exits}
-            self._touched |= jobs
+            self._touched |= jobs | self._waiting
             obs = self.store.observed(self.applier.live, jobs)
             for handle, result in exits:
                 try:
@@ -321,6 +323,7 @@ class Service:
             self._full = self._dirty = True  # whatever this pass was to do, the next one does
             raise
         self._note_jobs(observed, scope)
+        self._waiting = set(p.waiting) if scope is None else (self._waiting - scope) | p.waiting
         if scope is None:
             self._leaving = leaving(desired, observed)
         metrics.pass_done(time.perf_counter() - started, self._states_of.values())
