@@ -162,7 +162,13 @@ class Applier:
         if a.spec is None or slot is None or slot.instance is None:
             return
         config = task_config(a.spec, a.key, self.node, self.attributes)
-        self.executor.render_templates(config)
+        try:
+            self.executor.render_templates(config)
+        except StartError as e:  # a destination the task tampered with: refused, recorded
+            self.store.set_slot(a.key, now, spec_digest=a.task_digest)
+            self.store.event(a.key, "Template Failed", str(e), now)
+            self.on_change(f"{a.key}: template refused ({e})")
+            return
         if a.signal:
             with contextlib.suppress(ProcessLookupError, PermanentError):
                 self.executor.signal(handle_of(a.key, slot.instance), a.signal)

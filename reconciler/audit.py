@@ -1,12 +1,18 @@
 """`reconciler audit`: each isolation property of a job's tasks, with an exposure rating, in
-the spirit of `systemd-analyze security`. Pure: a job model and the node config in, rows out."""
+the spirit of `systemd-analyze security`; and the node settings that would let a task reach
+the host through the service's own hands. A job model and the node config in, rows out (the
+node audit also reads the modes of the host paths it names)."""
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from reconciler.executor.base import NodeConfig, StartError
-from reconciler.executor.linux import caps
+from reconciler.executor.linux import caps, rootfs
 from reconciler.spec.models import Job
 
 # How much each added capability weakens isolation (others: 0.5).
@@ -89,3 +95,67 @@ def audit(job: Job, node: NodeConfig) -> list[TaskAudit]:
                              0.5 if node.no_pivot_root else 0.0))  # fmt: skip
             out.append(TaskAudit(f"{gname}/{tname}", tuple(f)))
     return out
+
+
+def _writable_by_others(st: os.stat_result) -> str:
+    """Who besides root can change entries of this directory (a sticky, root-owned directory
+    such as /tmp lets others add entries but not replace root's)."""
+    if st.st_uid != 0:
+        return f"its owner (uid {st.st_uid})"
+    if st.st_mode & stat.S_ISVTX:
+        return ""
+    if st.st_mode & 0o002:
+        return "every user"
+    if st.st_mode & 0o020 and st.st_gid != 0:
+        return f"group {st.st_gid}"
+    return ""
+
+
+def audit_node(
+    node: NodeConfig, data_dir: Path | None,
+    lstat: Callable[[str], os.stat_result] = os.lstat,
+) -> list[Finding]:  # fmt: skip
+    """Node settings that re-open a way out of a task, or into another task's files."""
+    out: list[Finding] = []
+    env = rootfs.DEFAULT_CHROOT_ENV if node.chroot_env is None else node.chroot_env
+    data = str(data_dir.resolve()) if data_dir is not None else None
+    for host, inside in sorted(env.items()):
+        try:
+            st = lstat(host)
+        except OSError:
+            continue
+        if data and (_under(data, host) or _under(host, data)):
+            out.append(Finding(f"chroot_env {host}", f"-> {inside}", 10.0,
+                               "shows tasks the data dir: other tasks' files and staged secrets"))  # fmt: skip
+        if any(_under(inside, w) for w in ("/local", "/alloc", "/secrets", "/tmp")):
+            out.append(Finding(f"chroot_env {host}", f"-> {inside}", 3.0,
+                               "lands inside a directory the task writes"))  # fmt: skip
+        if stat.S_ISDIR(st.st_mode) and (who := _writable_by_others(st)):
+            out.append(Finding(f"chroot_env {host}", f"writable by {who}", 3.0,
+                               "what tasks run and read there can be changed from outside"))  # fmt: skip
+    if data:
+        path = Path(data)
+        for anc in [path, *path.parents]:
+            try:
+                who = _writable_by_others(lstat(str(anc)))
+            except OSError:
+                continue
+            if who:
+                out.append(Finding("data dir path", f"{anc} writable by {who}", 10.0,
+                                   "the service's own directories could be swapped for links"))  # fmt: skip
+    if node.no_pivot_root:
+        allowed = caps.NOMAD_DEFAULTS if node.allow_caps is None else node.allow_caps
+        if "sys_chroot" in allowed:
+            out.append(Finding("no_pivot_root", "chroot with sys_chroot allowed", 5.0,
+                               "a task with sys_chroot can leave a chroot; drop it or use pivot_root"))  # fmt: skip
+    if node.allow_raw_exec:
+        out.append(Finding("allow_raw_exec", "true", 5.0,
+                           "raw_exec tasks run on the host filesystem; the data dir is traversable"))  # fmt: skip
+    if node.allow_root:
+        out.append(Finding("allow_root", "true", 2.0, "root tasks can write all of /alloc"))
+    return out
+
+
+def _under(path: str, top: str) -> bool:
+    top = top.rstrip("/") or "/"
+    return path == top or path.startswith(top + "/") or top == "/"

@@ -43,6 +43,7 @@ class FakeExecutor:
         self.started: list[TaskConfig] = []
         self.released: list[str] = []
         self.rendered: list[TaskConfig] = []
+        self.render_error = ""  # set: render_templates refuses, as for a tampered destination
         self.survivors: set[str] = set()  # handle ids that `recover` finds alive
         self.primes = 0
         self._next_pid = 1000
@@ -127,6 +128,8 @@ class FakeExecutor:
             del self.tasks[handle.id]
 
     def render_templates(self, config: TaskConfig) -> None:
+        if self.render_error:
+            raise StartError(self.render_error)
         self.rendered.append(config)
 
     def release(self, alloc_id: str) -> None:

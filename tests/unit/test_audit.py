@@ -85,3 +85,35 @@ def test_cli_audit(tmp_path: Path) -> None:
     assert [d["rating"] for d in data] == ["UNSAFE", "UNSAFE"]
     r = CliRunner().invoke(app, ["audit", "nope", "--jobs", str(tmp_path)])
     assert r.exit_code == 4
+
+
+def test_node_audit_flags_settings_that_reopen_a_way_out(tmp_path: Path) -> None:
+    from reconciler.audit import audit_node
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert audit_node(NodeConfig(), data) == []
+    node = NodeConfig(chroot_env={str(tmp_path): "/host", str(shared): "/local/x", "/usr": "/usr"},
+                      no_pivot_root=True, allow_raw_exec=True)  # fmt: skip
+    found = {(f.prop, f.note) for f in audit_node(node, data)}
+    assert (f"chroot_env {tmp_path}",
+            "shows tasks the data dir: other tasks' files and staged secrets") in found  # fmt: skip
+    assert (f"chroot_env {shared}", "lands inside a directory the task writes") in found
+    assert any(p == f"chroot_env {shared}" and "changed from outside" in n for p, n in found)
+    assert any(p == "no_pivot_root" for p, _ in found)
+    assert any(p == "allow_raw_exec" for p, _ in found)
+    assert not any("/usr" in p for p, _ in found)
+    loose = tmp_path / "loose"
+    (loose / "d").mkdir(parents=True)
+    loose.chmod(0o777)
+    assert any(f.prop == "data dir path" for f in audit_node(NodeConfig(), loose / "d"))
+
+
+def test_cli_audit_of_the_node(tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["audit", "--data-dir", str(tmp_path), "--jobs", str(tmp_path)])
+    assert r.exit_code == 0 and "node: nothing re-opens a way out" in r.output
+    r = CliRunner().invoke(app, ["audit", "--data-dir", str(tmp_path), "--json"])
+    assert json.loads(r.output) == {"node": []}

@@ -390,6 +390,19 @@ def test_template_only_change_with_noop_does_not_restart(h: Harness) -> None:
     assert h.fake.rendered[-1].templates[0].text == "v2"
 
 
+def test_a_refused_re_render_is_recorded_and_the_task_kept(h: Harness) -> None:
+    tmpl = 'template {\n data = "v1"\n destination = "local/x"\n change_mode = "signal"\n change_signal = "SIGHUP"\n}'
+    h.write("w.hcl", job("w", extra_task=tmpl))
+    h.step()
+    h.fake.render_error = "template destination 'local/x' refused: x is a symbolic link"
+    h.write("w.hcl", job("w", extra_task=tmpl.replace("v1", "v2")))
+    h.step()
+    h.step(1)
+    assert len(h.fake.started) == 1 and h.fake.tasks["w/g/0/t"].alive
+    events = h.events("w/g/0/t")
+    assert events.count("Template Failed") == 1 and "Template Rendered" not in events
+
+
 def test_a_file_event_and_a_task_exit_prime_the_executor(h: Harness) -> None:
     h.write("a.hcl", job("a", env='FAKE_RUN_FOR = "5"'))
     h.step()

@@ -41,6 +41,7 @@ from reconciler.executor.linux import (
     network,
     proc,
     rootfs,
+    safefs,
     templates,
 )
 from reconciler.executor.linux.primer import Primer
@@ -79,6 +80,7 @@ class LinuxExecutor:
     def __init__(self, data_dir: Path, node: NodeConfig | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.node = node or NodeConfig()
+        self._lock_down()
         tag = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:8]
         self.namespace = f"reconciler-{tag}"
         self.layout = cgroups.detect(self.namespace, self.node.cgroup_version)
@@ -98,6 +100,17 @@ class LinuxExecutor:
         self._done: dict[str, ExitResult] = {}
 
     # ---- paths ----
+
+    def _lock_down(self) -> None:
+        """No other host user may read the data dir: staged secrets, logs, task files, the
+        store. raw_exec tasks run on the host's filesystem as their user, so with raw_exec
+        allowed the dirs down to theirs can be traversed (not listed)."""
+        mode = 0o711 if self.node.allow_raw_exec else 0o700
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, mode)
+        allocs = self.data_dir / "allocs"
+        allocs.mkdir(mode=mode, exist_ok=True)
+        os.chmod(allocs, mode)
 
     def dirs(self, alloc_id: str, task: str) -> rootfs.TaskDirs:
         alloc = self.data_dir / "allocs" / alloc_id
@@ -177,6 +190,8 @@ class LinuxExecutor:
         dirs = self.dirs(alloc_id, task)
         try:
             mounts = rootfs.prepare(dirs, self.node.chroot_env)
+        except safefs.UnsafePath as e:
+            raise StartError(f"building the task directory: {e.filename}: {e.strerror}") from e
         except OSError as e:
             raise ExecutorUnavailable(f"building the task directory: {e}") from e
         env = dict(config.env)

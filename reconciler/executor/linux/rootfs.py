@@ -4,12 +4,13 @@ and lists mounts; the shim performs them inside the task's mount namespace."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from reconciler.executor.linux import safefs
 
 # Nomad's DefaultChrootEnv (client/config/config.go): host path -> task path.
 DEFAULT_CHROOT_ENV: dict[str, str] = {
@@ -21,6 +22,10 @@ DEFAULT_CHROOT_ENV: dict[str, str] = {
 }  # fmt: skip
 # Files a task never needs to read, even with Nomad's default dac_override capability.
 MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
+# Below the group's alloc/ and the task's dir: (name, mode). Logs are root's: the shim writes
+# them, the task only reads the directory (mounted read-only).
+SHARED_DIRS = (("data", 0o777), ("tmp", 0o1777), ("logs", 0o755))
+TASK_DIRS = (("local", 0o777), ("tmp", 0o1777))
 
 
 @dataclass(frozen=True)
@@ -60,21 +65,18 @@ def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None) -> list[tuple[
     env = DEFAULT_CHROOT_ENV if chroot_env is None else chroot_env
     alloc, task = str(dirs.alloc), str(dirs.task)
     if not os.path.isdir(task + "/local"):
-        shared = alloc + "/alloc"
-        for d, mode in ((shared + "/data", 0o777), (shared + "/tmp", 0o1777), (shared + "/logs", 0)):
+        # The paths down to alloc/ and the task dir are the service's own (root-owned, never
+        # mounted into a task); below them a task of the group may already have written, so
+        # each directory is made and given its mode through a fd, never by name.
+        os.makedirs(alloc + "/alloc", mode=0o755, exist_ok=True)
+        os.makedirs(task, mode=0o755, exist_ok=True)
+        for base, subdirs in ((alloc + "/alloc", SHARED_DIRS), (task, TASK_DIRS)):
+            fd = safefs.open_base(base)
             try:
-                os.mkdir(d)
-            except FileNotFoundError:
-                os.makedirs(d)
-            except FileExistsError:
-                continue
-            if mode:
-                os.chmod(d, mode)
-        os.makedirs(task, exist_ok=True)
-        for d, mode in ((task + "/local", 0o777), (task + "/tmp", 0o1777)):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(d)
-            os.chmod(d, mode)
+                for name, mode in subdirs:
+                    os.close(safefs.ensure_dir(fd, name, mode))
+            finally:
+                os.close(fd)
     binds, masks = _host_mounts(tuple(sorted(env.items())))
     return [*binds, *_task_mounts(alloc, task), *masks]
 

@@ -1,5 +1,8 @@
-"""Rendered templates into the task's directories (`local/`, `secrets/` staged for the
-tmpfs, `alloc/`), with their perms and owner; `env = true` files read back as variables."""
+"""Rendered templates into the task's directories (`local/`, `tmp/`, `secrets/` staged for the
+tmpfs, `alloc/`), with their perms and owner; `env = true` files read back as variables.
+
+The task can write `local/`, `tmp/` and parts of `alloc/`, so every write goes through
+safefs: a destination that leaves those directories or meets a link is refused."""
 
 from __future__ import annotations
 
@@ -7,27 +10,47 @@ import os
 import pwd
 
 from reconciler.executor.base import StartError
-from reconciler.executor.linux import rootfs
+from reconciler.executor.linux import rootfs, safefs
+
+
+def destination(dirs: rootfs.TaskDirs, dest: str) -> tuple[str, str]:
+    """(base directory, path beneath it) for a template destination, as Nomad places it:
+    `local/`, `secrets/`, `tmp/` and `alloc/` name those directories; any other relative or
+    absolute path lands inside `local/`."""
+    parts = [p for p in os.path.normpath(dest).split("/") if p not in ("", ".")]
+    if ".." in parts:  # only a relative path that climbs out keeps a `..` after normpath
+        raise StartError(f"template destination {dest!r} leaves the task directory")
+    bases = {"local": dirs.local, "secrets": dirs.secrets, "tmp": dirs.task / "tmp",
+             "alloc": dirs.alloc / "alloc"}  # fmt: skip
+    if len(parts) > 1 and parts[0] in bases:
+        return str(bases[parts[0]]), "/".join(parts[1:])
+    if not parts:
+        raise StartError(f"template destination {dest!r} names no file")
+    return str(dirs.local), "/".join(parts)
 
 
 def write(dirs: rootfs.TaskDirs, dest: str, text: str, perms: int, pw: pwd.struct_passwd) -> None:
-    rel = os.path.normpath(dest).lstrip("/")
-    top, _, rest = rel.partition("/")
-    bases = {"local": dirs.local, "secrets": dirs.secrets, "alloc": dirs.alloc / "alloc"}
-    base = bases.get(top)
-    if base is None or not rest:
-        base, rest = dirs.local, rel  # Nomad resolves other paths inside the task dir
-    path = (base / rest).resolve()
-    if not str(path).startswith(str(base.resolve()) + "/"):
-        raise StartError(f"template destination {dest} leaves the task directory")
-    if base == dirs.secrets and not base.is_dir():
-        base.mkdir(mode=0o700)  # staged for the task's /secrets tmpfs: root only on the host
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, perms)
-    os.chown(tmp, pw.pw_uid, pw.pw_gid)
-    os.replace(tmp, path)
+    base, rel = destination(dirs, dest)
+    try:
+        if base == str(dirs.secrets):
+            # Staged for the task's /secrets tmpfs: root only on the host, made on first use.
+            task = safefs.open_base(str(dirs.task))
+            try:
+                fd = safefs.ensure_dir(task, "secrets", 0o700)
+            finally:
+                os.close(task)
+        else:
+            fd = safefs.open_base(base)
+        try:
+            owner = (pw.pw_uid, pw.pw_gid)
+            safefs.write_file(fd, rel, text.encode("utf-8", "surrogateescape"), perms, owner,
+                              dir_owner=owner)  # fmt: skip
+        finally:
+            os.close(fd)
+    except safefs.UnsafePath as e:
+        raise StartError(f"template destination {dest!r} refused: {e.strerror}") from None
+    except OSError as e:
+        raise StartError(f"template destination {dest!r}: {e.strerror or e}") from None
 
 
 def env_lines(text: str) -> dict[str, str]:
