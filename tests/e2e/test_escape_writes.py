@@ -5,6 +5,7 @@ directory) planted outside the data dir must keep its content, mode and owner.""
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -194,18 +195,27 @@ def test_other_host_users_cannot_read_the_data_dir(make_executor, data_dir: Path
                   templates=(Template("secrets/token", "s3cret\n", 0o644),))  # fmt: skip
     run_to_exit(ex, cfg)
     task = data_dir / "allocs/a/g/0/tasks/t"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(data_dir / "control.sock"))
+    os.chmod(data_dir / "control.sock", 0o777)  # only the data dir's mode stands in the way
     code = (
-        "import os, sys\n"
+        "import os, socket, sys\n"
         "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "try:\n"
+        "    socket.socket(socket.AF_UNIX).connect(sys.argv[1]); print('CONNECTED')\n"
+        "except OSError:\n"
+        "    print('no-connect')\n"
         "for p in sys.argv[1:]:\n"
         "    try:\n"
         "        open(p).read() if not os.path.isdir(p) else os.listdir(p); print('READ', p)\n"
         "    except OSError as e:\n"
         "        print('denied', p)\n"
     )
-    paths = [str(task / "secrets/token"), str(task / "local/mine"), str(task / "local"),
+    paths = [str(data_dir / "control.sock"), str(task / "secrets/token"), str(task / "local/mine"), str(task / "local"),
              str(task / "shim.conf"), str(data_dir)]  # fmt: skip
     out = subprocess.run([PY, "-c", code, *paths], capture_output=True, text=True).stdout
+    sock.close()
+    assert "no-connect" in out and "CONNECTED" not in out, out
     assert "READ" not in out and out.count("denied") == len(paths), out
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
 
