@@ -75,6 +75,7 @@ class Networks:
             netns.remove(name)
 
     def remove_bridge_if_unused(self) -> None:
+        """Delete the bridge when neither this data dir nor anyone else still uses it."""
         from pyroute2 import IPRoute
 
         mine = (
@@ -86,5 +87,9 @@ class Networks:
             return
         with IPRoute() as ipr:
             for idx in ipr.link_lookup(ifname=self.bridge):
+                # Another data dir's service (or test run) may share the bridge: keep it while
+                # any veth is still attached.
+                if any(link.get_attr("IFLA_MASTER") == idx for link in ipr.get_links()):
+                    continue
                 with contextlib.suppress(Exception):
                     ipr.link("del", index=idx)
