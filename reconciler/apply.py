@@ -6,6 +6,7 @@ Also where task exits land: the restart policy decides what a slot does next.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from reconciler.executor.base import (
     TaskConfig,
     TaskHandle,
 )
+from reconciler.faults import TransientFault, transient_cause
 from reconciler.lifecycle import phase
 from reconciler.plan import Action, Plan, admission
 from reconciler.spec.load import JobSpec
@@ -189,8 +191,14 @@ class Applier:
                                    now, permanent=True, event="Failed Validation")  # fmt: skip
         results = self.executor.start_all([c for _, c in ready])
         batch: list[Started] = []
+        host_fault: TransientFault | None = None
         for (a, _), result in zip(ready, results, strict=True):
             slot = observed.slots.get(a.key)
+            if isinstance(result, Exception) and (cause := transient_cause(result)):
+                # The host, not the task (a full disk, no descriptors): not a failed start
+                # against the restart policy; the pass is retried once the fault is gone.
+                host_fault = host_fault or TransientFault(cause, f"starting {a.key}: {result}")
+                continue
             if isinstance(result, Exception):
                 permanent = isinstance(result, StartError)
                 if not permanent:
@@ -204,11 +212,28 @@ class Applier:
             assert a.spec is not None
             new_spec = slot is None or slot.spec_digest != a.task_digest
             held = admission.of_task(a.spec.job.group[a.key.group].task[a.key.task])
-            batch.append(Started(a.key, a.task_digest, a.spec.digest, result, events, new_spec,
+            # started_at on the service's clock: health deadlines are measured against it
+            handle = dataclasses.replace(result, started_at=now)
+            batch.append(Started(a.key, a.task_digest, a.spec.digest, handle, events, new_spec,
                                  (held.cpu, held.memory, held.cores)))  # fmt: skip
-        if not batch:
-            return
-        ids = self.store.started(batch, now)
+        if batch:
+            self._record_starts(batch, now)
+        if host_fault is not None:
+            raise host_fault
+
+    def _record_starts(self, batch: list[Started], now: float) -> None:
+        try:
+            ids = self.store.started(batch, now)
+        except Exception:
+            # A task nobody knows about would be started a second time by the next pass: stop
+            # what cannot be recorded; it starts again once the store takes writes.
+            for s in batch:
+                assert isinstance(s.handle, TaskHandle)
+                with contextlib.suppress(Exception):
+                    self.executor.destroy(s.handle, force=True)
+            log.warning("%d new tasks stopped again: their start could not be recorded",
+                        len(batch))  # fmt: skip
+            raise
         for s, inst_id in zip(batch, ids, strict=True):
             handle = s.handle
             assert isinstance(handle, TaskHandle)
@@ -262,10 +287,19 @@ class Applier:
     # ---- exits ----
 
     def on_exit(self, handle: TaskHandle, result: ExitResult, observed: Observed) -> None:
-        now = self.clock()
-        run = self.running.pop(handle.id, None)
+        """Record an exit and decide what the slot does next. The task stays known as running
+        until that is written: when the store refuses, the caller keeps the exit and calls
+        again (a write already done is not done twice: `finished` closes a run once)."""
+        run = self.running.get(handle.id)
         if run is None:
             return
+        self._on_exit(run, handle, result, observed)
+        self.running.pop(handle.id, None)
+
+    def _on_exit(
+        self, run: Running, handle: TaskHandle, result: ExitResult, observed: Observed
+    ) -> None:
+        now = self.clock()
         slot = observed.slots.get(run.key)
         with_signal = f", signal {result.signal}" if result.signal else ""
         oom = ", OOM killed" if result.oom_killed else ""
@@ -343,14 +377,14 @@ class Applier:
         events = (
             [terminated] if d.event == "Terminated" else [terminated, Event(d.event, d.message)]
         )
-        if d.event == "Restarting":
-            metrics.restarted()
-        self.store.finished(
+        key = self.store.finished(
             run.instance_id, outcome=outcome, slot_state=d.state, next_start_at=d.next_start_at,
             restarts=d.restarts, window_start=d.window_start,
             reason="" if d.state == "complete" else d.message, events=events,
             **common,
         )  # fmt: skip
+        if d.event == "Restarting" and key is not None:
+            metrics.restarted()
         self.on_change(f"{run.key}: exited ({terminated.message}); {d.message}")
         self._leader_exit(run.key, d.state, observed)
 

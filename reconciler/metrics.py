@@ -17,6 +17,13 @@ PASS = Histogram("reconciler_reconcile_seconds", "Duration of a reconcile pass",
 PICKUP = Histogram("reconciler_pickup_seconds", "First file event to applied change",
                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))  # fmt: skip
 FILE_PROBLEMS = Gauge("reconciler_job_file_problems", "Problems in job files", ["severity"])
+DEGRADED = Gauge("reconciler_degraded", "1 while the service is degraded by this cause",
+                 ["cause"])  # fmt: skip
+PASS_FAILURES = Counter("reconciler_pass_failures_total", "Passes that failed, by cause",
+                        ["cause"])  # fmt: skip
+STUCK = Counter("reconciler_stuck_passes_total", "Passes that ran longer than the stuck threshold")
+FDS = Gauge("reconciler_open_fds", "Descriptors the service has open")
+FDS_LIMIT = Gauge("reconciler_open_fds_limit", "The service's descriptor limit (soft)")
 STATES = ("pending", "running", "stopping", "complete", "failed", "dead")
 
 
@@ -53,3 +60,20 @@ def file_problems(desired: Any) -> None:
     probs = desired.problems
     FILE_PROBLEMS.labels("error").set(sum(p.severity == "error" for p in probs))
     FILE_PROBLEMS.labels("warning").set(sum(p.severity == "warning" for p in probs))
+
+
+def degraded(cause: str, on: bool) -> None:
+    DEGRADED.labels(cause).set(1 if on else 0)
+
+
+def pass_failed(cause: str) -> None:
+    PASS_FAILURES.labels(cause).inc()
+
+
+def stuck() -> None:
+    STUCK.inc()
+
+
+def descriptors(in_use: int, limit: int) -> None:
+    FDS.set(in_use)
+    FDS_LIMIT.set(limit)

@@ -8,6 +8,7 @@ of a burst is also reported at once (`early`), so work that does not need the bu
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -122,4 +123,9 @@ class Watcher:
             self._schedule()
 
     def stop(self) -> None:
+        # watchdog's emitter may still be reading when it is stopped and logs that as an
+        # error ("queue_events() called when the thread is inactive"): not one at shutdown.
+        logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
         self.observer.stop()
+        with contextlib.suppress(RuntimeError):
+            self.observer.join(timeout=2)

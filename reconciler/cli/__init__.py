@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from reconciler import __version__
 from reconciler.cli.common import (
     DATA_DIR_HELP,
     FAILED,
+    REFUSED,
     USAGE,
     console,
     data_dir,
@@ -179,13 +181,24 @@ def run(
         str | None,
         typer.Option("--metrics-addr", help="Serve Prometheus metrics, e.g. 127.0.0.1:9464"),
     ] = None,  # fmt: skip
+    stuck_after: Annotated[
+        float,
+        typer.Option("--stuck-after", help="Report a pass running longer than this (seconds)"),
+    ] = 30.0,  # fmt: skip
 ) -> None:
     """Run the service: keep this machine converged on the job directory."""
     from reconciler import metrics
+    from reconciler.db.engine import StoreRefused
     from reconciler.executor.linux.executor import LinuxExecutor
     from reconciler.service import control
     from reconciler.service.loop import Service
-    from reconciler.service.process import AlreadyRunning, install_signal_handlers, lock_data_dir
+    from reconciler.service.process import (
+        AlreadyRunning,
+        install_signal_handlers,
+        lock_data_dir,
+        raise_file_limit,
+        run_until_stopped,
+    )
 
     _setup_logging(log_format)
     d = data_dir(data).resolve()
@@ -193,15 +206,25 @@ def run(
         lock_data_dir(d)
     except AlreadyRunning as e:
         fail(str(e))
+    except OSError as e:
+        fail(f"cannot write the data dir {d} ({e.strerror}): reconciler keeps its store and "
+             "task directories there; make it writable (remount read-write, fix ownership), "
+             "then start reconciler again (running tasks are left alone)", REFUSED)  # fmt: skip
     node = load_node(config)
-    store = Store(db_path(d))
+    try:
+        store = Store(db_path(d))
+    except StoreRefused as e:
+        fail(str(e), REFUSED)
+    soft, _hard = raise_file_limit()
     executor = LinuxExecutor(d, node)
     fp = executor.fingerprint()
     log = logging.getLogger("reconciler")
-    log.info("reconciler %s on %s (data %s): %s", __version__, jobs, d, fp.description)
+    log.info("reconciler %s on %s (data %s): %s; open files limit %d", __version__, jobs, d,
+             fp.description, soft)  # fmt: skip
     if not jobs.is_dir():
         log.warning("%s is not a directory yet: waiting for it", jobs)
-    service = Service(jobs.resolve(), store, executor, node, allow_empty=allow_empty)
+    service = Service(jobs.resolve(), store, executor, node, allow_empty=allow_empty,
+                      stuck_after=stuck_after)  # fmt: skip
 
     def reload() -> None:
         new = load_node(config)
@@ -218,10 +241,10 @@ def run(
     control.serve(service, d)
     if metrics_addr:
         metrics.serve(metrics_addr)
-    try:
-        service.run()
-    finally:
-        store.close()
+    if not run_until_stopped(service):
+        logging.shutdown()
+        os._exit(0)  # the loop is stuck in a call that does not return: leave without it
+    store.close()
 
 
 class _JsonFormatter(logging.Formatter):
@@ -264,20 +287,45 @@ def node(
         obs = Store(db_path(d), readonly=True).observed()
         held = admission.Usage(*obs.held) if obs.held else admission.ZERO
     rows = admission.allocated_rows(cap, held) if cap else []
+    files = _file_limits(d, ex.fds_per_task)
     if as_json:
         emit_json({"healthy": fp.healthy, "description": fp.description,
                    "attributes": dict(fp.attributes),
                    "resources": {name: {"allocated": a, "available": v, "total": t,
                                         "reserved": r, "unit": u}
-                                 for name, a, v, t, r, u in rows}})  # fmt: skip
+                                 for name, a, v, t, r, u in rows},
+                   "open_files": files})  # fmt: skip
         return
     console.print(("healthy: " if fp.healthy else "unhealthy: ") + fp.description)
     if rows:
         console.print("allocated / available (total - reserved):")
         for name, a, avail, t, r, u in rows:
             console.print(f"  {name:<7} {a} / {avail} {u}  (total {t}, reserved {r})")
+    line = (f"open files: the service may use {files['service_limit']} (hard limit; soft "
+            f"{files['soft']}), {files['per_task']} per task")  # fmt: skip
+    if "service_in_use" in files:
+        line += f"; the running service has {files['service_in_use']} of {files['service_limit']} open"
+    console.print(line)
     for k, v in sorted(fp.attributes.items()):
         console.print(f"  {k} = {v}")
+
+
+def _file_limits(data: Path, per_task: int) -> dict[str, int]:
+    """This shell's descriptor limits, the service's (it raises soft to hard at start) and,
+    when it runs, what it has open."""
+    import resource
+
+    from reconciler.service.control import NotRunning, call
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    out = {"soft": soft, "hard": hard, "service_limit": hard, "per_task": per_task}
+    try:
+        code, body = call(data, "state", timeout=3)
+    except (NotRunning, OSError):
+        return out
+    if code == 200 and isinstance(body, dict) and "fds" in body:
+        out["service_in_use"], out["service_limit"] = body["fds"]["in_use"], body["fds"]["limit"]
+    return out
 
 
 from reconciler.cli import audit as _audit  # noqa: E402  (registers `audit`)

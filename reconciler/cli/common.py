@@ -20,6 +20,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # Exit codes scripts can rely on.
 OK, FAILED, USAGE, NOT_RUNNING, NOT_FOUND = 0, 1, 2, 3, 4
+REFUSED = 78  # EX_CONFIG: the service will not start as things are (systemd: no restart loop)
 
 
 def data_dir(option: Path | None) -> Path:

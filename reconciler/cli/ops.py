@@ -66,9 +66,11 @@ def status(
         fail(f"no job {job!r}", NOT_FOUND)
     slots = queries.slots(store, job)
     problems = queries.spec_errors(store)
+    service = _service_state(data_dir(data))
     if as_json:
-        emit_json({"jobs": jobs, "tasks": slots, "file_problems": problems})
+        emit_json({"service": service, "jobs": jobs, "tasks": slots, "file_problems": problems})
         return
+    _print_service(service)
     for j in jobs:
         word = STATUS_WORD.get(j["status"], j["status"])
         colour = {"Ready": "green", "Failed": "red", "Blocked": "magenta"}.get(word, "yellow")
@@ -95,6 +97,39 @@ def status(
             console.print(f"  {where}: {sev}{p['path'] + ': ' if p['path'] else ''}{p['message']}")
     if not jobs and not problems:
         console.print("no jobs")
+
+
+def _service_state(data: Path) -> dict[str, Any]:
+    """The running service's own condition (answered without waiting for its loop)."""
+    from reconciler.service.control import NotRunning, call
+
+    try:
+        code, body = call(data, "state", timeout=3)
+    except NotRunning:
+        return {"state": "not running", "faults": []}
+    except OSError as e:
+        return {"state": "not answering", "faults": [], "error": str(e)}
+    if code != 200 or not isinstance(body, dict):
+        return {"state": "not answering", "faults": [], "error": f"HTTP {code}"}
+    return body
+
+
+def _print_service(service: dict[str, Any]) -> None:
+    state = service["state"]
+    word = {"ok": "OK", "degraded": "Degraded"}.get(state, state)
+    faults = [f for f in service.get("faults", []) if f["degraded"]]
+    line = f"service: {word}" + (" (" + "; ".join(f["cause"] for f in faults) + ")" if faults else "")
+    colour = {"OK": "green", "Degraded": "red"}.get(word, "yellow")
+    console.print(f"[bold {colour}]{line}[/]" if console.is_terminal else line)
+    for f in service.get("faults", []):
+        since = _ago(f["since"])
+        kind = "" if f["degraded"] else "warning: "
+        console.print(f"  {kind}{f['cause']} for {since}: {f['detail']}")
+    if service.get("unrecorded_exits"):
+        console.print(f"  {service['unrecorded_exits']} task exits kept in memory, written when "
+                      "the store takes writes again")  # fmt: skip
+    if service.get("retry_in") is not None:
+        console.print(f"  next attempt in {service['retry_in']:g}s")
 
 
 def _since(text: str | None) -> float | None:

@@ -4,14 +4,28 @@ migrations applied at start from inside the package (works from an installed whe
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from reconciler.faults import transient_cause
 
-def make_engine(path: Path, *, readonly: bool = False, busy_ms: int = 10000) -> Engine:
+# The service's writes wait this long for a lock before the pass is retried later (Degraded,
+# "store locked by another process"): short, so the loop stays responsive meanwhile.
+WRITER_BUSY_MS = 2000
+WAL_LIMIT = 64 << 20  # the WAL file is cut back to this after a checkpoint
+
+
+class StoreRefused(Exception):
+    """The store cannot be used as it is; the message says what to do (one line)."""
+
+
+def make_engine(path: Path, *, readonly: bool = False, busy_ms: int | None = None) -> Engine:
+    busy_ms = busy_ms if busy_ms is not None else (10000 if readonly else WRITER_BUSY_MS)
     url = f"sqlite:///file:{path}?mode=ro&uri=true" if readonly else f"sqlite:///{path}"
     engine = create_engine(url, poolclass=NullPool if readonly else None)
 
@@ -21,6 +35,7 @@ def make_engine(path: Path, *, readonly: bool = False, busy_ms: int = 10000) -> 
         cur = dbapi_conn.cursor()
         if not readonly:
             cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
         cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
@@ -44,9 +59,43 @@ def current_revision(engine: Engine) -> str | None:
         raw: Any = conn.connection.driver_connection
         try:
             row = raw.execute("SELECT version_num FROM alembic_version").fetchone()
-        except Exception:  # no table yet: a new store
+        except sqlite3.OperationalError:  # no table yet: a new store
             return None
     return str(row[0]) if row else None
+
+
+def check(engine: Engine, path: Path) -> None:
+    """At start, before anything runs: refuse a damaged store or one from a newer reconciler.
+    The message is one line with the way out; running tasks are left alone meanwhile."""
+    try:
+        with engine.connect() as conn:
+            raw: Any = conn.connection.driver_connection
+            rows = [r[0] for r in raw.execute("PRAGMA quick_check(5)").fetchall()]
+    except (sqlite3.DatabaseError, DBAPIError) as e:
+        orig = getattr(e, "orig", e)
+        if transient_cause(orig) == "store locked by another process":
+            return  # a reader is never refused for a writer elsewhere; the service waits it out
+        if transient_cause(orig) is not None:
+            raise StoreRefused(
+                f"cannot open {path} ({orig}): {transient_cause(orig)}. Fix that (remount the "
+                "data dir read-write, free space), then start reconciler again (running tasks "
+                "are left alone)"
+            ) from e
+        rows = [str(orig)]
+    if rows != ["ok"]:
+        raise StoreRefused(
+            f"{path} is damaged ({'; '.join(rows)[:200]}); reconciler will not use it and has "
+            f"started nothing (running tasks are left alone). Recover: `sqlite3 {path} .recover "
+            f"| sqlite3 {path}.recovered`, check it, move it to {path.name} (or restore a "
+            "backup, see docs/operations.md), then start reconciler again"
+        )
+    rev = current_revision(engine)
+    if rev is not None and rev > HEAD:
+        raise StoreRefused(
+            f"{path} has schema {rev}, newer than this reconciler knows ({HEAD}): it was used by "
+            "a newer version. Run that version again, or restore a backup taken before the "
+            "upgrade (running tasks are left alone)"
+        )
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -37,10 +37,19 @@ class Store(HotPaths):
             )
         self.engine = db_engine.make_engine(path, readonly=readonly)
         if not readonly:
+            db_engine.check(self.engine, path)
             db_engine.upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def checkpoint(self) -> tuple[int, int]:
+        """A passive checkpoint (never waits for readers): (pages in the WAL, pages copied
+        into the database). Fewer copied than present: a reader holds the rest back."""
+        with self.engine.connect() as c:
+            raw: Any = c.connection.driver_connection
+            _busy, pages, done = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(pages), int(done)
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

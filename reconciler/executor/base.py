@@ -148,6 +148,8 @@ class Fingerprint:
 class Executor(Protocol):
     """Nomad's driver verbs. `poll_exits` replaces a blocking `wait` so one thread serves all."""
 
+    fds_per_task: int  # descriptors the service holds for each running task
+
     def fingerprint(self) -> Fingerprint: ...
 
     def prime(self) -> None:

@@ -36,6 +36,8 @@ class FakeTask:
 
 
 class FakeExecutor:
+    fds_per_task = 2
+
     def __init__(self, clock: Callable[[], float], boot_id: str = "fake-boot") -> None:
         self.clock = clock
         self.boot_id = boot_id
@@ -124,6 +126,9 @@ class FakeExecutor:
 
     def destroy(self, handle: TaskHandle, force: bool = False) -> None:
         t = self.tasks.get(handle.id)
+        if t is not None and force and t.alive and t.handle.pid == handle.pid:
+            self.finish(handle.id, 137, 9)
+            handle = t.handle
         if t is not None and t.handle == handle and not t.alive:
             del self.tasks[handle.id]
 

@@ -26,6 +26,8 @@ class Host:
     attributes: Mapping[str, str] = field(default_factory=dict)
     exec_ok: bool = True
     capacity: admission.Capacity | None = None  # None: no admission (nothing fingerprinted)
+    start_budget: int | None = None  # how many tasks may start now (descriptors); None: any
+    budget_reason: str = ""  # why no more may start
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,23 @@ def plan(
             continue
         _plan_job(b, spec, record, slots, host, now)
 
+    if host.start_budget is not None and len(b.start) > host.start_budget:
+        _hold_starts(b, host.start_budget, host.budget_reason)
     return b.freeze()
+
+
+def _hold_starts(b: _Builder, budget: int, reason: str) -> None:
+    """The host cannot take more tasks now: starts beyond `budget` are Blocked, and their
+    jobs' versions are not judged meanwhile (a deadline must not pass while they wait)."""
+    b.start, over = b.start[:budget], b.start[budget:]
+    for a in over:
+        b.blocked.append(Action(a.key, "blocked: " + reason, a.spec, a.task_digest))
+        b.status[a.key.job] = ("blocked", reason)
+    held = {a.key.job for a in over}
+    b.promote = [j for j in b.promote if j not in held]
+    b.revert = [(j, why) for j, why in b.revert if j not in held]
+    for job in held:
+        b.attempt.pop(job, None)
 
 
 def leaving(desired: Desired, observed: Observed) -> set[str]:

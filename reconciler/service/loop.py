@@ -9,6 +9,7 @@ wake it through a queue.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -17,17 +18,21 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reconciler import metrics
 from reconciler.apply import Applier
-from reconciler.db.snapshot import Observed, SlotKey
+from reconciler.db.snapshot import Observed
 from reconciler.db.store import ProblemRow, Store, VersionRow
-from reconciler.executor.base import Executor, NodeConfig
+from reconciler.executor.base import Executor, ExitResult, NodeConfig, TaskHandle
+from reconciler.faults import TRANSIENT_ERRNO, TransientFault, transient_cause
 from reconciler.plan import Host, Plan, admission, leaving, plan
+from reconciler.service import descriptors
+from reconciler.service.clock import SteadyClock
 from reconciler.service.gitinfo import GitInfo
+from reconciler.service.recovery import Recovery
+from reconciler.service.requests import Request, answer
 from reconciler.spec import hcl
 from reconciler.spec.load import Desired, JobSpec, Loader
 from reconciler.spec.models import effective_update
@@ -38,15 +43,6 @@ RESCAN_EVERY = 30.0
 SETTLE = 0.5  # at most this long, a directory that is still changing is read again
 
 
-@dataclass
-class Request:
-    """A control API call, answered by the loop thread."""
-
-    action: str
-    args: dict[str, Any]
-    reply: Future[Any] = field(default_factory=Future)
-
-
 class Service:
     def __init__(
         self,
@@ -55,15 +51,16 @@ class Service:
         executor: Executor,
         node: NodeConfig,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         allow_empty: bool = False,
         watch: bool = True,
+        stuck_after: float = 30.0,
     ) -> None:
         self.jobs = jobs
         self.store = store
         self.executor = executor
         self.node = node
-        self.clock = clock
+        self.clock = clock = clock or SteadyClock()
         self.allow_empty = allow_empty
         self.loader = Loader(jobs)
         hcl.parse('job "warm" {}', positions=False)  # load the grammar now, not on the first file event
@@ -95,6 +92,13 @@ class Service:
         self._leaving: set[str] = set()  # jobs whose file is gone: plans stay full till they are
         self._deadline_of: dict[str, list[float]] = {}  # job -> when it is due without events
         self._states_of: dict[str, Tally[str]] = {}  # job -> its slots by state: the tasks gauge
+        # Faults: what the service is waiting out, and the exits it could not write yet (at
+        # most one per task: a task whose exit is unwritten is not restarted).
+        self.recovery = Recovery(clock, stuck_after)
+        self.health = self.recovery.health
+        self._unrecorded: dict[str, tuple[TaskHandle, ExitResult]] = {}
+        self.descriptors: Callable[[], tuple[int, int]] = descriptors.usage
+        self._budget_retry: float | None = None  # starts held back: look again then
 
     # ---- wake-ups from other threads ----
 
@@ -111,6 +115,10 @@ class Service:
         if path:
             self._warmer.submit(self.loader.warm, Path(path))
 
+    def touch(self, jobs: set[str]) -> None:
+        """The next pass plans these jobs (a request acted on them)."""
+        self._touched |= jobs
+
     def request(self, action: str, **args: Any) -> Future[Any]:
         req = Request(action, args)
         self.queue.put(("request", req))
@@ -124,8 +132,8 @@ class Service:
         """Hand task exits to the loop (runs on the waiter thread)."""
         try:
             exits = self.executor.poll_exits(timeout)
-        except Exception:
-            log.exception("waiting for task exits")
+        except Exception as e:
+            self.recovery.log_once("waiting for task exits", e)
             time.sleep(0.5)
             return
         if exits:
@@ -143,13 +151,23 @@ class Service:
             self.watcher.start()
 
     def run(self) -> None:
+        """The loop thread. It returns only when the service is stopped: a fault in a pass is
+        waited out (Degraded), never raised."""
+        self.recovery.loop_ident = threading.get_ident()
         t0 = time.perf_counter()
         self.start_threads()
-        self.reconcile()
+        self.recovery.busy()
+        if self._guarded(self.reconcile):
+            self.recovery.recovered()
+        self.recovery.idle()
         self.startup_seconds = time.perf_counter() - t0
-        self._report_startup()
+        self._guarded(self._report_startup)
         while not self.stopping.is_set():
-            self.step(self._next_timeout())
+            try:
+                self.step(self._next_timeout())
+            except Exception as e:  # outside a pass (the queue, the clock): keep going
+                self.recovery.log_once("the service loop", e)
+                self.stopping.wait(1.0)
         if self.watcher is not None:
             self.watcher.stop()
 
@@ -177,7 +195,11 @@ class Service:
 
     def _next_timeout(self) -> float:
         now = self.clock()
+        if self.recovery.retry_at is not None:
+            return max(0.0, min(RESCAN_EVERY, self.recovery.retry_at - now))
         wake = self._last_scan + RESCAN_EVERY
+        if self._budget_retry is not None:
+            wake = min(wake, self._budget_retry)
         for times in self._deadline_of.values():
             for t in times:
                 if t > self._last_pass:  # a deadline the last pass saw must not spin the loop
@@ -225,28 +247,80 @@ class Service:
                 items.append(self.queue.get_nowait())
             except queue.Empty:
                 break
-        exits = [v for k, v in items if k == "exit"]
-        requests = [v for k, v in items if k == "request"]
+        requests: list[Request] = [v for k, v in items if k == "request"]
         for k, v in items:
             if k == "scan":
                 self._scan_due = True
                 self._first_event = v if self._first_event is None else min(self._first_event, v)
-        if exits:
-            jobs = {handle.id.split("/", 1)[0] for handle, _ in exits}
-            self._touched |= jobs | self._waiting
-            obs = self.store.observed(self.applier.live, jobs)
-            for handle, result in exits:
-                try:
-                    self.applier.on_exit(handle, result, obs)
-                    metrics.exited(result)
-                except Exception:
-                    log.exception("recording the exit of %s", handle.id)
-        for req in requests:
-            self._answer(req)
-        if self.clock() - self._last_scan >= RESCAN_EVERY:
-            self._scan_due = True
-        self._dirty |= bool(exits) or any(r.action != "health" for r in requests)
-        self.reconcile(force=False)
+            elif k == "exit":
+                handle, _ = v
+                self._unrecorded[handle.id] = v  # kept until written
+                self._touched |= {handle.id.split("/", 1)[0]} | self._waiting  # room freed
+                self._dirty = True
+        self._dirty |= any(r.action != "health" for r in requests)
+        if self._budget_retry is not None and self.clock() >= self._budget_retry:
+            self._budget_retry, self._full, self._dirty = None, True, True
+        self.recovery.busy()
+        try:
+            if self.recovery.waiting():
+                for req in requests:  # answered (or refused with the fault) while waiting
+                    answer(self, req)
+                return
+            ok = self._guarded(self._record_exits)
+            for req in requests:
+                answer(self, req)
+            if ok:
+                if self.clock() - self._last_scan >= RESCAN_EVERY:
+                    self._scan_due = True
+                if self._guarded(lambda: self.reconcile(force=False)):
+                    self.recovery.recovered()
+                    self.recovery.check_wal(self.store)
+        finally:
+            self.recovery.idle()
+
+    def _record_exits(self) -> None:
+        """Write the exits seen since the last pass (and any a fault kept back)."""
+        if not self._unrecorded:
+            return
+        jobs = {hid.split("/", 1)[0] for hid in self._unrecorded}
+        obs = self.store.observed(self.applier.live, jobs)
+        for hid, (handle, result) in list(self._unrecorded.items()):
+            try:
+                self.applier.on_exit(handle, result, obs)
+            except Exception as e:
+                if transient_cause(e) is not None:
+                    raise  # kept: written when the store is back
+                self.recovery.log_once(f"recording the exit of {hid}", e)
+            else:
+                metrics.exited(result)
+            del self._unrecorded[hid]
+
+    # ---- faults ----
+
+    def _guarded(self, work: Callable[[], object]) -> bool:
+        return self.recovery.guard(work, self._redo)
+
+    def _redo(self) -> None:
+        self._full = self._dirty = True  # whatever the failed pass was to do, the next one does
+
+    def check_stuck(self) -> bool:
+        return self.recovery.check_stuck()
+
+    def where(self) -> str:
+        return self.recovery.where()
+
+    def report(self) -> dict[str, Any]:
+        """The service's condition, for `status` (read from the control thread, lock-free)."""
+        busy = self.recovery.busy_since
+        retry = self.recovery.retry_at
+        in_use, limit = self.descriptors()
+        return {
+            **self.health.snapshot(), "pid": os.getpid(), "passes": self.passes,
+            "busy_seconds": round(time.monotonic() - busy, 1) if busy is not None else 0.0,
+            "retry_in": round(max(0.0, retry - self.clock()), 1) if retry is not None else None,
+            "unrecorded_exits": len(self._unrecorded),
+            "fds": {"in_use": in_use, "limit": limit, "per_task": self.executor.fds_per_task},
+        }  # fmt: skip
 
     # ---- one pass ----
 
@@ -254,12 +328,14 @@ class Service:
         if self.watcher is not None:
             self.watcher.check()
         desired = self.loader.scan()
+        _raise_if_transient(desired)
         settle_by = time.monotonic() + SETTLE
         while desired is not self._recorded and not self.loader.settled():
             if time.monotonic() > settle_by:
                 break
             time.sleep(0.004)  # still being written (a checkout in progress): read it again
             desired = self.loader.scan()
+            _raise_if_transient(desired)
         self._last_scan = self.clock()
         if desired is self._recorded:
             return desired
@@ -337,8 +413,10 @@ class Service:
         changed = False
         observed = self.store.observed(self.applier.live, scope)
         for _ in range(5):
-            p = plan(desired, observed, self.host, self.clock(), allow_empty=self.allow_empty,
-                     scope=scope)  # fmt: skip
+            p = plan(desired, observed, self._host_now(), self.clock(),
+                     allow_empty=self.allow_empty, scope=scope)  # fmt: skip
+            if any(a.reason.startswith("blocked: file descriptor") for a in p.blocked):
+                self._budget_retry = self.clock() + 5.0
             for w in p.warnings:
                 log.warning("%s", w)
             wrote = self.applier.apply(p, observed)
@@ -353,42 +431,15 @@ class Service:
         self.change_passes += changed
         return p, observed
 
-    # ---- control API requests ----
-
-    def _answer(self, req: Request) -> None:
-        try:
-            req.reply.set_result(self._do(req.action, req.args))
-        except Exception as e:
-            req.reply.set_exception(e)
-
-    def _do(self, action: str, args: dict[str, Any]) -> Any:
-        now = self.clock()
-        obs: Observed = self.store.observed(self.applier.live)
-        if action == "health":
-            return {
-                "pid": os.getpid(), "passes": self.passes, "change_passes": self.change_passes,
-                "startup_seconds": self.startup_seconds, "adopted": self.adopted,
-                "running": len(self.applier.running),
-            }  # fmt: skip
-        if action == "reload":
-            self.rescan_all()
-            return {"ok": True}
-        if action in ("stop", "start"):
-            job = args["job"]
-            self._touched.add(job)
-            if not self.store.set_paused(job, action == "stop", now):
-                raise KeyError(f"no job {job!r}")
-            return {"ok": True}
-        keys = [SlotKey(*k) for k in args.get("keys", [])]
-        self._touched |= {k.job for k in keys}
-        if action == "restart":
-            done = [str(k) for k in keys if self.applier.operator_restart(k, obs)]
-            return {"restarted": done}
-        if action == "signal":
-            for k in keys:
-                self.applier.operator_signal(k, args["signal"], obs)
-            return {"signalled": [str(k) for k in keys]}
-        raise ValueError(f"unknown action {action!r}")
+    def _host_now(self) -> Host:
+        """The host with how many tasks may still start (descriptors)."""
+        in_use, limit = self.descriptors()
+        metrics.descriptors(in_use, limit)
+        budget = descriptors.starts_allowed(in_use, limit, self.executor.fds_per_task)
+        if budget is None:
+            return self.host
+        why = descriptors.blocked_reason(in_use, limit)
+        return dataclasses.replace(self.host, start_budget=budget, budget_reason=why)
 
 
 def _changed_jobs(before: Desired | None, after: Desired) -> list[JobSpec]:
@@ -398,3 +449,18 @@ def _changed_jobs(before: Desired | None, after: Desired) -> list[JobSpec]:
         spec for spec in after.jobs.values()
         if (b := old.get(spec.id)) is None or (b.digest, b.file) != (spec.digest, spec.file)
     ]  # fmt: skip
+
+
+
+
+_TRANSIENT_TEXT = {os.strerror(n): cause for n, cause in TRANSIENT_ERRNO.items()}
+
+
+def _raise_if_transient(desired: Desired) -> None:
+    """A job directory unreadable for a host reason (no descriptors, I/O error) is a fault to
+    wait out, not a directory that is gone."""
+    if desired.directory_ok:
+        return
+    for text, cause in _TRANSIENT_TEXT.items():
+        if desired.directory_error.endswith(text):
+            raise TransientFault(cause, desired.directory_error)

@@ -1,11 +1,14 @@
-"""The service process: one per data dir (a lock and a pid file), and its signals."""
+"""The service process: one per data dir (a lock and a pid file), its descriptor limit, its
+signals, and a main thread that only watches the loop."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
 import os
+import resource
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,3 +53,37 @@ def install_signal_handlers(service: Service, reload: Callable[[], None]) -> Non
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGHUP, _hup)
+
+
+SHUTDOWN_GRACE = 5.0
+
+
+def run_until_stopped(service: Service, grace: float = SHUTDOWN_GRACE) -> bool:
+    """Run the loop on a thread of its own. The main thread only answers signals (Python runs
+    signal handlers there, so it must never be the thread stuck in a syscall) and reports a
+    stuck pass. True when the loop ended; False when it was still busy `grace` seconds after
+    the stop: the caller then exits without it (tasks keep running; SQLite rolls back the
+    unfinished transaction)."""
+    loop = threading.Thread(target=service.run, name="loop", daemon=True)
+    loop.start()
+    while loop.is_alive() and not service.stopping.wait(1.0):
+        service.check_stuck()
+    loop.join(grace)
+    if not loop.is_alive():
+        return True
+    log.warning("the loop is still busy at %s after %.0fs; exiting without it (tasks keep "
+                "running)", service.where(), grace)  # fmt: skip
+    return False
+
+
+def raise_file_limit() -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit (systemd's default soft 1,024 is too few for
+    hundreds of tasks: two descriptors each). Returns the (soft, hard) now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open file limit from %d to %d: %s", soft, hard, e)
+    return soft, hard

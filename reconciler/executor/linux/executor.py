@@ -77,6 +77,8 @@ def signal_number(name: str) -> int:
 
 
 class LinuxExecutor:
+    fds_per_task = 2  # pidfds of the shim and of the task
+
     def __init__(self, data_dir: Path, node: NodeConfig | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.node = node or NodeConfig()

@@ -1,0 +1,59 @@
+"""Control API calls that change or read the store, answered on the loop thread (one writer)."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from reconciler.db.snapshot import Observed, SlotKey
+
+if TYPE_CHECKING:
+    from reconciler.service.loop import Service
+
+
+@dataclass
+class Request:
+    """A control API call, answered by the loop thread."""
+
+    action: str
+    args: dict[str, Any]
+    reply: Future[Any] = field(default_factory=Future)
+
+
+def answer(service: Service, req: Request) -> None:
+    try:
+        req.reply.set_result(_do(service, req.action, req.args))
+    except Exception as e:
+        req.reply.set_exception(e)
+
+
+def _do(service: Service, action: str, args: dict[str, Any]) -> Any:
+    if action == "health":
+        return {
+            "pid": os.getpid(), "passes": service.passes, "change_passes": service.change_passes,
+            "startup_seconds": service.startup_seconds, "adopted": service.adopted,
+            "running": len(service.applier.running),
+        }  # fmt: skip
+    if action == "reload":
+        service.rescan_all()
+        return {"ok": True}
+    now = service.clock()
+    if action in ("stop", "start"):
+        job = args["job"]
+        service.touch({job})
+        if not service.store.set_paused(job, action == "stop", now):
+            raise KeyError(f"no job {job!r}")
+        return {"ok": True}
+    obs: Observed = service.store.observed(service.applier.live)
+    keys = [SlotKey(*k) for k in args.get("keys", [])]
+    service.touch({k.job for k in keys})
+    if action == "restart":
+        done = [str(k) for k in keys if service.applier.operator_restart(k, obs)]
+        return {"restarted": done}
+    if action == "signal":
+        for k in keys:
+            service.applier.operator_signal(k, args["signal"], obs)
+        return {"signalled": [str(k) for k in keys]}
+    raise ValueError(f"unknown action {action!r}")
