@@ -19,7 +19,7 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from reconciler.spec.load import is_job_file
+from reconciler.spec.load import is_watched_file
 
 
 class _Debounce(FileSystemEventHandler):
@@ -48,7 +48,7 @@ class _Debounce(FileSystemEventHandler):
                 continue
             if path == self.jobs or (ev.is_directory and os.path.dirname(path) != self.jobs):
                 return ""
-            if os.path.dirname(path) == self.jobs and is_job_file(os.path.basename(path)):
+            if os.path.dirname(path) == self.jobs and is_watched_file(os.path.basename(path)):
                 return path
         return None
 

@@ -56,6 +56,7 @@ class Parsed:
     body: dict[str, Any]
     lines: dict[Path, int | None] = field(default_factory=dict)
     duplicates: list[tuple[Path, int | None]] = field(default_factory=list)
+    tree: Any = None  # python-hcl2's rule tree, for HCL2 evaluation (spec/hclbody.py)
 
     def line_of(self, path: Path) -> int | None:
         """The line of the deepest indexed prefix of `path`."""
@@ -98,7 +99,7 @@ def parse(text: str, positions: bool = True) -> Parsed:
         # python-hcl2 raises plain exceptions for some shapes, e.g. an attribute and a
         # block of the same name ("Attribute env is already defined.").
         raise HclSyntaxError(str(e) or type(e).__name__, None, None, "") from None
-    parsed = Parsed(body=body if isinstance(body, dict) else {})
+    parsed = Parsed(body=body if isinstance(body, dict) else {}, tree=tree)
     _index(tree.body, (), parsed)
     return parsed
 

@@ -1,6 +1,10 @@
-"""Nomad-style `${...}` interpolation: find references, check them, resolve them at start.
+"""Nomad-style runtime `${...}` interpolation: find references, check them, resolve them at start.
 
-Anything that cannot be resolved is an error, never an empty string.
+What reaches here has been through HCL evaluation (spec/hclbody.py): `${var.x}` and functions
+are gone, and a reference HCL did not know (`${NOMAD_ALLOC_ID}`, `${attr.os.name}`) was kept
+as text. As Nomad's runtime (helper/args), only `${name}` with letters, digits, `_`, `.`
+and `-` is a reference; anything else (`${#a[@]}`, written `$${#a[@]}` in HCL) stays as it
+is. A reference that cannot be resolved is an error, never an empty string.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_REF = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
 
 RUNTIME_VARS = frozenset(
     [
@@ -42,8 +46,8 @@ NODE_PREFIXES = ("attr.", "node.", "meta.", "driver.")
 
 
 def references(text: str) -> list[str]:
-    """The names inside `${...}`; `$${` is an escaped literal and not a reference."""
-    return [m.group(1).strip() for m in _REF.finditer(text) if m.group(0) != "$${"]
+    """The names inside `${...}`."""
+    return [m.group(1) for m in _REF.finditer(text)]
 
 
 def unresolvable(
@@ -60,21 +64,25 @@ def unresolvable(
             return f'no port labelled "{label}" in the group\'s network block'
     if node_refs and name.startswith(NODE_PREFIXES):
         return None
-    if name.startswith(("var.", "local.")):
-        return f'"${{{name}}}": HCL variables are not supported; write the value in the job file'
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+    if name.startswith("NOMAD_"):
         return f'"${{{name}}}" is not a Nomad runtime variable or a variable of this task\'s env'
-    return f'"${{{name}}}" is an HCL expression, which reconciler does not evaluate'
+    return None  # any other name stays as written, as in Nomad (`$${HOME}` for a shell)
+
+
+def _kept(name: str) -> bool:
+    """Names Nomad leaves as written when nothing has that name."""
+    return not name.startswith(("NOMAD_", *NODE_PREFIXES))
 
 
 def resolve(text: str, values: Mapping[str, str]) -> str:
-    """Replace every reference; raise KeyError naming the first one that has no value."""
+    """Replace every reference; raise KeyError naming the first Nomad name (NOMAD_*, attr.*,
+    node.*, meta.*) that has no value. Other names without a value stay as written."""
 
     def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$${":
-            return "${"
-        name = m.group(1).strip()
+        name = m.group(1)
         if name not in values:
+            if _kept(name):
+                return m.group(0)
             raise KeyError(name)
         return values[name]
 

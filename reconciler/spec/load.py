@@ -19,7 +19,8 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.spec import hcl, interpolate
+from reconciler.spec import hcl, hclbody, interpolate
+from reconciler.spec.hclfiles import JobDirectory
 from reconciler.spec.models import Job, JobFile
 from reconciler.spec.normalize import IGNORED, normalize
 from reconciler.spec.problems import Problem
@@ -28,13 +29,30 @@ from reconciler.spec.template import check_template
 MAX_FILE_BYTES = 1 << 20
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 JOB_SUFFIXES = (".hcl", ".nomad")
+VARS_SUFFIX = ".vars.hcl"
 
 
 def is_job_file(name: str) -> bool:
-    """`*.hcl`, `*.nomad`, `*.nomad.hcl`; editor temp files and dot files are not job files."""
-    if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp")):
+    """`*.hcl`, `*.nomad`, `*.nomad.hcl`; editor temp files, dot files and var files
+    (`*.vars.hcl`) are not job files."""
+    if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp", VARS_SUFFIX)):
         return False
     return name.endswith(JOB_SUFFIXES)
+
+
+def is_watched_file(name: str) -> bool:
+    """A file whose change can change a job: a job file or a var file."""
+    return is_job_file(name) or (name.endswith(VARS_SUFFIX) and not name.startswith((".", "#")))
+
+
+def vars_file_for(job_file: str) -> str:
+    """The var file of a job file, beside it: web.nomad.hcl, web.hcl, web.nomad -> web.vars.hcl."""
+    stem = job_file
+    for suffix in (".nomad.hcl", ".hcl", ".nomad"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return stem + VARS_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -86,15 +104,19 @@ def canonical_json(job: Job) -> str:
     return json.dumps(job.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
-def parse_text(text: str, file: str) -> FileResult:
-    """One file's text -> its jobs and problems. Pure: no I/O."""
-    result = _parse_text(text, file, positions=False)
+def parse_text(text: str, file: str, inputs: hclbody.Inputs | None = None) -> FileResult:
+    """One file's text -> its jobs and problems. Pure but for `inputs` (var files, file())."""
+    inputs = inputs or hclbody.Inputs()
+    result = _parse_text(text, file, False, inputs)
     if result.problems:  # problems carry line numbers: parse again, tracking positions
-        result = _parse_text(text, file, positions=True)
+        result = _parse_text(text, file, True, inputs)
     return result
 
 
-def _parse_text(text: str, file: str, positions: bool) -> FileResult:
+def _parse_text(
+    text: str, file: str, positions: bool, inputs: hclbody.Inputs | None = None
+) -> FileResult:
+    inputs = inputs or hclbody.Inputs()
     digest = hashlib.sha256(text.encode()).hexdigest()
     if not text.strip():
         return FileResult(
@@ -109,6 +131,16 @@ def _parse_text(text: str, file: str, positions: bool) -> FileResult:
             (),
             (Problem(file, e.line, "", e.message, column=e.column, excerpt=e.excerpt),),
         )
+    if hclbody.needs_evaluation(parsed.tree):  # HCL2: variables, locals, functions, ...
+        if not positions:  # the evaluator reads each expression's text: it needs positions
+            return _parse_text(text, file, True, inputs)
+        evaluated = hclbody.evaluate(parsed, text, inputs)
+        if evaluated.problems:
+            located = (
+                Problem(p.file or file, p.line, p.what, p.message) for p in evaluated.problems
+            )
+            return FileResult(file, digest, (), tuple(sorted(located)))
+        parsed.body = evaluated.body
     problems: list[Problem] = []
 
     def add(path: tuple[str | int, ...], message: str, severity: str = "error") -> None:
@@ -120,8 +152,7 @@ def _parse_text(text: str, file: str, positions: bool) -> FileResult:
     body = parsed.body
     for key in body:
         if key != "job":
-            hint = " (HCL variables are not supported)" if key in ("variable", "locals") else ""
-            add((key,), f'unexpected top-level block "{key}"; a job file holds one job block{hint}')
+            add((key,), f'unexpected top-level block "{key}"; a job file holds one job block')
     norm = normalize({"job": body["job"]} if "job" in body else {})
     for found in norm.found:
         add(found.path, found.message, found.severity)
@@ -227,7 +258,7 @@ def _message(err: Any, loc: tuple[Any, ...]) -> str:
     if kind in simple:
         msg = simple[kind]
         if isinstance(err.get("input"), str) and "${" in err["input"]:
-            msg += " (HCL expressions are not evaluated)"
+            msg += f" (got {err['input'][:60]!r}: a runtime reference cannot be used here)"
         return msg
     if kind in ("greater_than_equal", "less_than_equal", "too_short", "too_long"):
         if kind == "too_short" and loc and loc[-1] in ("group", "task"):
@@ -283,8 +314,14 @@ class Loader:
     `scan` belongs to one thread; `warm` may run on another, ahead of the scan."""
 
     root: Path
-    _by_stat: dict[str, tuple[tuple[int, int, int], FileResult]] = field(default_factory=dict)
+    # NOMAD_VAR_* of the service's environment (read once, at start)
+    env: Mapping[str, str] = field(
+        default_factory=lambda: {k: v for k, v in os.environ.items() if k.startswith("NOMAD_VAR_")}
+    )
+    _by_stat: dict[str, tuple[Any, FileResult]] = field(default_factory=dict)
     _by_digest: dict[str, FileResult] = field(default_factory=dict)
+    # job file name -> the other files its result was made from (var file, file() reads)
+    _inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _last: Desired | None = None
     _last_key: tuple[Any, ...] | None = None
     _reading: threading.Lock = field(default_factory=threading.Lock)
@@ -300,9 +337,10 @@ class Loader:
         shown = self.display(self.root)
         return (lambda n: n) if shown == "." else (lambda n: os.path.join(shown, n))
 
-    def _stats(self) -> list[tuple[os.DirEntry[str], tuple[int, int, int] | None]]:
-        """Every job file and its (mtime, size, inode); raises OSError for the directory."""
-        stats: list[tuple[os.DirEntry[str], tuple[int, int, int] | None]] = []
+    def _stats(self) -> list[tuple[os.DirEntry[str], Any]]:
+        """Every job file and its (mtime, size, inode), with those of the files it was made
+        from (its var file, what file() read); raises OSError for the directory."""
+        stats: list[tuple[os.DirEntry[str], Any]] = []
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
             if not is_job_file(entry.name):
                 continue
@@ -310,10 +348,16 @@ class Loader:
                 info = entry.stat(follow_symlinks=True)
                 if not entry.is_file(follow_symlinks=True):
                     continue
-                stats.append((entry, (info.st_mtime_ns, info.st_size, info.st_ino)))
+                own = (info.st_mtime_ns, info.st_size, info.st_ino)
             except OSError:
                 stats.append((entry, None))
+                continue
+            stats.append((entry, (own, self._inputs_stat(entry))))
         return stats
+
+    def _inputs_stat(self, entry: os.DirEntry[str]) -> tuple[Any, ...]:
+        inputs = self._inputs.get(entry.name, (vars_file_for(entry.path),))
+        return tuple(_stat_of(p) for p in inputs)
 
     def settled(self) -> bool:
         """Whether the directory still looks as the last scan found it (a `git checkout`
@@ -338,25 +382,31 @@ class Loader:
         if self._last is not None and key == self._last_key and all(s for _, s in stats):
             return self._last
         files: dict[str, FileResult] = {}
+        seen: list[tuple[str, Any]] = []
         named = self._namer()
         for entry, st in stats:
             name = named(entry.name)
             cached = self._by_stat.get(name)
             if st is not None and cached is not None and cached[0] == st:
                 files[name] = cached[1]
+                seen.append((entry.name, st))
                 continue
             with self._reading:  # a `warm` of this file finishes first, then is a cache hit
                 result = self._read(Path(entry.path), name)
             files[name] = result
             if st is not None:
+                st = (st[0], self._inputs_stat(entry))  # what it read is known now
                 self._by_stat[name] = (st, result)
+            seen.append((entry.name, st))
         self._by_stat = {k: v for k, v in self._by_stat.items() if k in files}
         desired = assemble(files)
-        self._last, self._last_key = desired, key
+        self._last, self._last_key = desired, tuple(seen)
         return desired
 
     def warm(self, path: Path) -> None:
         """Parse one file into the cache, so that the next scan finds it done."""
+        if not is_job_file(path.name):
+            return  # a var file: the scan reads its job file again
         with self._reading:
             self._read(path, self._namer()(path.name))
 
@@ -369,27 +419,63 @@ class Loader:
             root = os.path.realpath(self.root)
             if os.path.commonpath([real, root]) != root:
                 return fail(f"symlink points outside {self.root} (to {real}); refused")
-        try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
-        except OSError as e:
-            return fail(f"cannot read: {e.strerror or e}")
-        if len(data) > MAX_FILE_BYTES:
-            return fail(f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused")
+        data = _read_limited(path)
+        if isinstance(data, str):
+            return fail(data)
+        vars_path = vars_file_for(str(path))
+        var_data = _read_limited(Path(vars_path)) if os.path.lexists(vars_path) else b""
+        if isinstance(var_data, str):
+            return fail(f"{self._namer()(os.path.basename(vars_path))}: {var_data}")
         digest = hashlib.sha256(data).hexdigest()
-        if (hit := self._by_digest.get(digest + name)) is not None:
+        env = repr(sorted(self.env.items())).encode()
+        key = digest + hashlib.sha256(var_data + b"\0" + env).hexdigest() + name
+        if (hit := self._by_digest.get(key)) is not None:
             return hit
         try:
             text = data.decode("utf-8-sig")
+            var_text = var_data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            return fail(f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})")
-        if "\x00" in text:
+            return fail(
+                f"not UTF-8 text (byte 0x{(data + var_data)[e.start]:02x} at offset {e.start})"
+            )
+        if "\x00" in text or "\x00" in var_text:
             return fail("file contains a NUL byte: not a text file")
-        result = parse_text(text, name)
+        var_name = self._namer()(os.path.basename(vars_path))
+        directory = JobDirectory(str(self.root), str(path.parent), self.env.get("HOME", ""))
+        inputs = hclbody.Inputs(
+            env=self.env,
+            var_files=(hclbody.VarFile(var_name, var_text),) if var_data else (),
+            var_file_hint=var_name,
+            directory=directory,
+        )
+        result = parse_text(text, name, inputs)
+        self._inputs[path.name] = (vars_path, *sorted(directory.read_paths))
+        if directory.read_paths:
+            return result  # file() contents are not in `key`: re-read when their stat changes
         if len(self._by_digest) > 20000:
             self._by_digest.clear()
-        self._by_digest[digest + name] = result
+        self._by_digest[key] = result
         return result
+
+
+def _stat_of(path: str) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+def _read_limited(path: Path) -> bytes | str:
+    """The bytes of a file, or why not (a message)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+    if len(data) > MAX_FILE_BYTES:
+        return f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused"
+    return data
 
 
 def assemble(files: Mapping[str, FileResult]) -> Desired:
