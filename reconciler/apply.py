@@ -30,6 +30,7 @@ from reconciler.lifecycle import phase
 from reconciler.plan import Action, Plan, admission
 from reconciler.spec.load import JobSpec
 from reconciler.spec.models import RUNS_TO_COMPLETION, EffectiveRestart, Job, effective_restart
+from reconciler.spec.template import TemplateError
 from reconciler.taskconfig import task_config
 
 log = logging.getLogger("reconciler")
@@ -163,13 +164,15 @@ class Applier:
         slot = observed.slots.get(a.key)
         if a.spec is None or slot is None or slot.instance is None:
             return
-        config = task_config(a.spec, a.key, self.node, self.attributes)
         try:
+            config = task_config(a.spec, a.key, self.node, self.attributes)
             self.executor.render_templates(config)
-        except StartError as e:  # a destination the task tampered with: refused, recorded
+        except (StartError, TemplateError) as e:  # refused or failed: recorded, and the
+            # running task keeps its previous files
             self.store.set_slot(a.key, now, spec_digest=a.task_digest)
-            self.store.event(a.key, "Template Failed", str(e), now)
-            self.on_change(f"{a.key}: template refused ({e})")
+            why = f"template {e}" if isinstance(e, TemplateError) else str(e)
+            self.store.event(a.key, "Template Failed", why, now)
+            self.on_change(f"{a.key}: template failed ({why})")
             return
         if a.signal:
             with contextlib.suppress(ProcessLookupError, PermanentError):
@@ -189,6 +192,9 @@ class Applier:
             except KeyError as e:
                 self._start_failed(a, observed.slots.get(a.key), f"cannot resolve ${{{e.args[0]}}}",
                                    now, permanent=True, event="Failed Validation")  # fmt: skip
+            except TemplateError as e:
+                self._start_failed(a, observed.slots.get(a.key), f"template {e}", now,
+                                   permanent=True, event="Template Failed")  # fmt: skip
         results = self.executor.start_all([c for _, c in ready])
         batch: list[Started] = []
         host_fault: TransientFault | None = None

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 
 from reconciler.db.snapshot import SlotKey
 from reconciler.executor.base import NodeConfig, PortMap, TaskConfig, Template
+from reconciler.executor.netinfo import host_addresses
 from reconciler.spec import interpolate
 from reconciler.spec.load import JobSpec
-from reconciler.spec.template import render
+from reconciler.spec.template import Iface, render
 
 DYNAMIC_PORTS = (20000, 32000)
 
@@ -65,10 +66,15 @@ def runtime_env(spec: JobSpec, key: SlotKey, attrs: Mapping[str, str]) -> dict[s
     return env
 
 
+def _interfaces() -> list[Iface]:
+    return [Iface(a.interface, a.address, a.up, a.default_route) for a in host_addresses()]
+
+
 def task_config(
     spec: JobSpec, key: SlotKey, node: NodeConfig, attrs: Mapping[str, str]
 ) -> TaskConfig:
-    """Raises KeyError naming a `${...}` reference with no value (never an empty string)."""
+    """Raises KeyError naming a `${...}` reference with no value (never an empty string), or
+    TemplateError when a template fails to render."""
     job = spec.job
     group = job.group[key.group]
     task = group.task[key.task]
@@ -82,7 +88,7 @@ def task_config(
     templates = tuple(
         Template(
             destination=interpolate.resolve(t.destination, values),
-            text=render(t, t.data or "", env),
+            text=render(t, t.data or "", env, interfaces=_interfaces),
             perms=int(t.perms, 8),
             env=t.env,
         )

@@ -192,7 +192,7 @@ def test_config_errors_name_file_line_and_path(snippet: str, expected: str) -> N
         ),
         (
             'template {\n data = "{{ key \\"x\\" }}"\n destination = "local/x"\n}',
-            "is not supported",
+            'template line 1, column 4: function "key" needs a Consul cluster',
         ),
         (
             'template {\n data = "x"\n destination = "local/x"\n change_mode = "signal"\n}',

@@ -1,0 +1,61 @@
+"""Go text/template with consul-template's functions, as Nomad renders `template` blocks.
+
+`check` parses a template and names what reconciler cannot render (functions that need a
+cluster, unsupported sockaddr expressions) with its line and column; `render` executes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.spec.gotemplate import consul
+from reconciler.spec.gotemplate.builtins import BUILTINS
+from reconciler.spec.gotemplate.consul import Host
+from reconciler.spec.gotemplate.errors import TemplateError
+from reconciler.spec.gotemplate.exec import Func, execute
+from reconciler.spec.gotemplate.gofmt import MISSING, quote
+from reconciler.spec.gotemplate.nodes import String
+from reconciler.spec.gotemplate.parser import Parsed, parse
+from reconciler.spec.gotemplate.sockaddr import Iface
+from reconciler.spec.gotemplate.sockaddr import check as check_sockaddr
+
+__all__ = ["MISSING", "Host", "Iface", "TemplateError", "check", "functions", "render"]
+
+_NAMES = frozenset(BUILTINS) | frozenset(consul.functions(Host()))
+
+
+def functions(host: Host) -> dict[str, Func]:
+    return {**BUILTINS, **consul.functions(host)}
+
+
+def _known(name: str) -> str | None:
+    if name in _NAMES:
+        return None
+    return consul.refused(name) or f"function {quote(name)} not defined"
+
+
+def _parse(text: str, left: str, right: str) -> Parsed:
+    try:
+        return parse(text, _known, left, right)
+    except RecursionError:
+        raise TemplateError("template nests too deeply") from None
+
+
+def check(text: str, left: str = "{{", right: str = "}}") -> None:
+    """Raises TemplateError for what would fail on every render."""
+    parsed = _parse(text, left, right)
+    for name, cmd in parsed.functions:
+        args = cmd.args[1:]
+        if name == "sockaddr" and args and all(isinstance(a, String) for a in args):
+            why = check_sockaddr(" ".join(a.value for a in args if isinstance(a, String)))
+            if why:
+                raise TemplateError.at(text, cmd.pos, why)
+
+
+def render(
+    text: str, host: Host | None = None, data: Any = MISSING, left: str = "{{",
+    right: str = "}}", missing_key_error: bool = False,
+) -> str:  # fmt: skip
+    """The rendered text; raises TemplateError (with line and column where known)."""
+    parsed = _parse(text, left, right)
+    out = execute(parsed, functions(host or Host()), data, missing_key_error)
+    return out.encode("utf-8", "replace").decode("utf-8")

@@ -1,0 +1,93 @@
+"""Fuzz the template engine: random and mutated templates render or raise TemplateError,
+never anything else. Bounded in CI by FUZZ_EXAMPLES like the loader's fuzz."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler.spec.gotemplate import MISSING, Host, Iface, TemplateError, check, render
+from tests.unit.test_gotemplate import CONSUL, LANGUAGE
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
+HOST = Host(
+    env={"A": "1", "B": ""},
+    now=lambda: dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    interfaces=lambda: [Iface("eth0", ipaddress.ip_interface("10.1.2.3/8"), default_route=True)],
+)
+SEEDS = [text for text, _, _ in LANGUAGE + CONSUL]
+TOKENS = ["{{", "}}", "{{-", "-}}", " ", "\n", "$x", ":=", "=", "$", ".", ".a", ".b.c", "|",
+          "(", ")", ",", '"s"', "`r`", "'c'", "1", "-2", "1.5", "0x1f", "1e400", "true", "nil",
+          "if", "else", "end", "range", "with", "define", "template", "block", "break",
+          "continue", '"T"', "/*", "*/", "eq", "and", "or", "not", "len", "index", "slice",
+          "printf", '"%d %s %v %5.2f %q %x"', "print", "println", "html", "js", "urlquery",
+          "split", "join", "toJSON", "parseJSON", "toYAML", "parseYAML", "loop", "add",
+          "divide", "modulo", "env", "timestamp", "sockaddr", "regexMatch", '"(a+)+$"',
+          "base64Decode", "key", "\\", "\x00", "\ufffd", "\ud800"]  # fmt: skip
+DATA = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),  # fmt: skip
+    max_leaves=6,
+)
+
+
+def attempt(text: str, data: Any = MISSING) -> None:
+    for missing in (False, True):
+        try:
+            out = render(text, HOST, data=data, missing_key_error=missing)
+            out.encode("utf-8")
+        except TemplateError as e:
+            assert str(e)
+    try:
+        check(text)
+    except TemplateError as e:
+        assert str(e)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(TOKENS), max_size=40), DATA)
+def test_random_token_soup(tokens: list[str], data: Any) -> None:
+    attempt("".join(tokens), data)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from(SEEDS))
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, len(text)))
+        op = draw(st.sampled_from(["insert", "delete", "swap"]))
+        if op == "insert":
+            text = text[:pos] + draw(st.sampled_from(TOKENS)) + text[pos:]
+        elif op == "delete":
+            text = text[:pos] + text[pos + draw(st.integers(1, 10)) :]
+        else:
+            a, b = sorted((pos, draw(st.integers(0, len(text)))))
+            text = text[:a] + text[b:] + text[a:b]
+    return text
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(mutated(), DATA)
+def test_mutated_templates(text: str, data: Any) -> None:
+    attempt(text, data)
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.text(max_size=60), DATA)
+def test_arbitrary_text(text: str, data: Any) -> None:
+    attempt(text, data)
+    attempt("{{" + text + "}}", data)
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    attempt("{{" + "(" * 5000 + "1" + ")" * 5000 + "}}")
+    attempt("{{ if 1 }}" * 3000 + "x" + "{{ end }}" * 3000)
+    attempt('{{ define "a" }}{{ template "a" }}{{ end }}{{ template "a" }}')
+    attempt("{{ range loop 100000000 }}x{{ end }}")
