@@ -11,7 +11,8 @@ from reconciler.spec.gotemplate import consul
 from reconciler.spec.gotemplate.builtins import BUILTINS
 from reconciler.spec.gotemplate.consul import Host
 from reconciler.spec.gotemplate.errors import TemplateError
-from reconciler.spec.gotemplate.exec import Func, execute
+from reconciler.spec.gotemplate.exec import execute
+from reconciler.spec.gotemplate.funcs import Func
 from reconciler.spec.gotemplate.gofmt import MISSING, quote
 from reconciler.spec.gotemplate.nodes import String
 from reconciler.spec.gotemplate.parser import Parsed, parse

@@ -6,7 +6,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.spec.gotemplate.exec import AND_OR, Func, FuncError, truth
+from reconciler.spec.gotemplate.funcs import AND_OR, Func, FuncError, truth
 from reconciler.spec.gotemplate.gofmt import (
     MISSING,
     sprint,

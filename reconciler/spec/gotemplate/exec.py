@@ -3,12 +3,19 @@ chains on maps, if/with/range (break, continue, else), template calls, missingke
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.spec.gotemplate import nodes as n
 from reconciler.spec.gotemplate.errors import TemplateError
+from reconciler.spec.gotemplate.funcs import (
+    GO_KIND,
+    Func,
+    Loop,
+    _short_circuit,
+    fits,
+    truth,
+)
 from reconciler.spec.gotemplate.gofmt import (
     MISSING,
     GoValue,
@@ -24,20 +31,6 @@ MAX_OUTPUT = 16 << 20
 MAX_STEPS = 1_000_000
 
 
-class FuncError(Exception):
-    """A template function failed: becomes `error calling NAME: ...`."""
-
-
-@dataclass(frozen=True)
-class Func:
-    """params/variadic name the Go parameter kinds: "value" (anything, even a missing value),
-    "any" (interface{}: missing becomes nil), "string", "int", "list", "strings", "map"."""
-
-    impl: Callable[..., Any]
-    params: tuple[str, ...]
-    variadic: str | None = None
-
-
 class _Break(Exception):
     pass
 
@@ -51,30 +44,6 @@ class _NoFinal:
 
 
 NO_FINAL = _NoFinal()
-
-
-def truth(v: Any) -> bool:
-    if v is None or v is MISSING:
-        return False
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int | float):
-        return v != 0
-    if isinstance(v, str | list | tuple | Mapping):
-        return len(v) > 0
-    return True
-
-
-class Loop(GoValue):
-    """What consul-template's `loop` returns: a channel of ints, ranged over once."""
-
-    go_type = "<-chan int64"
-
-    def __init__(self, start: int, stop: int) -> None:
-        self.start, self.stop = start, stop
-
-    def go_string(self) -> str:
-        return "0xc000010000"
 
 
 class State:
@@ -385,7 +354,7 @@ class State:
         if isinstance(node, n.Nil):
             if kind in ("value", "any", "list", "strings", "map"):
                 return MISSING if kind == "value" else None
-            raise self.error(f"cannot assign nil to {_GO_KIND[kind]}")
+            raise self.error(f"cannot assign nil to {GO_KIND[kind]}")
         if isinstance(node, n.Field):
             return self.validate(
                 self.eval_field_chain(dot, dot, node, node.idents, [node], NO_FINAL), kind
@@ -400,10 +369,10 @@ class State:
             return self.validate(self.eval_chain(dot, node, [], NO_FINAL), kind)
         if isinstance(node, n.Bool | n.Number | n.String):
             value = node.value
-            if kind in ("value", "any") or _fits(value, kind):
+            if kind in ("value", "any") or fits(value, kind):
                 return value
-            raise self.error(f"expected {_GO_KIND[kind]}; found {n.describe(node)}")
-        raise self.error(f"can't handle {n.describe(node)} for arg of type {_GO_KIND[kind]}")
+            raise self.error(f"expected {GO_KIND[kind]}; found {n.describe(node)}")
+        raise self.error(f"can't handle {n.describe(node)} for arg of type {GO_KIND[kind]}")
 
     def validate(self, value: Any, kind: str) -> Any:
         if kind == "value":
@@ -411,39 +380,10 @@ class State:
         if value is MISSING or value is None:
             if kind in ("any", "list", "strings", "map"):
                 return None
-            raise self.error(f"invalid value; expected {_GO_KIND[kind]}")
-        if kind == "any" or _fits(value, kind):
+            raise self.error(f"invalid value; expected {GO_KIND[kind]}")
+        if kind == "any" or fits(value, kind):
             return value
-        raise self.error(f"wrong type for value; expected {_GO_KIND[kind]}; got {type_name(value)}")
-
-
-_GO_KIND = {"value": "reflect.Value", "any": "interface {}", "string": "string", "int": "int",
-            "list": "[]interface {}", "strings": "[]string", "map": "map[string]interface {}",
-            "bool": "bool"}  # fmt: skip
-
-
-def _fits(value: Any, kind: str) -> bool:
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "list":
-        return isinstance(value, list | tuple)
-    if kind == "strings":
-        return isinstance(value, list | tuple) and all(isinstance(x, str) for x in value)
-    if kind == "map":
-        return isinstance(value, Mapping)
-    return True
-
-
-def _short_circuit(*args: Any) -> Any:
-    """Placeholder: and/or are evaluated lazily by the executor."""
-    return args[-1]
-
-
-AND_OR = Func(_short_circuit, ("value",), "value")
+        raise self.error(f"wrong type for value; expected {GO_KIND[kind]}; got {type_name(value)}")
 
 
 def execute(

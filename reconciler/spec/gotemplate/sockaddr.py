@@ -7,7 +7,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from reconciler.spec.gotemplate.exec import FuncError
+from reconciler.spec.gotemplate.funcs import FuncError
 from reconciler.spec.gotemplate.gofmt import quote
 
 Net = ipaddress.IPv4Interface | ipaddress.IPv6Interface
