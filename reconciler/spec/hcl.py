@@ -59,11 +59,19 @@ class Parsed:
     tree: Any = None  # python-hcl2's rule tree, for HCL2 evaluation (spec/hclbody.py)
 
     def line_of(self, path: Path) -> int | None:
-        """The line of the deepest indexed prefix of `path`."""
-        for n in range(len(path), 0, -1):
-            if (found := self.lines.get(path[:n])) is not None:
-                return found
-        return None
+        """The line of the deepest indexed prefix of `path`; a block given once may be
+        addressed without its index (`config.command` for `config.0.command`)."""
+        cur: Path = ()
+        found: int | None = None
+        for part in path:
+            if (*cur, part) in self.lines:
+                cur = (*cur, part)
+            elif (*cur, 0, part) in self.lines:
+                cur = (*cur, 0, part)
+            else:
+                break
+            found = self.lines[cur] if self.lines[cur] is not None else found
+        return found
 
 
 @functools.lru_cache(maxsize=1)
@@ -137,12 +145,6 @@ def _index(body: Any, path: Path, out: Parsed) -> None:
                 if n == 0:
                     out.lines.setdefault((*path, name), line)
             _index(child.body, p, out)
-            if not rest and seen[name] == 1:
-                # Singleton blocks (config, resources, ...) are also addressed without an index.
-                cut = len(p)
-                for key, at in list(out.lines.items()):
-                    if key[:cut] == p:
-                        out.lines.setdefault((*path, name, *key[cut:]), at)
         elif isinstance(child, AttributeRule):
             name = str(child.identifier.serialize(OPTIONS))
             line = getattr(child._meta, "line", None)

@@ -19,7 +19,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.spec import hcl, hclbody, interpolate
+from reconciler.spec import hcl, hclbody, interpolate, jobdir
 from reconciler.spec.hclfiles import JobDirectory
 from reconciler.spec.models import Job, JobFile
 from reconciler.spec.normalize import IGNORED, normalize
@@ -33,8 +33,9 @@ VARS_SUFFIX = ".vars.hcl"
 
 
 def is_job_file(name: str) -> bool:
-    """`*.hcl`, `*.nomad`, `*.nomad.hcl`; editor temp files, dot files and var files
-    (`*.vars.hcl`) are not job files."""
+    """`*.hcl`, `*.nomad`, `*.nomad.hcl`. Var files (`*.vars.hcl`) are not job files, nor are
+    dot files (vim's `.x.hcl.swp`, emacs' `.#x.hcl` lock links, the `.x.hcl.tmp` of an atomic
+    rename), `*~` backups and `#x.hcl#` autosaves."""
     if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp", VARS_SUFFIX)):
         return False
     return name.endswith(JOB_SUFFIXES)
@@ -323,7 +324,7 @@ class Loader:
     # job file name -> the other files its result was made from (var file, file() reads)
     _inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _last: Desired | None = None
-    _last_key: tuple[Any, ...] | None = None
+    _last_key: dict[str, Any] | None = None
     _reading: threading.Lock = field(default_factory=threading.Lock)
 
     def display(self, path: Path) -> str:
@@ -337,39 +338,34 @@ class Loader:
         shown = self.display(self.root)
         return (lambda n: n) if shown == "." else (lambda n: os.path.join(shown, n))
 
-    def _stats(self) -> list[tuple[os.DirEntry[str], Any]]:
-        """Every job file and its (mtime, size, inode), with those of the files it was made
-        from (its var file, what file() read); raises OSError for the directory."""
-        stats: list[tuple[os.DirEntry[str], Any]] = []
-        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if not is_job_file(entry.name):
-                continue
-            try:
-                info = entry.stat(follow_symlinks=True)
-                if not entry.is_file(follow_symlinks=True):
-                    continue
-                own = (info.st_mtime_ns, info.st_size, info.st_ino)
-            except OSError:
-                stats.append((entry, None))
-                continue
-            stats.append((entry, (own, self._inputs_stat(entry))))
-        return stats
+    def _entries(self) -> dict[str, jobdir.Key | None]:
+        """Every job file and var file with its entry's key; raises OSError for the directory."""
+        return dict(jobdir.listing(self.root, is_watched_file))
 
-    def _inputs_stat(self, entry: os.DirEntry[str]) -> tuple[Any, ...]:
-        inputs = self._inputs.get(entry.name, (vars_file_for(entry.path),))
-        return tuple(_stat_of(p) for p in inputs)
+    def _keys(self, entries: Mapping[str, jobdir.Key | None]) -> dict[str, Any]:
+        """Each job file's key: its entry's, with those of the files it was made from (its var
+        file, what file() read)."""
+        return {n: (k, self._inputs_key(n, entries)) for n, k in entries.items() if is_job_file(n)}
+
+    def _inputs_key(self, name: str, entries: Mapping[str, jobdir.Key | None]) -> tuple[Any, ...]:
+        root = str(self.root)
+        inputs = self._inputs.get(name, (vars_file_for(os.path.join(root, name)),))
+        return tuple(
+            entries.get(os.path.basename(p)) if os.path.dirname(p) == root else _stat_of(p)
+            for p in inputs
+        )
 
     def settled(self) -> bool:
         """Whether the directory still looks as the last scan found it (a `git checkout`
         still writing files does not)."""
         try:
-            return tuple((e.name, s) for e, s in self._stats()) == self._last_key
+            return self._keys(self._entries()) == self._last_key
         except OSError:
             return self._last_key is None
 
     def scan(self) -> Desired:
         try:
-            stats = self._stats()
+            entries = self._entries()
         except OSError as e:
             self._last_key = None
             return Desired(
@@ -378,29 +374,29 @@ class Loader:
                 directory_ok=False,
                 directory_error=f"{self.root}: {e.strerror or e}",
             )
-        key = tuple((e.name, s) for e, s in stats)
-        if self._last is not None and key == self._last_key and all(s for _, s in stats):
+        keys = self._keys(entries)
+        if self._last is not None and keys == self._last_key:
             return self._last
         files: dict[str, FileResult] = {}
-        seen: list[tuple[str, Any]] = []
+        seen: dict[str, Any] = {}
         named = self._namer()
-        for entry, st in stats:
-            name = named(entry.name)
+        for base in sorted(keys):
+            key, name = keys[base], named(base)
+            if key[0] is None:  # gone between listing and stat
+                continue
             cached = self._by_stat.get(name)
-            if st is not None and cached is not None and cached[0] == st:
+            if cached is not None and cached[0] == key:
                 files[name] = cached[1]
-                seen.append((entry.name, st))
+                seen[base] = key
                 continue
             with self._reading:  # a `warm` of this file finishes first, then is a cache hit
-                result = self._read(Path(entry.path), name)
+                result = self._read(self.root / base, name)
             files[name] = result
-            if st is not None:
-                st = (st[0], self._inputs_stat(entry))  # what it read is known now
-                self._by_stat[name] = (st, result)
-            seen.append((entry.name, st))
+            seen[base] = key = (key[0], self._inputs_key(base, entries))  # known now
+            self._by_stat[name] = (key, result)
         self._by_stat = {k: v for k, v in self._by_stat.items() if k in files}
         desired = assemble(files)
-        self._last, self._last_key = desired, tuple(seen)
+        self._last, self._last_key = desired, seen
         return desired
 
     def warm(self, path: Path) -> None:
@@ -414,11 +410,6 @@ class Loader:
         def fail(message: str) -> FileResult:
             return FileResult(name, "", (), (Problem(name, None, "", message),))
 
-        if path.is_symlink():
-            real = os.path.realpath(path)
-            root = os.path.realpath(self.root)
-            if os.path.commonpath([real, root]) != root:
-                return fail(f"symlink points outside {self.root} (to {real}); refused")
         data = _read_limited(path)
         if isinstance(data, str):
             return fail(data)
@@ -467,12 +458,11 @@ def _stat_of(path: str) -> tuple[int, int, int] | None:
 
 
 def _read_limited(path: Path) -> bytes | str:
-    """The bytes of a file, or why not (a message)."""
+    """The bytes of a regular file, or why not (a message); never a blocking open."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as e:
-        return f"cannot read: {e.strerror or e}"
+        data = jobdir.read(path.parent, path.name, MAX_FILE_BYTES)
+    except jobdir.Refused as e:
+        return str(e)
     if len(data) > MAX_FILE_BYTES:
         return f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused"
     return data
