@@ -351,7 +351,9 @@ class Loader:
         root = str(self.root)
         inputs = self._inputs.get(name, (vars_file_for(os.path.join(root, name)),))
         return tuple(
-            entries.get(os.path.basename(p)) if os.path.dirname(p) == root else _stat_of(p)
+            entries.get(base)  # a var file: listed with the job files, no stat of its own
+            if os.path.dirname(p) == root and is_watched_file(base := os.path.basename(p))
+            else _stat_of(p)
             for p in inputs
         )
 

@@ -168,3 +168,10 @@ def test_odd_entries_do_not_defeat_the_no_change_fast_path(tmp_path: Path) -> No
 def test_warm_of_a_fifo_returns(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.hcl")
     in_time(lambda: Loader(tmp_path).warm(tmp_path / "pipe.hcl"))
+
+
+def test_a_fifo_for_a_var_file_is_reported_not_opened(tmp_path: Path) -> None:
+    (tmp_path / "web.hcl").write_text(job("web"))
+    os.mkfifo(tmp_path / "web.vars.hcl")
+    d = in_time(Loader(tmp_path).scan)
+    assert "web.vars.hcl: is a FIFO" in messages(d)["web.hcl"]
