@@ -108,14 +108,25 @@ def canonical_json(job: Job) -> str:
 def parse_text(text: str, file: str, inputs: hclbody.Inputs | None = None) -> FileResult:
     """One file's text -> its jobs and problems. Pure but for `inputs` (var files, file())."""
     inputs = inputs or hclbody.Inputs()
-    result = _parse_text(text, file, False, inputs)
+    try:
+        result = _parse_text(text, file, False, inputs, untracked_eval=False)
+    except _NeedsPositions:  # HCL2 expressions: one parse that tracks positions does it all
+        return _parse_text(text, file, True, inputs)
     if result.problems:  # problems carry line numbers: parse again, tracking positions
         result = _parse_text(text, file, True, inputs)
     return result
 
 
+class _NeedsPositions(Exception):
+    pass
+
+
 def _parse_text(
-    text: str, file: str, positions: bool, inputs: hclbody.Inputs | None = None
+    text: str,
+    file: str,
+    positions: bool,
+    inputs: hclbody.Inputs | None = None,
+    untracked_eval: bool = True,
 ) -> FileResult:
     inputs = inputs or hclbody.Inputs()
     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -134,6 +145,8 @@ def _parse_text(
         )
     if hclbody.needs_evaluation(parsed.tree):  # HCL2: variables, locals, functions, ...
         if not positions:  # the evaluator reads each expression's text: it needs positions
+            if not untracked_eval:
+                raise _NeedsPositions
             return _parse_text(text, file, True, inputs)
         evaluated = hclbody.evaluate(parsed, text, inputs)
         if evaluated.problems:

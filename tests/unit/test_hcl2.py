@@ -10,6 +10,7 @@ import pytest
 from reconciler.spec import hclexpr, hclsyntax
 from reconciler.spec.hclbody import Inputs, VarFile, scope
 from reconciler.spec.load import Loader, is_job_file, load_paths, parse_text, vars_file_for
+from tests.unit.conftest import Harness, job
 
 STYLE = Path(__file__).parents[1] / "nomad_style"
 SCOPE = scope(
@@ -318,3 +319,21 @@ def test_file_stays_inside_the_job_directory(tmp_path: Path) -> None:
         (jobs / "j.hcl").write_text(DECL + JOB.replace("[local.arg]", f'[file("{path}")]'))
         d = Loader(jobs, env={}).scan()
         assert "outside the job directory" in str(d.errors[0]), path
+
+
+def test_the_service_restarts_only_the_job_whose_var_file_changed(h: Harness) -> None:
+    decl = 'variable "level" {\n  default = "info"\n}\n'
+    h.write("web.nomad.hcl", decl + job("web", env="LEVEL = var.level"))
+    h.write("api.hcl", decl + job("api", env="LEVEL = var.level"))
+    h.step()
+    assert {c.env["LEVEL"] for c in h.fake.started} == {"info"}
+    h.write("web.vars.hcl", 'level = "debug"\n')
+    h.step()
+    h.step()
+    assert [(c.env["NOMAD_JOB_NAME"], c.env["LEVEL"]) for c in h.fake.started[2:]] == [
+        ("web", "debug")
+    ]
+    assert h.states() == {"api/g/0/t": "running", "web/g/0/t": "running"}
+    h.write("web.vars.hcl", "level = [1]\n")  # a broken var file keeps the last good version
+    h.step()
+    assert len(h.fake.started) == 3 and len(h.fake.alive()) == 2
