@@ -309,8 +309,10 @@ class Applier:
         slot = observed.slots.get(run.key)
         with_signal = f", signal {result.signal}" if result.signal else ""
         oom = ", OOM killed" if result.oom_killed else ""
+        dropped = (f"; {result.dropped_log_lines} lines of output dropped (log not writable)"
+                   if result.dropped_log_lines else "")  # fmt: skip
         terminated = Event("Terminated", f"exit code {result.exit_code}{with_signal}{oom}"
-                           + (f": {result.error}" if result.error else ""))  # fmt: skip
+                           + (f": {result.error}" if result.error else "") + dropped)  # fmt: skip
         outcome = "exited" if result.successful else "failed"
         common: dict[str, Any] = dict(
             exit_code=result.exit_code,

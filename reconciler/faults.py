@@ -5,6 +5,7 @@ comes up through any layer."""
 from __future__ import annotations
 
 import errno
+import os
 import random
 import sqlite3
 from collections.abc import Callable
@@ -93,3 +94,16 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+_STRERROR = {os.strerror(n): cause for n, cause in TRANSIENT_ERRNO.items()}
+
+
+def raise_if_transient(directory_ok: bool, directory_error: str) -> None:
+    """A job directory unreadable for a host reason (no descriptors, an I/O error) is a fault
+    to wait out, not a directory that is gone (which would hold every job)."""
+    if directory_ok:
+        return
+    for text, cause in _STRERROR.items():
+        if directory_error.endswith(text):
+            raise TransientFault(cause, directory_error)

@@ -113,6 +113,7 @@ class ExitResult:
     oom_killed: bool = False
     error: str = ""
     finished_at: float = 0.0
+    dropped_log_lines: int = 0  # output lost because the log could not be written (disk full)
 
     @property
     def successful(self) -> bool:

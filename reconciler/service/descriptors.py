@@ -4,8 +4,12 @@ held back before the limit is reached, so running out never breaks the store or 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
+
+from reconciler import metrics
+from reconciler.plan import Host
 
 # The store, the watcher, the control and metrics sockets, launches in flight: measured at
 # about 30 for a service with no task; the rest is headroom.
@@ -30,3 +34,14 @@ def starts_allowed(in_use: int, limit: int, per_task: int) -> int | None:
 
 def blocked_reason(in_use: int, limit: int) -> str:
     return f"file descriptor limit: {in_use} of {limit} in use; raise LimitNOFILE"
+
+
+def host_now(host: Host, usage: tuple[int, int], per_task: int) -> Host:
+    """`host` with how many tasks may still start, and why no more."""
+    in_use, limit = usage
+    metrics.descriptors(in_use, limit)
+    budget = starts_allowed(in_use, limit, per_task)
+    if budget is None:
+        return host
+    why = blocked_reason(in_use, limit)
+    return dataclasses.replace(host, start_budget=budget, budget_reason=why)

@@ -9,9 +9,7 @@ wake it through a queue.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
-import os
 import queue
 import threading
 import time
@@ -26,7 +24,7 @@ from reconciler.apply import Applier
 from reconciler.db.snapshot import Observed
 from reconciler.db.store import ProblemRow, Store, VersionRow
 from reconciler.executor.base import Executor, ExitResult, NodeConfig, TaskHandle
-from reconciler.faults import TRANSIENT_ERRNO, TransientFault, transient_cause
+from reconciler.faults import raise_if_transient, transient_cause
 from reconciler.plan import Host, Plan, admission, leaving, plan
 from reconciler.service import descriptors
 from reconciler.service.clock import SteadyClock
@@ -311,16 +309,8 @@ class Service:
 
     def report(self) -> dict[str, Any]:
         """The service's condition, for `status` (read from the control thread, lock-free)."""
-        busy = self.recovery.busy_since
-        retry = self.recovery.retry_at
-        in_use, limit = self.descriptors()
-        return {
-            **self.health.snapshot(), "pid": os.getpid(), "passes": self.passes,
-            "busy_seconds": round(time.monotonic() - busy, 1) if busy is not None else 0.0,
-            "retry_in": round(max(0.0, retry - self.clock()), 1) if retry is not None else None,
-            "unrecorded_exits": len(self._unrecorded),
-            "fds": {"in_use": in_use, "limit": limit, "per_task": self.executor.fds_per_task},
-        }  # fmt: skip
+        return self.recovery.report(self.descriptors(), self.executor.fds_per_task,
+                                    len(self._unrecorded), self.passes)  # fmt: skip
 
     # ---- one pass ----
 
@@ -328,14 +318,14 @@ class Service:
         if self.watcher is not None:
             self.watcher.check()
         desired = self.loader.scan()
-        _raise_if_transient(desired)
+        raise_if_transient(desired.directory_ok, desired.directory_error)
         settle_by = time.monotonic() + SETTLE
         while desired is not self._recorded and not self.loader.settled():
             if time.monotonic() > settle_by:
                 break
             time.sleep(0.004)  # still being written (a checkout in progress): read it again
             desired = self.loader.scan()
-            _raise_if_transient(desired)
+            raise_if_transient(desired.directory_ok, desired.directory_error)
         self._last_scan = self.clock()
         if desired is self._recorded:
             return desired
@@ -433,13 +423,7 @@ class Service:
 
     def _host_now(self) -> Host:
         """The host with how many tasks may still start (descriptors)."""
-        in_use, limit = self.descriptors()
-        metrics.descriptors(in_use, limit)
-        budget = descriptors.starts_allowed(in_use, limit, self.executor.fds_per_task)
-        if budget is None:
-            return self.host
-        why = descriptors.blocked_reason(in_use, limit)
-        return dataclasses.replace(self.host, start_budget=budget, budget_reason=why)
+        return descriptors.host_now(self.host, self.descriptors(), self.executor.fds_per_task)
 
 
 def _changed_jobs(before: Desired | None, after: Desired) -> list[JobSpec]:
@@ -452,15 +436,3 @@ def _changed_jobs(before: Desired | None, after: Desired) -> list[JobSpec]:
 
 
 
-
-_TRANSIENT_TEXT = {os.strerror(n): cause for n, cause in TRANSIENT_ERRNO.items()}
-
-
-def _raise_if_transient(desired: Desired) -> None:
-    """A job directory unreadable for a host reason (no descriptors, I/O error) is a fault to
-    wait out, not a directory that is gone."""
-    if desired.directory_ok:
-        return
-    for text, cause in _TRANSIENT_TEXT.items():
-        if desired.directory_error.endswith(text):
-            raise TransientFault(cause, desired.directory_error)

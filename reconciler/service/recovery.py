@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from reconciler import metrics
 from reconciler.db.store import Store
@@ -117,6 +118,18 @@ class Recovery:
     def _stack(self) -> list[str]:
         frame = sys._current_frames().get(self.loop_ident or threading.get_ident())
         return traceback.format_stack(frame) if frame is not None else []
+
+    def report(
+        self, fds: tuple[int, int], per_task: int, unrecorded: int, passes: int
+    ) -> dict[str, Any]:
+        busy, retry = self.busy_since, self.retry_at
+        return {
+            **self.health.snapshot(), "pid": os.getpid(), "passes": passes,
+            "busy_seconds": round(time.monotonic() - busy, 1) if busy is not None else 0.0,
+            "retry_in": round(max(0.0, retry - self.clock()), 1) if retry is not None else None,
+            "unrecorded_exits": unrecorded,
+            "fds": {"in_use": fds[0], "limit": fds[1], "per_task": per_task},
+        }  # fmt: skip
 
     # ---- the store's write-ahead log ----
 

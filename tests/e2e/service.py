@@ -19,6 +19,7 @@ BIN = Path(sys.executable).with_name("reconciler")
 class ServiceProc:
     def __init__(self, jobs: Path, data: Path, *extra: str) -> None:
         self.jobs, self.data, self.extra = jobs, data, extra
+        self.preexec: Any = None  # runs in the child before exec (limits for a test)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data.parent / f"{data.name}-service.log"
 
@@ -30,6 +31,7 @@ class ServiceProc:
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,
+            preexec_fn=self.preexec,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -197,3 +197,40 @@ def test_a_wall_clock_step_neither_fires_nor_stalls_a_restart_delay(
     step(14)
     assert len(fake.started) == 2  # nor stalled
     store.close()
+
+
+def test_a_reader_holding_the_wal_back_is_warned_about(h: Harness) -> None:
+    from reconciler.service import recovery
+
+    reader = sqlite3.connect(h.store.path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM jobs").fetchall()  # holds its snapshot
+    try:
+        h.write("a.hcl", job("a", count=3))
+        h.step(recovery.WAL_EVERY)
+        h.write("a.hcl", job("a", count=5))
+        h.step(recovery.WAL_EVERY)
+        assert h.service.health.cause("wal") is None  # not for long yet
+        h.write("a.hcl", job("a", count=6))
+        h.step(recovery.WAL_HELD_WARN + 1)
+        assert h.service.health.cause("wal") == "a reader holds the store's write-ahead log back"
+        assert h.service.health.snapshot()["state"] == "ok"  # a warning: work goes on
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    h.step(recovery.WAL_EVERY)
+    assert h.service.health.cause("wal") is None
+
+
+def test_a_damaged_store_or_a_newer_one_is_refused(tmp_path: Any) -> None:
+    from reconciler.db.engine import StoreRefused
+
+    path = tmp_path / "state.db"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(StoreRefused, match=r"schema 9999, newer than this reconciler knows"):
+        Store(path)
+    path.write_bytes(b"not a database at all" * 500)
+    with pytest.raises(StoreRefused, match=r"is damaged .*Recover: `sqlite3 "):
+        Store(path)

@@ -307,12 +307,20 @@ class LinuxExecutor:
             return True
         return False
 
-    def _exit_result(self, handle: TaskHandle) -> ExitResult:
+    def _exit_result(self, handle: TaskHandle, shim_status: int | None = None) -> ExitResult:
         cg = self._cgroup(handle)
         oom = cg.oom_killed() if cg else False
+        dropped = 0
         try:
-            code_s, sig_s, at_s = (Path(handle.task_dir) / "exit-status").read_text().split()
+            code_s, sig_s, at_s, *rest = (Path(handle.task_dir) / "exit-status").read_text().split()
+            dropped = int(rest[0]) if rest else 0
         except (OSError, ValueError):
+            if shim_status is not None and os.WIFEXITED(shim_status):
+                # the file could not be written (disk full): the shim exited with the status
+                code = os.WEXITSTATUS(shim_status)
+                sig = code - 128 if code > 128 else 0
+                return ExitResult(exit_code=code, signal=sig, oom_killed=oom and sig == 9,
+                                  finished_at=time.time())  # fmt: skip
             return ExitResult(
                 exit_code=-1, oom_killed=oom, finished_at=time.time(),
                 error="the task's shim ended without recording an exit status (killed?)",
@@ -322,7 +330,8 @@ class LinuxExecutor:
             code = 128 + sig
         if oom and sig != signals.SIGKILL:
             oom = False
-        return ExitResult(exit_code=code, signal=sig, oom_killed=oom, finished_at=float(at_s))
+        return ExitResult(exit_code=code, signal=sig, oom_killed=oom, finished_at=float(at_s),
+                          dropped_log_lines=dropped)  # fmt: skip
 
     def poll_exits(self, timeout: float) -> list[tuple[TaskHandle, ExitResult]]:
         with self._lock:
@@ -344,10 +353,11 @@ class LinuxExecutor:
             with contextlib.suppress(OSError):
                 self._epoll.unregister(fd)
             os.close(fd)
+            shim_status = None
             if w.ours:
                 with contextlib.suppress(ChildProcessError):
-                    os.waitpid(w.handle.shim_pid, 0)
-            result = self._exit_result(w.handle)
+                    shim_status = os.waitpid(w.handle.shim_pid, 0)[1]
+            result = self._exit_result(w.handle, shim_status)
             if cg := self._cgroup(w.handle):
                 cg.kill_leftovers()
             with self._lock:

@@ -516,6 +516,7 @@ struct log {
     long long size;    /* bytes in the current file */
     long long max_size;
     long max_files;
+    long long dropped; /* lines lost to a write error (disk full): reported at exit */
 };
 
 static void log_open(struct log *l) {
@@ -536,6 +537,7 @@ static void log_init(struct log *l, const char *spec) {
     if (!tab2) die("bad log spec");
     snprintf(l->base, sizeof l->base, "%.*s", (int)(tab1 - spec), spec);
     l->max_files = strtol(tab1 + 1, NULL, 10);
+    l->dropped = 0;
     l->max_size = strtoll(tab2 + 1, NULL, 10);
     l->index = 0;
     char dir[4096];
@@ -558,6 +560,8 @@ static void log_init(struct log *l, const char *spec) {
 }
 
 static void log_write(struct log *l, const char *buf, ssize_t n) {
+    if (l->out < 0)
+        for (ssize_t i = 0; i < n; i++) l->dropped += buf[i] == '\n';
     while (n > 0 && l->out >= 0) {
         long long room = l->max_size - l->size;
         if (room <= 0) {
@@ -568,7 +572,10 @@ static void log_write(struct log *l, const char *buf, ssize_t n) {
         }
         ssize_t chunk = n < room ? n : (ssize_t)room;
         ssize_t w = write(l->out, buf, chunk);
-        if (w <= 0) return; /* disk full: drop output, never block the task */
+        if (w <= 0) { /* disk full: drop output, never block the task, but count it */
+            for (ssize_t i = 0; i < n; i++) l->dropped += buf[i] == '\n';
+            return;
+        }
         l->size += w;
         buf += w;
         n -= w;
@@ -588,19 +595,23 @@ static int log_pump(struct log *l) {
 
 /* ---------- run ---------- */
 
-static void write_status(const char *path, int status) {
+/* The exit-status line, or when it cannot be written (disk full) the task's status as the
+   shim's own exit code (128 + signal for a signal): the service reads that instead. */
+static int write_status(const char *path, int status, long long dropped) {
     char tmp[4200], text[128];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    int len = snprintf(text, sizeof text, "%d %d %lld.%03ld\n", code, sig, (long long)ts.tv_sec,
-                       ts.tv_nsec / 1000000);
+    int len = snprintf(text, sizeof text, "%d %d %lld.%03ld %lld\n", code, sig,
+                       (long long)ts.tv_sec, ts.tv_nsec / 1000000, dropped);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
-    if (fd < 0) return;
-    if (write(fd, text, len) == len && fsync(fd) == 0) rename(tmp, path);
-    close(fd);
+    int ok = fd >= 0 && write(fd, text, len) == len && fsync(fd) == 0 && rename(tmp, path) == 0;
+    if (fd >= 0) close(fd);
+    if (ok) return 0;
+    unlink(tmp);
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : (code & 0xff);
 }
 
 static int cmd_run(void) {
@@ -696,6 +707,7 @@ static int cmd_run(void) {
     int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
     int status = 0, exited = 0;
     long drain_ms = -1;
+    long long dropped = 0;
     while (!exited || nlogs > 0) {
         struct pollfd fds[3];
         int k = 0;
@@ -719,12 +731,13 @@ static int cmd_run(void) {
             if (!log_pump(&logs[i])) {
                 close(logs[i].in);
                 if (logs[i].out >= 0) close(logs[i].out);
+                dropped += logs[i].dropped;
                 logs[i] = logs[--nlogs];
             }
         }
     }
-    if (exit_path) write_status(exit_path, status);
-    return 0;
+    for (int i = 0; i < nlogs; i++) dropped += logs[i].dropped;
+    return exit_path ? write_status(exit_path, status, dropped) : 0;
 }
 
 /* ---------- enter ---------- */
