@@ -250,3 +250,22 @@ def test_a_read_only_data_dir_is_refused_in_one_line(tmpfs: Path, tmp_path: Path
         assert len(lines) == 1 and "Read-only file system" in lines[0], p.stderr
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(tmpfs)], check=True)
+
+
+def test_sigterm_shutdown_is_quiet(tmp_path: Path) -> None:
+    svc = svc_on(tmp_path / "jobs", tmp_path / "data")
+    try:
+        svc.start()
+        for i in range(5):
+            write(svc, f"j{i}.hcl", job(f"j{i}"))
+        svc.wait(lambda: len(svc.pids()) == 5)
+        write(svc, "late.hcl", job("late"))  # the watcher is busy when the signal comes
+        svc.kill(signal.SIGTERM)
+        assert svc.proc is not None and svc.proc.returncode == 0
+        text = svc.log.read_text()
+        assert "ERROR" not in text and "Traceback" not in text, text
+        assert "stopping the service; tasks keep running" in text
+    finally:
+        if svc.proc and svc.proc.poll() is None:
+            svc.kill(signal.SIGTERM)
+        teardown(svc.data)
