@@ -30,7 +30,7 @@ from reconciler.lifecycle import phase
 from reconciler.plan import Action, Plan, admission
 from reconciler.spec.load import JobSpec
 from reconciler.spec.models import RUNS_TO_COMPLETION, EffectiveRestart, Job, effective_restart
-from reconciler.spec.template import TemplateError
+from reconciler.spec.template import TemplateError, VariableSource
 from reconciler.taskconfig import task_config
 
 log = logging.getLogger("reconciler")
@@ -62,6 +62,7 @@ class Applier:
     on_change: Callable[[str], None] = lambda _line: None
     running: dict[str, Running] = field(default_factory=dict)  # by task handle id
     specs: dict[str, JobSpec] = field(default_factory=dict)  # effective spec per job
+    variables: VariableSource | None = None  # Nomad Variables for templates
 
     @property
     def live(self) -> frozenset[int]:
@@ -165,7 +166,7 @@ class Applier:
         if a.spec is None or slot is None or slot.instance is None:
             return
         try:
-            config = task_config(a.spec, a.key, self.node, self.attributes)
+            config = task_config(a.spec, a.key, self.node, self.attributes, self.variables)
             self.executor.render_templates(config)
         except (StartError, TemplateError) as e:  # refused or failed: recorded, and the
             # running task keeps its previous files
@@ -188,7 +189,7 @@ class Applier:
         for a in actions:
             assert a.spec is not None
             try:
-                ready.append((a, task_config(a.spec, a.key, self.node, self.attributes)))
+                ready.append((a, task_config(a.spec, a.key, self.node, self.attributes, self.variables)))
             except KeyError as e:
                 self._start_failed(a, observed.slots.get(a.key), f"cannot resolve ${{{e.args[0]}}}",
                                    now, permanent=True, event="Failed Validation")  # fmt: skip

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Mapping
 
 from reconciler.db.snapshot import SlotKey
+from reconciler.db.variables import VariableStore
 from reconciler.executor.base import NodeConfig, PortMap, TaskConfig, Template
 from reconciler.executor.netinfo import host_addresses
 from reconciler.spec import interpolate
 from reconciler.spec.load import JobSpec
-from reconciler.spec.template import Iface, render
+from reconciler.spec.template import Iface, VariableSource, Workload, render
 
 DYNAMIC_PORTS = (20000, 32000)
 
@@ -70,8 +72,32 @@ def _interfaces() -> list[Iface]:
     return [Iface(a.interface, a.address, a.up, a.default_route) for a in host_addresses()]
 
 
+class _Variables:
+    """The variable store as templates see it (plain tuples; spec/ knows no db/)."""
+
+    def __init__(self, store: VariableStore) -> None:
+        self.store = store
+
+    def get(
+        self, path: str
+    ) -> tuple[Mapping[str, str], tuple[str, str, int, int, int, int]] | None:
+        var = self.store.get(path)
+        return None if var is None else (var.items, dataclasses.astuple(var.meta))
+
+    def list(self, prefix: str) -> list[tuple[str, str, int, int, int, int]]:
+        return [dataclasses.astuple(m) for m in self.store.list(prefix)]
+
+
+def variable_source(store: VariableStore) -> VariableSource:
+    return _Variables(store)
+
+
 def task_config(
-    spec: JobSpec, key: SlotKey, node: NodeConfig, attrs: Mapping[str, str]
+    spec: JobSpec,
+    key: SlotKey,
+    node: NodeConfig,
+    attrs: Mapping[str, str],
+    variables: VariableSource | None = None,
 ) -> TaskConfig:
     """Raises KeyError naming a `${...}` reference with no value (never an empty string), or
     TemplateError when a template fails to render."""
@@ -88,7 +114,14 @@ def task_config(
     templates = tuple(
         Template(
             destination=interpolate.resolve(t.destination, values),
-            text=render(t, t.data or "", env, interfaces=_interfaces),
+            text=render(
+                t,
+                t.data or "",
+                env,
+                interfaces=_interfaces,
+                variables=variables,
+                workload=Workload(spec.id, key.group, key.task),
+            ),
             perms=int(t.perms, 8),
             env=t.env,
         )

@@ -126,6 +126,7 @@ def plan_cmd(
 ) -> None:
     """Show what `run` would start, stop, restart or keep, per task instance."""
     from reconciler import plan as planner
+    from reconciler.db.variables import VariableStore
     from reconciler.executor.linux.executor import LinuxExecutor
     from reconciler.plan import admission
 
@@ -140,7 +141,8 @@ def plan_cmd(
     node = load_node(config)
     fp = LinuxExecutor(d, node).fingerprint()
     host = planner.Host(dict(fp.attributes), fp.healthy,
-                        admission.node_capacity(fp.attributes, node))  # fmt: skip
+                        admission.node_capacity(fp.attributes, node),
+                        variables=VariableStore(d).versions())  # fmt: skip
     result = planner.plan(desired, observed, host, time.time())
     buckets = result.buckets()
     if as_json:
@@ -330,8 +332,9 @@ def _file_limits(data: Path, per_task: int) -> dict[str, int]:
 
 from reconciler.cli import audit as _audit  # noqa: E402  (registers `audit`)
 from reconciler.cli import ops as _ops  # noqa: E402  (registers the operator verbs)
+from reconciler.cli import variables as _variables  # noqa: E402  (registers `var`)
 
-del _audit, _ops
+del _audit, _ops, _variables
 
 
 def main() -> None:

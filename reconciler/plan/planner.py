@@ -17,6 +17,7 @@ from reconciler.lifecycle import Gate, phase
 from reconciler.plan import admission
 from reconciler.spec.load import Desired, JobSpec
 from reconciler.spec.models import Job, effective_update
+from reconciler.spec.template import Workload, reads_variables
 
 ACTIVE = frozenset({"running", "stopping"})
 
@@ -26,6 +27,7 @@ class Host:
     attributes: Mapping[str, str] = field(default_factory=dict)
     exec_ok: bool = True
     capacity: admission.Capacity | None = None  # None: no admission (nothing fingerprinted)
+    variables: Mapping[str, int] = field(default_factory=dict)  # path -> modify index
     start_budget: int | None = None  # how many tasks may start now (descriptors); None: any
     budget_reason: str = ""  # why no more may start
 
@@ -102,6 +104,17 @@ def _task_digest(job: Job, group_name: str, task_name: str) -> str:
     core_hash = _hash(body)
     tmpl_hash = _hash([t.model_dump(mode="json") for t in task.template])
     return f"{core_hash[:16]}.{tmpl_hash[:16]}"
+
+
+def _variables_part(
+    job_id: str, job: Job, group: str, task: str, versions: Mapping[str, int]
+) -> str:
+    """For a task whose templates read Nomad Variables: the versions of the ones it may read,
+    so a changed variable is a template change (re-render, signal or restart per change_mode)."""
+    if not any(reads_variables(t) for t in job.group[group].task[task].template):
+        return ""
+    paths = Workload(job_id, group, task).readable()
+    return "." + _hash([versions.get(p, 0) for p in paths])[:16]
 
 
 def _hash(obj: object) -> str:
@@ -313,7 +326,9 @@ def _plan_job(
     for gname, group in job.group.items():
         for idx in range(group.count):
             for tname in group.task:
-                wanted[SlotKey(spec.id, gname, idx, tname)] = task_digest(job, gname, tname)
+                wanted[SlotKey(spec.id, gname, idx, tname)] = task_digest(
+                    job, gname, tname
+                ) + _variables_part(spec.id, job, gname, tname, host.variables)
     for key, s in current.items():
         if key not in wanted:
             _remove(b, [s], "no longer in the job (count or tasks changed)")

@@ -23,6 +23,7 @@ from reconciler import metrics
 from reconciler.apply import Applier
 from reconciler.db.snapshot import Observed
 from reconciler.db.store import ProblemRow, Store, VersionRow
+from reconciler.db.variables import VariableStore
 from reconciler.executor.base import Executor, ExitResult, NodeConfig, TaskHandle
 from reconciler.faults import raise_if_transient, transient_cause
 from reconciler.plan import Host, Plan, admission, leaving, plan
@@ -34,6 +35,7 @@ from reconciler.service.requests import Request, answer
 from reconciler.spec import hcl
 from reconciler.spec.load import Desired, JobSpec, Loader
 from reconciler.spec.models import effective_update
+from reconciler.taskconfig import variable_source
 from reconciler.watch import Watcher
 
 log = logging.getLogger("reconciler")
@@ -66,8 +68,10 @@ class Service:
         self.fingerprint = fp
         self.host = Host(dict(fp.attributes), fp.healthy,
                          admission.node_capacity(fp.attributes, node))  # fmt: skip
+        self.variables = VariableStore(store.path.parent)
         self.applier = Applier(store, executor, node, self.host.attributes, clock,
-                               on_change=self._say)  # fmt: skip
+                               on_change=self._say,
+                               variables=variable_source(self.variables))  # fmt: skip
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.git = GitInfo(jobs)
         self.watcher = Watcher(jobs, self._wake_scan, self._early) if watch else None
@@ -372,6 +376,7 @@ class Service:
             before = self._recorded
             desired = self.scan()
             self._scan_due = False
+            self._read_variables()
             self._dirty |= desired is not before
         else:
             desired = self._recorded
@@ -420,6 +425,17 @@ class Service:
                 break
         self.change_passes += changed
         return p, observed
+
+    def _read_variables(self) -> None:
+        """Nomad Variables' versions (no secrets): a change plans every job again."""
+        try:
+            versions = self.variables.versions()
+        except Exception as e:  # an unreadable store must not stop the pass
+            self.recovery.log_once("reading variable versions", e)
+            return
+        if versions != self.host.variables:
+            self.host = dataclasses.replace(self.host, variables=versions)
+            self._dirty = self._full = True
 
     def _host_now(self) -> Host:
         """The host with how many tasks may still start (descriptors)."""

@@ -24,7 +24,7 @@ from reconciler.spec.hclfiles import JobDirectory
 from reconciler.spec.models import Job, JobFile
 from reconciler.spec.normalize import IGNORED, normalize
 from reconciler.spec.problems import Problem
-from reconciler.spec.template import check_template
+from reconciler.spec.template import Workload, check_template
 
 MAX_FILE_BYTES = 1 << 20
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -225,7 +225,9 @@ def semantic_problems(job_id: str, job: Job) -> Iterable[tuple[tuple[str | int, 
                     if why := interpolate.unresolvable(ref, ports=ports, env=env):
                         yield path, why
             for i, t in enumerate(task.template):
-                if t.data is not None and (why := check_template(t)):
+                if t.data is not None and (
+                    why := check_template(t, workload=Workload(job_id, gname, tname))
+                ):
                     yield (*tp, "template", i, "data"), why
     for path, c in _constraints(job_id, job):
         for text in (c.attribute, c.value):

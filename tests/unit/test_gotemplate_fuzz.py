@@ -11,11 +11,25 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.spec.gotemplate import MISSING, Host, Iface, TemplateError, check, render
+from reconciler.spec.gotemplate import MISSING, Host, Iface, TemplateError, Workload, check, render
 from tests.unit.test_gotemplate import CONSUL, LANGUAGE
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
+
+
+class _Vars:
+    def get(self, path: str) -> tuple[dict[str, str], tuple[str, str, int, int, int, int]] | None:
+        if path == "nomad/jobs/j":
+            return {"k": "v", "x": "y"}, ("default", path, 1, 2, 3, 4)
+        return None
+
+    def list(self, prefix: str) -> list[tuple[str, str, int, int, int, int]]:
+        return [("default", "nomad/jobs/j", 1, 2, 3, 4)]
+
+
 HOST = Host(
+    variables=_Vars(),
+    workload=Workload("j", "g", "t"),
     env={"A": "1", "B": ""},
     now=lambda: dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
     interfaces=lambda: [Iface("eth0", ipaddress.ip_interface("10.1.2.3/8"), default_route=True)],
@@ -28,7 +42,8 @@ TOKENS = ["{{", "}}", "{{-", "-}}", " ", "\n", "$x", ":=", "=", "$", ".", ".a", 
           "printf", '"%d %s %v %5.2f %q %x"', "print", "println", "html", "js", "urlquery",
           "split", "join", "toJSON", "parseJSON", "toYAML", "parseYAML", "loop", "add",
           "divide", "modulo", "env", "timestamp", "sockaddr", "regexMatch", '"(a+)+$"',
-          "base64Decode", "key", "\\", "\x00", "\ufffd", "\ud800"]  # fmt: skip
+          "base64Decode", "key", '"nomad/jobs/j"', "nomadVar", "nomadVarList", ".Keys", ".k.Value",
+          "\\", "\x00", "\ufffd", "\ud800"]  # fmt: skip
 DATA = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
     lambda inner: (

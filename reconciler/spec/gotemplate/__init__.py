@@ -15,11 +15,23 @@ from reconciler.spec.gotemplate.exec import execute
 from reconciler.spec.gotemplate.funcs import Func
 from reconciler.spec.gotemplate.gofmt import MISSING, quote
 from reconciler.spec.gotemplate.nodes import String
+from reconciler.spec.gotemplate.nomadvars import VariableSource, Workload
+from reconciler.spec.gotemplate.nomadvars import check_path as check_variable_path
 from reconciler.spec.gotemplate.parser import Parsed, parse
 from reconciler.spec.gotemplate.sockaddr import Iface
 from reconciler.spec.gotemplate.sockaddr import check as check_sockaddr
 
-__all__ = ["MISSING", "Host", "Iface", "TemplateError", "check", "functions", "render"]
+__all__ = [
+    "MISSING",
+    "Host",
+    "Iface",
+    "TemplateError",
+    "VariableSource",
+    "Workload",
+    "check",
+    "functions",
+    "render",
+]
 
 _NAMES = frozenset(BUILTINS) | frozenset(consul.functions(Host()))
 
@@ -41,11 +53,20 @@ def _parse(text: str, left: str, right: str) -> Parsed:
         raise TemplateError("template nests too deeply") from None
 
 
-def check(text: str, left: str = "{{", right: str = "}}") -> None:
-    """Raises TemplateError for what would fail on every render."""
+def check(text: str, left: str = "{{", right: str = "}}", workload: Workload | None = None) -> None:
+    """Raises TemplateError for what would fail on every render (with a workload: a variable
+    path its identity may not read)."""
     parsed = _parse(text, left, right)
     for name, cmd in parsed.functions:
         args = cmd.args[1:]
+        if (
+            name == "nomadVar"
+            and workload
+            and len(args) == 1
+            and isinstance(args[0], String)
+            and (why := check_variable_path(args[0].value, workload))
+        ):
+            raise TemplateError.at(text, cmd.pos, why)
         if name == "sockaddr" and args and all(isinstance(a, String) for a in args):
             why = check_sockaddr(" ".join(a.value for a in args if isinstance(a, String)))
             if why:

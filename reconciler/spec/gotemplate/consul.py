@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.spec.gotemplate import sockaddr
+from reconciler.spec.gotemplate import nomadvars, sockaddr
 from reconciler.spec.gotemplate.encoding import (
     _b,
     _b64decode,
@@ -40,11 +40,12 @@ class Host:
     env: Mapping[str, str] = field(default_factory=dict)
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     interfaces: Callable[[], list[sockaddr.Iface]] = list
+    variables: nomadvars.VariableSource | None = None
+    workload: nomadvars.Workload | None = None
 
 
 _CLUSTER = "needs a Consul cluster, which reconciler does not use"
 _VAULT = "needs Vault, which reconciler does not use"
-_NOMAD_VARS = "reads Nomad Variables, which reconciler does not offer yet"
 _NOMAD_SERVICES = "reads Nomad's service registry, which templates cannot use yet"
 _SANDBOX = "is disabled in Nomad's template sandbox"
 REFUSED: dict[str, str] = {
@@ -54,8 +55,6 @@ REFUSED: dict[str, str] = {
                      "importedServices", "byKey", "byTag", "byPort", "byMeta", "explode"],
                     _CLUSTER),
     **dict.fromkeys(["secret", "secrets", "pkiCert"], _VAULT),
-    **dict.fromkeys(["nomadVar", "nomadVarList", "nomadVarListSafe", "nomadVarExists"],
-                    _NOMAD_VARS),
     **dict.fromkeys(["nomadService", "nomadServices"], _NOMAD_SERVICES),
     **dict.fromkeys(["plugin", "writeToFile", "executeTemplate"], _SANDBOX),
     "file": "reads files of the task directory, which reconciler does not offer yet "
@@ -357,4 +356,5 @@ def functions(host: Host) -> dict[str, Func]:
         "mergeMap": _merge_map(False),
         "mergeMapWithOverride": _merge_map(True),
         "explodeMap": Func(_explode_map, ("map",)),
+        **nomadvars.functions(host.variables, host.workload),
     }

@@ -283,6 +283,7 @@ class State:
             method = receiver.go_method(name)
             if method is not None:
                 return self.call(dot, method, name, node, args, final)
+        if isinstance(receiver, GoValue) and not isinstance(receiver, Mapping):
             try:
                 value = receiver.go_field(name)
             except KeyError:
