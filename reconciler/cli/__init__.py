@@ -187,6 +187,10 @@ def run(
         float,
         typer.Option("--stuck-after", help="Report a pass running longer than this (seconds)"),
     ] = 30.0,  # fmt: skip
+    http_addr: Annotated[
+        str | None,
+        typer.Option("--http-addr", help="Serve Nomad's HTTP API and the dashboard, e.g. 127.0.0.1:4646"),
+    ] = None,  # fmt: skip
 ) -> None:
     """Run the service: keep this machine converged on the job directory."""
     from reconciler import metrics
@@ -243,6 +247,11 @@ def run(
     control.serve(service, d)
     if metrics_addr:
         metrics.serve(metrics_addr)
+    if http_addr:
+        from reconciler.service import listener
+
+        token = load_node_config(config).reconciler.http_token if config else ""
+        listener.start(service, d, http_addr, token)
     if not run_until_stopped(service):
         logging.shutdown()
         os._exit(0)  # the loop is stuck in a call that does not return: leave without it

@@ -41,6 +41,7 @@ from reconciler.watch import Watcher
 log = logging.getLogger("reconciler")
 RESCAN_EVERY = 30.0
 SETTLE = 0.5  # at most this long, a directory that is still changing is read again
+READ_ONLY = ("health", "stats")  # requests that change nothing: no pass follows them
 
 
 class Service:
@@ -259,7 +260,7 @@ class Service:
                 self._unrecorded[handle.id] = v  # kept until written
                 self._touched |= {handle.id.split("/", 1)[0]} | self._waiting  # room freed
                 self._dirty = True
-        self._dirty |= any(r.action != "health" for r in requests)
+        self._dirty |= any(r.action not in READ_ONLY for r in requests)
         if self._budget_retry is not None and self.clock() >= self._budget_retry:
             self._budget_retry, self._full, self._dirty = None, True, True
         self.recovery.busy()
@@ -366,6 +367,11 @@ class Service:
     _recorded: Desired | None = None
     _dirty = True
     _last_pass = 0.0
+
+    @property
+    def desired(self) -> Desired | None:
+        """The last recorded scan: immutable, so other threads (the HTTP API) may read it."""
+        return self._recorded
 
     def reconcile(self, force: bool = True) -> Plan | None:
         """One pass. Unforced, it is skipped when nothing it reads can have changed: the same

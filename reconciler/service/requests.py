@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from reconciler.apply import handle_of
 from reconciler.db.snapshot import Observed, SlotKey
 
 if TYPE_CHECKING:
@@ -52,6 +53,11 @@ def _do(service: Service, action: str, args: dict[str, Any]) -> Any:
     if action == "restart":
         done = [str(k) for k in keys if service.applier.operator_restart(k, obs)]
         return {"restarted": done}
+    if action == "stats":
+        return {
+            str(k): asdict(service.executor.stats(handle_of(k, s.instance)))
+            for k in keys if (s := obs.slots.get(k)) is not None and s.instance is not None
+        }  # fmt: skip
     if action == "signal":
         for k in keys:
             service.applier.operator_signal(k, args["signal"], obs)

@@ -53,6 +53,7 @@ class ReconcilerSettings(Strict):
     pids_max: int = Field(4096, ge=16)
     bridge_name: str = Field("reconciler0", max_length=15)
     bridge_cidr: str = "172.26.64.0/20"
+    http_token: str = ""  # required as X-Nomad-Token by the HTTP API when set
 
 
 def parse_cpuset(text: str) -> tuple[int, ...]:

@@ -1,0 +1,248 @@
+"""The HTTP listener (`reconciler run --http-addr 127.0.0.1:4646`): a subset of Nomad's HTTP
+API in Nomad's JSON shapes (routes in api.py), and the dashboard at /ui/.
+
+It reads the store read-only and sends every action through the loop's request queue, as the
+control socket does. With a token in the node configuration every /v1 request must carry it
+(`X-Nomad-Token`); without one, only loopback clients are served.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import mimetypes
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+log = logging.getLogger("reconciler")
+
+
+class HttpError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Request:
+    def __init__(self, method: str, path: str, query: dict[str, list[str]], body: Any,
+                 params: tuple[str, ...]) -> None:  # fmt: skip
+        self.method, self.path, self.query, self.body, self.params = (
+            method, path, query, body, params,
+        )  # fmt: skip
+
+    def arg(self, name: str, default: str = "") -> str:
+        return self.query.get(name, [default])[0]
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        v = self.arg(name, "")
+        if v == "":
+            return default
+        if v.lower() in ("1", "t", "true"):
+            return True
+        if v.lower() in ("0", "f", "false"):
+            return False
+        raise HttpError(400, f"failed to parse {name} field to boolean: {v!r}")
+
+    def number(self, name: str, default: int = 0) -> int:
+        v = self.arg(name, "")
+        try:
+            return int(v) if v else default
+        except ValueError:
+            raise HttpError(400, f"error parsing {name}: {v!r} is not a number") from None
+
+
+class Stream:
+    """A streamed reply: chunks of bytes until the generator ends or the client leaves."""
+
+    def __init__(self, chunks: Iterator[bytes], content_type: str = "application/json") -> None:
+        self.chunks, self.content_type = chunks, content_type
+
+
+Handler = Callable[[Request], Any]
+
+
+class Router:
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def add(self, methods: str, pattern: str, handler: Handler) -> None:
+        for m in methods.split():
+            self.routes.append((m, re.compile(pattern + r"\Z"), handler))
+
+    def find(self, method: str, path: str) -> tuple[Handler, tuple[str, ...]]:
+        allowed = False
+        for m, rx, handler in self.routes:
+            if found := rx.match(path):
+                if m == method:
+                    return handler, tuple(unquote(g) for g in found.groups())
+                allowed = True
+        if allowed:
+            raise HttpError(405, f"Invalid method {method} for {path}")
+        raise HttpError(404, f"Invalid URL path: {path}")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    router: Router
+    token: str
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Server
+    server_version = "reconciler"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        try:
+            if url.path == "/" or url.path == "/ui":
+                self._redirect("/ui/")
+                return
+            if url.path.startswith("/ui/"):
+                self._static(url.path.removeprefix("/ui/"))
+                return
+            self._authorize()
+            handler, params = self.server.router.find(method, url.path)
+            body = self._body() if method in ("POST", "PUT") else None
+            result = handler(Request(method, url.path, parse_qs(url.query), body, params))
+        except HttpError as e:
+            self._send(e.code, str(e).encode(), "text/plain; charset=utf-8")
+            return
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except Exception as e:
+            log.exception("HTTP %s %s", method, url.path)
+            self._send(500, f"{type(e).__name__}: {e}".encode(), "text/plain; charset=utf-8")
+            return
+        if isinstance(result, Stream):
+            self._stream(result)
+        elif isinstance(result, bytes):
+            self._send(200, result, "text/plain; charset=utf-8")
+        else:
+            self._send(200, json.dumps(result).encode(), "application/json")
+
+    def _authorize(self) -> None:
+        token = self.server.token
+        if token:
+            given = self.headers.get("X-Nomad-Token") or ""
+            auth = self.headers.get("Authorization") or ""
+            if auth.startswith("Bearer "):
+                given = given or auth.removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                raise HttpError(403, "Permission denied: a valid X-Nomad-Token is required")
+        elif not is_loopback(self.client_address[0]):
+            raise HttpError(
+                403,
+                "Permission denied: without a token (reconciler { http_token = ... } in the node "
+                "configuration) only loopback clients are served",
+            )
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > 4 << 20:
+            raise HttpError(413, "request body over 4 MiB")
+        raw = self.rfile.read(length) if length else b""
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            raise HttpError(400, f"request body is not JSON: {e}") from None
+
+    def _send(self, code: int, data: bytes, content_type: str) -> None:
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _redirect(self, where: str) -> None:
+        self.send_response(307)
+        self.send_header("Location", where)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _static(self, name: str) -> None:
+        name = name or "index.html"
+        if not re.fullmatch(r"[a-z0-9_-]+\.(html|js|css|svg)", name):
+            self._send(404, b"not found", "text/plain")
+            return
+        try:
+            data = resources.files("reconciler.web").joinpath(name).read_bytes()
+        except (FileNotFoundError, OSError):
+            self._send(404, b"not found", "text/plain")
+            return
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        self._send(200, data, kind + ("; charset=utf-8" if kind.startswith("text") else ""))
+
+    def _stream(self, s: Stream) -> None:
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", s.content_type)
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.flush()
+            for chunk in s.chunks:
+                if chunk:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        finally:
+            close = getattr(s.chunks, "close", None)
+            if close:
+                close()
+            self.close_connection = True
+
+
+class _Server6(Server):
+    address_family = socket.AF_INET6
+
+
+def serve(router: Router, addr: str, token: str) -> Server:
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not token and not is_loopback(host):
+        log.warning("HTTP API on %s without a token: only loopback clients are served", addr)
+    server: Server = (_Server6 if ":" in host else Server)((host, int(port)), _Handler)
+    server.router, server.token = router, token
+    # A long poll interval: the listener thread sleeps in select() instead of waking twice a
+    # second (shutdown is never needed: the thread dies with the process).
+    threading.Thread(target=server.serve_forever, args=(3600,), name="http", daemon=True).start()
+    log.info("HTTP API and dashboard on http://%s/ui/", addr)
+    return server

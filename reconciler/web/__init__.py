@@ -1,0 +1,1 @@
+"""Static assets of the dashboard served at /ui/ (data only, no build step)."""
