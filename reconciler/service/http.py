@@ -14,6 +14,7 @@ import json
 import logging
 import mimetypes
 import re
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -106,6 +107,8 @@ class Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: Server
     server_version = "reconciler"
+    # HTTP/1.1: streams go out chunked, so a client sees each frame as it is written
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -190,6 +193,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    def _client_gone(self) -> bool:
+        return _peek_closed(self.connection)
+
     def _redirect(self, where: str) -> None:
         self.send_response(307)
         self.send_header("Location", where)
@@ -214,13 +220,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", s.content_type)
             self.send_header("Cache-Control", "no-store")
+            self.send_header("Transfer-Encoding", "chunked")
             self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.flush()
             for chunk in s.chunks:
                 if chunk:
-                    self.wfile.write(chunk)
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     self.wfile.flush()
+                elif self._client_gone():
+                    return
+            self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass
         finally:
@@ -234,7 +244,16 @@ class _Server6(Server):
     address_family = socket.AF_INET6
 
 
-def serve(router: Router, addr: str, token: str) -> Server:
+def _peek_closed(sock: socket.socket) -> bool:
+    """Whether the peer has closed its end (a readable socket with nothing to read)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def serve(router: Router, addr: str, token: str, poll: float = 3600) -> Server:
     host, _, port = addr.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     if not token and not is_loopback(host):
@@ -243,6 +262,6 @@ def serve(router: Router, addr: str, token: str) -> Server:
     server.router, server.token = router, token
     # A long poll interval: the listener thread sleeps in select() instead of waking twice a
     # second (shutdown is never needed: the thread dies with the process).
-    threading.Thread(target=server.serve_forever, args=(3600,), name="http", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(poll,), name="http", daemon=True).start()
     log.info("HTTP API and dashboard on http://%s/ui/", addr)
     return server

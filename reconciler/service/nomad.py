@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.spec.units import parse_duration
+
 NAMESPACE, REGION, DATACENTER = "default", "global", "dc1"
 _IDS = uuid.UUID("6c0a6f2e-3f0b-4d7e-9a55-2b8f3c1d9e10")
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -69,6 +71,8 @@ def camel(name: str) -> str:
 
 
 def _value(key: str, val: Any) -> Any:
+    if key in _DURATIONS and isinstance(val, str):
+        return ns(parse_duration(val))
     if key in _DURATIONS and isinstance(val, int | float) and not isinstance(val, bool):
         return ns(val)
     if key in _OPAQUE:

@@ -1,0 +1,177 @@
+"""The Nomad-compatible HTTP API of a running service, driven by python-nomad (the community
+client) and by plain HTTP where python-nomad has no call (following a log)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import time
+from collections.abc import Iterator
+
+import nomad
+import pytest
+import requests
+from nomad.api import exceptions
+
+from reconciler.executor.linux.cleanup import teardown
+from tests.e2e.service import ServiceProc
+from tests.e2e.test_cli import free_port
+
+WEB = """
+job "web" {
+  group "g" {
+    count = 2
+    task "srv" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "trap 'echo got-hup' HUP; echo hello-$NOMAD_ALLOC_INDEX; while true; do sleep 0.1; done"]
+      }
+      kill_signal = "SIGTERM"
+      kill_timeout = "2s"
+    }
+  }
+}
+"""
+EXTRA = WEB.replace('job "web"', 'job "extra"').replace("count = 2", "count = 1")
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProc]:
+    root = tmp_path_factory.mktemp("http")
+    jobs = root / "jobs"
+    jobs.mkdir()
+    (jobs / "web.hcl").write_text(WEB)
+    port = free_port()
+    s = ServiceProc(jobs, root / "data", "--http-addr", f"127.0.0.1:{port}")
+    s.port = port  # type: ignore[attr-defined]
+    s.start()
+    s.wait(lambda: len(s.pids("web")) == 2)
+    yield s
+    s.kill()
+    teardown(s.data)
+
+
+@pytest.fixture
+def client(svc: ServiceProc) -> nomad.Nomad:
+    return nomad.Nomad(host="127.0.0.1", port=svc.port, timeout=30)  # type: ignore[attr-defined]
+
+
+def _alloc(client: nomad.Nomad, index: int) -> dict:
+    allocs = client.job.get_allocations("web")
+    return next(a for a in allocs if a["Name"] == f"web.g[{index}]")
+
+
+def test_lists_jobs_reads_a_job_and_its_allocations(client: nomad.Nomad, svc: ServiceProc) -> None:
+    assert "web" in [j["ID"] for j in client.jobs.get_jobs()]
+    job = client.job.get_job("web")
+    assert job["Type"] == "service" and job["Status"] == "running"
+    group = job["TaskGroups"][0]
+    assert group["Name"] == "g" and group["Count"] == 2
+    task = group["Tasks"][0]
+    assert task["Name"] == "srv" and task["Driver"] == "exec"
+    assert task["Config"]["command"] == "/bin/sh" and task["KillTimeout"] == 2_000_000_000
+    allocs = client.job.get_allocations("web")
+    assert sorted(a["Name"] for a in allocs) == ["web.g[0]", "web.g[1]"]
+    svc.wait(lambda: {a["ClientStatus"] for a in client.job.get_allocations("web")} == {"running"})
+    one = client.allocation.get_allocation(allocs[0]["ID"])
+    assert one["Job"]["ID"] == "web" and one["TaskStates"]["srv"]["State"] == "running"
+    assert "Started" in [e["Type"] for e in one["TaskStates"]["srv"]["Events"]]
+    versions = client.job.get_versions("web")["Versions"]
+    assert versions[0]["Version"] == 0 and versions[0]["ID"] == "web"
+    node = client.nodes.get_nodes()[0]
+    assert node["Status"] == "ready" and node["Drivers"]["exec"]["Healthy"]
+    assert client.agent.get_agent()["config"]["Region"] == "global"
+    with pytest.raises(exceptions.URLNotFoundNomadException):
+        client.job.get_job("nope")
+
+
+def test_streams_logs_framed_and_plain(client: nomad.Nomad, svc: ServiceProc) -> None:
+    aid = _alloc(client, 0)["ID"]
+    svc.wait(lambda: "hello-0" in client.client.stream_logs.stream(aid, "srv", "stdout", plain=True))
+    framed = client.client.stream_logs.stream(aid, "srv", "stdout")
+    frames = [json.loads(f) for f in framed.replace("}{", "}\n{").splitlines()]
+    data = b"".join(base64.b64decode(f["Data"]) for f in frames if f)
+    assert b"hello-0" in data and frames[0]["File"] == "alloc/logs/srv.stdout.0"
+
+
+def test_follows_a_log_line_written_after_the_request(client: nomad.Nomad, svc: ServiceProc) -> None:
+    aid = _alloc(client, 1)["ID"]
+    url = f"http://127.0.0.1:{svc.port}/v1/client/fs/logs/{aid}"  # type: ignore[attr-defined]
+    params = {"task": "srv", "type": "stdout", "follow": "true", "plain": "true", "origin": "end"}
+    with requests.get(url, params=params, stream=True, timeout=30) as resp:
+        assert resp.status_code == 200
+        time.sleep(0.3)  # the stream is open before the signal (not an assertion on time)
+        client.client.allocation.signal_allocation(aid, "SIGHUP", task="srv")
+        seen = b""
+        deadline = time.monotonic() + 20
+        for chunk in resp.iter_content(chunk_size=None):
+            seen += chunk
+            if b"got-hup" in seen or time.monotonic() > deadline:
+                break
+    assert b"got-hup" in seen
+
+
+def test_reads_events(client: nomad.Nomad, svc: ServiceProc) -> None:
+    stream, stop, events = client.event.stream.get_stream(timeout=30)
+    stream.daemon = True
+    stream.start()
+    time.sleep(0.5)  # subscribed before the restart below
+    aid = _alloc(client, 0)["ID"]
+    client.client.allocation.restart_allocation(aid)
+    found: list[dict] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            frame = events.get(timeout=1)
+        except queue.Empty:
+            continue
+        found += [e for e in frame["Events"] if e["Topic"] == "Allocation" and e["Key"] == aid]
+        if any(e["reconciler"]["Type"] == "Started" for e in found):
+            break
+    stop.set()
+    assert found and found[0]["Type"] == "AllocationUpdated"
+    assert found[0]["Payload"]["Allocation"]["JobID"] == "web"
+    assert {"Restarting", "Started"} <= {e["reconciler"]["Type"] for e in found}
+    svc.wait(lambda: len(svc.pids("web")) == 2)
+
+
+def test_stats(client: nomad.Nomad, svc: ServiceProc) -> None:
+    svc.wait(lambda: len(svc.pids("web")) == 2)
+    stats = client.client.allocation.read_allocation_stats(_alloc(client, 1)["ID"])
+    assert stats["Tasks"]["srv"]["ResourceUsage"]["MemoryStats"]["RSS"] > 0
+
+
+def test_parse_plan_register_and_stop(client: nomad.Nomad, svc: ServiceProc) -> None:
+    parsed = client.jobs.parse(EXTRA)
+    assert parsed["ID"] == "extra" and parsed["TaskGroups"][0]["Count"] == 1
+    with pytest.raises(exceptions.BadRequestNomadException) as bad:
+        client.jobs.parse(EXTRA.replace('"exec"', '"docker"'))
+    assert "<request>:" in bad.value.nomad_resp.text  # file:line of the problem
+    base = f"http://127.0.0.1:{svc.port}"  # type: ignore[attr-defined]
+    plan = requests.post(base + "/v1/job/web/plan", timeout=30,
+                         json={"JobHCL": WEB.replace("count = 2", "count = 3")}).json()
+    assert plan["Annotations"]["DesiredTGUpdates"]["g"]["Place"] == 1
+    # JSON only: refused, the job directory is the truth
+    with pytest.raises(exceptions.BadRequestNomadException) as refused:
+        client.job.register_job("extra", {"Job": parsed})
+    assert "HCL source" in refused.value.nomad_resp.text
+    client.job.register_job("extra", {"Job": parsed, "Submission": {"Source": EXTRA, "Format": "hcl2"}})
+    assert (svc.jobs / "extra.nomad.hcl").read_text() == EXTRA
+    svc.wait(lambda: len(svc.pids("extra")) == 1, what="the registered job to run")
+    client.job.deregister_job("extra")
+    svc.wait(lambda: not svc.pids("extra"), what="the job to stop")
+    assert client.job.get_job("extra")["Stop"] is True
+    with pytest.raises(exceptions.BadRequestNomadException):
+        client.job.deregister_job("extra", purge=True)
+    (svc.jobs / "extra.nomad.hcl").unlink()
+
+
+def test_dashboard_assets_are_served(svc: ServiceProc) -> None:
+    base = f"http://127.0.0.1:{svc.port}"  # type: ignore[attr-defined]
+    page = requests.get(base + "/ui/", timeout=10)
+    assert page.status_code == 200 and "reconciler" in page.text
+    assert requests.get(base + "/ui/../state.db", timeout=10).status_code in (400, 404)
+    overview = requests.get(base + "/v1/reconciler/overview", timeout=10).json()
+    assert {j["id"] for j in overview["jobs"]} >= {"web"}

@@ -1,0 +1,137 @@
+"""The HTTP listener's rules (token, loopback, routes, chunked streams) and the translation of
+store rows into Nomad's JSON shapes. No service: a router with test routes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client as client
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from reconciler.service import http, nomad
+from reconciler.service.streams import _topics
+from reconciler.spec.load import parse_text
+
+
+def _server(token: str) -> Iterator[int]:
+    router = http.Router()
+    router.add("GET", "/v1/thing/([^/]+)", lambda r: {"id": r.params[0], "n": r.number("n")})
+    router.add("GET", "/v1/stream", lambda r: http.Stream(iter([b"a\n", b"", b"b\n"])))
+    server = http.serve(router, "127.0.0.1:0", token, poll=0.05)
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def open_port() -> Iterator[int]:
+    yield from _server("")
+
+
+@pytest.fixture
+def token_port() -> Iterator[int]:
+    yield from _server("s3cret")
+
+
+def _get(port: int, path: str, **headers: str) -> tuple[int, bytes, client.HTTPResponse]:
+    conn = client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path, headers=headers)
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, body, resp
+
+
+def test_routes_params_and_errors(open_port: int) -> None:
+    code, body, _ = _get(open_port, "/v1/thing/a%2Fb?n=3")
+    assert code == 200 and json.loads(body) == {"id": "a/b", "n": 3}
+    assert _get(open_port, "/v1/thing/x?n=zz")[0] == 400
+    code, body, _ = _get(open_port, "/v1/nothing")
+    assert code == 404 and b"Invalid URL path" in body
+
+
+def test_streams_are_chunked(open_port: int) -> None:
+    code, body, resp = _get(open_port, "/v1/stream")
+    assert code == 200 and body == b"a\nb\n" and resp.getheader("Transfer-Encoding") == "chunked"
+
+
+def test_token_is_required_when_configured(token_port: int) -> None:
+    assert _get(token_port, "/v1/thing/x")[0] == 403
+    assert _get(token_port, "/v1/thing/x", **{"X-Nomad-Token": "wrong"})[0] == 403
+    assert _get(token_port, "/v1/thing/x", **{"X-Nomad-Token": "s3cret"})[0] == 200
+    assert _get(token_port, "/v1/thing/x", Authorization="Bearer s3cret")[0] == 200
+
+
+def test_only_loopback_without_a_token() -> None:
+    assert http.is_loopback("127.0.0.1") and http.is_loopback("::1")
+    assert http.is_loopback("127.8.9.10")
+    assert not http.is_loopback("10.1.2.3") and not http.is_loopback("::ffff:10.1.2.3")
+    assert not http.is_loopback("not-an-address")
+
+
+def test_dashboard_assets_only_by_plain_name(open_port: int) -> None:
+    assert _get(open_port, "/ui/")[0] == 200
+    assert _get(open_port, "/ui/..%2f__init__.py")[0] == 404
+    assert _get(open_port, "/")[0] == 307
+
+
+JOB = """
+job "web" {
+  group "g" {
+    count = 2
+    restart { attempts = 1  delay = "3s" }
+    task "srv" {
+      driver = "exec"
+      config { command = "/bin/true" }
+      env { A = "1" }
+      kill_timeout = "2s"
+      resources { memory = 64 }
+    }
+  }
+}
+"""
+
+
+def test_job_in_nomads_shape() -> None:
+    spec = parse_text(JOB, "web.hcl").jobs[0]
+    row = {"id": "web", "status": "ready", "reason": "", "paused": False, "source_file": "web.hcl",
+           "applied": "d", "attempted": "d", "applied_at": 10.0}  # fmt: skip
+    job = nomad.job("web", spec.job.model_dump(mode="json"), row, 3)
+    assert (job["ID"], job["Version"], job["Status"], job["Stable"]) == ("web", 3, "running", True)
+    group = job["TaskGroups"][0]
+    assert group["Name"] == "g" and group["Count"] == 2
+    assert group["RestartPolicy"]["Attempts"] == 1 and group["RestartPolicy"]["Delay"] == 3_000_000_000
+    task = group["Tasks"][0]
+    assert task["KillTimeout"] == 2_000_000_000 and task["Env"] == {"A": "1"}
+    assert task["Resources"]["MemoryMB"] == 64 and task["Config"]["command"] == "/bin/true"
+    assert job["SubmitTime"] == 10_000_000_000
+
+
+def _slot(state: str, **kw: object) -> dict[str, object]:
+    return {"job_id": "web", "group_name": "g", "idx": 0, "task": "t", "state": state,
+            "reason": "", "restarts": 0, "started_at": 5.0, "first_started": 5.0,
+            "last_finished": None, "runs": 1, "stop_intent": "", "updated_at": 6.0} | kw  # fmt: skip
+
+
+def test_allocation_status_and_ids() -> None:
+    node = {"ID": "n", "Name": "host"}
+    a = nomad.allocation([_slot("running")], [], node)
+    assert a["ID"] == nomad.alloc_id("web", "g", 0) and a["Name"] == "web.g[0]"
+    assert a["ClientStatus"] == "running" and a["TaskStates"]["t"]["State"] == "running"
+    assert nomad.allocation([_slot("failed")], [], node)["ClientStatus"] == "failed"
+    assert nomad.allocation([_slot("complete"), _slot("dead", task="u")], [], node)["ClientStatus"] == "complete"
+    assert nomad.alloc_id("web", "g", 0) != nomad.alloc_id("web", "g", 1)
+    assert nomad.rfc3339(None) == nomad.ZERO_TIME
+
+
+def test_events_and_topics() -> None:
+    row = {"id": 7, "at": 1.0, "job_id": "web", "group_name": "g", "idx": 0, "task": "t",
+           "type": "Terminated", "message": "exit code 3, signal 9"}  # fmt: skip
+    e = nomad.event(row, {"Allocation": None})
+    assert (e["Topic"], e["Index"], e["FilterKeys"]) == ("Allocation", 7, ["web"])
+    assert nomad.task_event(row)["ExitCode"] == 3 and nomad.task_event(row)["Signal"] == 9
+    job_row = row | {"task": "", "group_name": "", "idx": None, "type": "Job Stopped"}
+    assert nomad.event(job_row, {})["Type"] == "JobDeregistered"
+    assert _topics([]) == {"*": {"*"}}
+    assert _topics(["Job:web", "Allocation", "Node"]) == {"Job": {"web"}, "Allocation": {"*"}}
