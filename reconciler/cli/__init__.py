@@ -340,10 +340,15 @@ def _file_limits(data: Path, per_task: int) -> dict[str, int]:
 
 
 from reconciler.cli import audit as _audit  # noqa: E402  (registers `audit`)
+from reconciler.cli import live as _live  # noqa: E402  (registers `events`)
 from reconciler.cli import ops as _ops  # noqa: E402  (registers the operator verbs)
 from reconciler.cli import variables as _variables  # noqa: E402  (registers `var`)
 
+<<<<<<< HEAD
 del _audit, _ops, _variables
+=======
+del _audit, _live, _ops
+>>>>>>> 2b9d150 (Dashboard at /ui/ (plain HTML/JS, no build, offline) tested in headless chromium; reconciler events [-f] [--json]; logs -f on inotify; docs/api.md; bench/http.py)
 
 
 def main() -> None:

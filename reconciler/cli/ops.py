@@ -211,40 +211,29 @@ def logs(
     stream = "stderr" if stderr else "stdout"
     files = _log_files(d, key, stream)
     out = sys.stdout.buffer
+    contents: dict[Path, bytes] = {}
+
+    def read(f: Path) -> bytes:  # each file read once: -f goes on where this output ends
+        if f not in contents:
+            contents[f] = f.read_bytes()
+        return contents[f]
+
     if tail is not None:
         lines: list[bytes] = []
         for f in reversed(files):
-            lines = f.read_bytes().splitlines(keepends=True) + lines
+            lines = read(f).splitlines(keepends=True) + lines
             if len(lines) > tail:
                 break
         out.write(b"".join(lines[-tail:] if tail else []))
     else:
         for f in files:
-            out.write(f.read_bytes())
+            out.write(read(f))
     out.flush()
-    if not follow:
-        return
-    current = files[-1] if files else None
-    pos = current.stat().st_size if current else 0
-    try:
-        while True:
-            files = _log_files(d, key, stream)
-            if files and files[-1] != current:
-                if current is not None and current.exists():
-                    with open(current, "rb") as fh:
-                        fh.seek(pos)
-                        out.write(fh.read())
-                current, pos = files[-1], 0
-            if current is not None and current.exists():
-                with open(current, "rb") as fh:
-                    fh.seek(pos)
-                    chunk = fh.read()
-                    pos += len(chunk)
-                    out.write(chunk)
-                    out.flush()
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        return
+    if follow:
+        from reconciler.cli.live import follow_log
+
+        last = (int(files[-1].name.rsplit(".", 1)[1]), len(read(files[-1]))) if files else None
+        follow_log(d, key, stream, last)
 
 
 @app.command("exec", context_settings={"allow_interspersed_args": False})

@@ -216,7 +216,8 @@ class Api:
             "now": now,
             "node": self.node_json(stub=True),
             "jobs": [{k: v for k, v in j.items() if not k.endswith("canonical")} for j in jobs],
-            "tasks": slots,
+            "tasks": [s | {"alloc_id": nomad.alloc_id(s["job_id"], s["group_name"], s["idx"])}
+                      for s in slots],  # fmt: skip
             "problems": reads.spec_errors(self.store),
             "activity": {"since": since, "bucket": bucket,
                          "rows": reads.activity(self.store, since, bucket)},

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import queue
+import select
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -15,7 +18,7 @@ import requests
 from nomad.api import exceptions
 
 from reconciler.executor.linux.cleanup import teardown
-from tests.e2e.service import ServiceProc
+from tests.e2e.service import BIN, ServiceProc
 from tests.e2e.test_cli import free_port
 
 WEB = """
@@ -175,3 +178,42 @@ def test_dashboard_assets_are_served(svc: ServiceProc) -> None:
     assert requests.get(base + "/ui/../state.db", timeout=10).status_code in (400, 404)
     overview = requests.get(base + "/v1/reconciler/overview", timeout=10).json()
     assert {j["id"] for j in overview["jobs"]} >= {"web"}
+
+
+def _read_until(proc: subprocess.Popen[bytes], needle: bytes, timeout: float = 20) -> bytes:
+    """Output of a following command until `needle` shows (polls the pipe, never sleeps)."""
+    assert proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+def _follow(svc: ServiceProc, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(BIN), args[0], "--data-dir", str(svc.data), *args[1:]],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def test_cli_logs_follow_and_events_follow(svc: ServiceProc) -> None:
+    svc.wait(lambda: len(svc.pids("web")) == 2)
+    logs = _follow(svc, "logs", "-f", "web/g/1/srv")
+    events = _follow(svc, "events", "-f", "--json", "--last", "0", "web")
+    try:
+        assert b"hello-1" in _read_until(logs, b"hello-1")
+        svc.cli("signal", "web/g/1/srv", "HUP")
+        assert b"got-hup" in _read_until(logs, b"got-hup")
+        seen = _read_until(events, b'"Signaling"')
+        lines = [json.loads(x) for x in seen.splitlines() if x.strip()]
+        assert any(e["type"] == "Signaling" and e["task"] == "srv" for e in lines)
+    finally:
+        for p in (logs, events):
+            p.kill()
+            p.wait(10)
+    past = svc.cli("events", "web", "--last", "50").stdout
+    assert "web/g/1/srv  Signaling" in past
