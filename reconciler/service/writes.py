@@ -1,8 +1,8 @@
 """Write routes that fit reconciler's file-first model. Job files stay the truth:
 
 - registering a job (`POST /v1/jobs`, `POST /v1/job/:id`) writes its HCL source into the job
-  directory (the file that already defines the job, else `ID.nomad.hcl`); a request without
-  HCL source (a JSON-only job) is refused with a message saying so;
+  directory (the file that already defines the job, else `ID.nomad.hcl`): the HCL source the
+  client sent, or for a JSON-only job the file jobjson.py writes from it;
 - `DELETE /v1/job/:id` stops the job as `reconciler stop` does (the file stays); `purge` is
   refused: deleting the file removes a job;
 - allocation restart, stop (a restart here: one node, nowhere to move it) and signal go
@@ -21,11 +21,12 @@ from typing import Any
 
 from reconciler.db import reads
 from reconciler.plan import plan
-from reconciler.service import nomad
+from reconciler.service import jobjson, nomad
 from reconciler.service.api import Api
 from reconciler.service.http import HttpError, Request, Router
 from reconciler.spec.load import JOB_SUFFIXES, Desired, FileResult, parse_text
 
+FROM_JSON = "# Written by reconciler from a job registered as JSON through its HTTP API.\n"
 _OK = {"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": 0, "Index": 0, "LastContact": 0,
        "KnownLeader": True}  # fmt: skip
 
@@ -58,6 +59,8 @@ class Writes:
 
     @staticmethod
     def _source(body: Any) -> str:
+        """The job file's text: the HCL source a client sent (Submission.Source, as `nomad
+        job run` sends it, or JobHCL), else one written from the JSON job."""
         if not isinstance(body, dict):
             raise HttpError(400, "request body must be a JSON object")
         if isinstance(body.get("JobHCL"), str):
@@ -68,12 +71,13 @@ class Writes:
             if sub.get("Format", "hcl2") not in ("hcl2", "hcl", ""):
                 raise HttpError(400, f"Submission.Format {sub.get('Format')!r}: only HCL job files are kept")
             return source
-        raise HttpError(
-            400,
-            "reconciler keeps job files as the truth and needs the job's HCL source: send it as "
-            "Submission.Source (as `nomad job run` does) or JobHCL; a job given only as JSON is "
-            "not written",
-        )
+        job = body.get("Job")
+        if isinstance(job, dict):
+            try:
+                return FROM_JSON + jobjson.to_hcl(job)
+            except ValueError as e:
+                raise HttpError(400, str(e)) from None
+        raise HttpError(400, "the request has no job: send Job (Nomad's JSON), JobHCL or Submission.Source")
 
     @staticmethod
     def _parsed(text: str, name: str) -> FileResult:

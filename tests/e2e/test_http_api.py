@@ -152,14 +152,14 @@ def test_parse_plan_register_and_stop(client: nomad.Nomad, svc: ServiceProc) -> 
     with pytest.raises(exceptions.BadRequestNomadException) as bad:
         client.jobs.parse(EXTRA.replace('"exec"', '"docker"'))
     assert "<request>:" in bad.value.nomad_resp.text  # file:line of the problem
-    base = f"http://127.0.0.1:{svc.port}"  # type: ignore[attr-defined]
-    plan = requests.post(base + "/v1/job/web/plan", timeout=30,
-                         json={"JobHCL": WEB.replace("count = 2", "count = 3")}).json()
+    # Nomad's JSON job, as `nomad job plan` sends it
+    plan = client.job.plan_job("web", {"Job": client.jobs.parse(WEB.replace("count = 2", "count = 3"))})
     assert plan["Annotations"]["DesiredTGUpdates"]["g"]["Place"] == 1
-    # JSON only: refused, the job directory is the truth
-    with pytest.raises(exceptions.BadRequestNomadException) as refused:
-        client.job.register_job("extra", {"Job": parsed})
-    assert "HCL source" in refused.value.nomad_resp.text
+    assert not (svc.jobs / "web.nomad.hcl").exists()  # a plan writes nothing
+    # a JSON-only job is written as a job file; with its HCL source, the source is written
+    client.job.register_job("extra", {"Job": parsed})
+    written = (svc.jobs / "extra.nomad.hcl").read_text()
+    assert written.startswith("# Written by reconciler") and 'job "extra"' in written
     client.job.register_job("extra", {"Job": parsed, "Submission": {"Source": EXTRA, "Format": "hcl2"}})
     assert (svc.jobs / "extra.nomad.hcl").read_text() == EXTRA
     svc.wait(lambda: len(svc.pids("extra")) == 1, what="the registered job to run")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import http.client as client
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reconciler.service import http, nomad
+from reconciler.service import http, jobjson, nomad
 from reconciler.service.streams import _topics
 from reconciler.spec.load import parse_text
 
@@ -135,3 +138,65 @@ def test_events_and_topics() -> None:
     assert nomad.event(job_row, {})["Type"] == "JobDeregistered"
     assert _topics([]) == {"*": {"*"}}
     assert _topics(["Job:web", "Allocation", "Node"]) == {"Job": {"web"}, "Allocation": {"*"}}
+
+
+# ---- Nomad's JSON job -> a job file ----
+
+EXAMPLES = sorted(Path(__file__).parents[2].glob("jobs/*.hcl")) + sorted(
+    Path(__file__).parents[1].glob("nomad_style/*")
+)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_json_round_trip_gives_the_same_job(path: Path) -> None:
+    for spec in parse_text(path.read_text(), str(path)).jobs:
+        as_json = nomad.job(spec.id, spec.job.model_dump(mode="json"), None, 0)
+        again = parse_text(jobjson.to_hcl(json.loads(json.dumps(as_json))), "<json>")
+        assert [s.canonical for s in again.jobs] == [spec.canonical], again.problems
+
+
+def test_json_from_a_nomad_client() -> None:
+    """The shape `nomad job plan` sends: unset fields null, Nomad-only blocks present."""
+    job = {
+        "ID": "api", "Name": "api", "Type": "service", "Datacenters": ["dc1"], "Priority": 50,
+        "Region": "global", "Meta": None, "Constraints": None, "Update": None,
+        "TaskGroups": [{
+            "Name": "g", "Count": 0, "Constraints": None, "Meta": None,
+            "EphemeralDisk": {"Sticky": False, "SizeMB": 300, "Migrate": False},
+            "RestartPolicy": {"Interval": 1_800_000_000_000, "Attempts": 0, "Delay": 15_000_000_000,
+                              "Mode": "fail", "RenderTemplates": False},
+            "Networks": [{"Mode": "bridge", "DynamicPorts": [{"Label": "http", "Value": 0, "To": 8080}],
+                          "ReservedPorts": None}],
+            "Tasks": [{
+                "Name": "t", "Driver": "exec", "User": "",
+                "Config": {"command": "/bin/sh", "args": ["-c", "echo ${NOMAD_TASK_NAME} \"q\""]},
+                "Env": {"A": "1"}, "Services": None, "Vault": None, "Templates": None,
+                "Resources": {"CPU": 100, "MemoryMB": 64, "DiskMB": None, "IOPS": 0},
+                "KillTimeout": 5_000_000_000, "Leader": False, "ShutdownDelay": 0,
+                "LogConfig": {"MaxFiles": 10, "MaxFileSizeMB": 10, "Disabled": False},
+            }],
+        }],
+    }  # fmt: skip
+    result = parse_text(jobjson.to_hcl(job), "<json>")
+    assert result.ok, result.problems
+    spec = result.jobs[0].job
+    group = spec.group["g"]
+    assert group.count == 0 and group.restart is not None and group.restart.attempts == 0
+    assert group.network.mode == "bridge" and group.network.port["http"].to == 8080
+    task = group.task["t"]
+    assert task.config.args == ["-c", 'echo ${NOMAD_TASK_NAME} "q"'] and task.env == {"A": "1"}
+    assert task.resources.memory == 64
+    assert any("ephemeral_disk" in p.path for p in result.problems)  # a warning, named
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12,
+))  # fmt: skip
+def test_any_json_gives_a_file_or_problems(body: object) -> None:
+    job = {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "exec", "Config": body}]}],
+           "Meta": body if isinstance(body, dict) else None}  # fmt: skip
+    result = parse_text(jobjson.to_hcl(job), "<json>")
+    assert result.ok or result.problems
