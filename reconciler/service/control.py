@@ -12,11 +12,11 @@ import json
 import os
 import socket
 import socketserver
-import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from reconciler.service import threads
 from reconciler.service.loop import Service
 
 SOCKET_NAME = "control.sock"
@@ -78,7 +78,7 @@ def serve(service: Service, data_dir: Path) -> _Server:
     finally:
         os.umask(old)
     server.service = service
-    threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
+    threads.start(server.serve_forever, "control")
     return server
 
 

@@ -16,12 +16,13 @@ import mimetypes
 import re
 import select
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from reconciler.service import threads
 
 log = logging.getLogger("reconciler")
 
@@ -102,6 +103,10 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     router: Router
     token: str
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        threads.name_this_thread("http-req")
+        super().process_request_thread(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -262,6 +267,6 @@ def serve(router: Router, addr: str, token: str, poll: float = 3600) -> Server:
     server.router, server.token = router, token
     # A long poll interval: the listener thread sleeps in select() instead of waking twice a
     # second (shutdown is never needed: the thread dies with the process).
-    threading.Thread(target=server.serve_forever, args=(poll,), name="http", daemon=True).start()
+    threads.start(server.serve_forever, "http", poll)
     log.info("HTTP API and dashboard on http://%s/ui/", addr)
     return server

@@ -27,7 +27,7 @@ from reconciler.db.variables import VariableStore
 from reconciler.executor.base import Executor, ExitResult, NodeConfig, TaskHandle
 from reconciler.faults import raise_if_transient, transient_cause
 from reconciler.plan import Host, Plan, admission, leaving, plan
-from reconciler.service import descriptors
+from reconciler.service import descriptors, threads
 from reconciler.service.clock import SteadyClock
 from reconciler.service.gitinfo import GitInfo
 from reconciler.service.recovery import Recovery
@@ -76,7 +76,9 @@ class Service:
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.git = GitInfo(jobs)
         self.watcher = Watcher(jobs, self._wake_scan, self._early) if watch else None
-        self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm")
+        self._warmer = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="warm", initializer=threads.name_this_thread,
+            initargs=("warm",))  # fmt: skip
         self.stopping = threading.Event()
         self.passes = 0
         self.change_passes = 0  # reconcile() calls that changed something
@@ -147,9 +149,7 @@ class Service:
     # ---- lifecycle ----
 
     def start_threads(self) -> None:
-        t = threading.Thread(target=self._waiter, name="exits", daemon=True)
-        t.start()
-        self._threads.append(t)
+        self._threads.append(threads.start(self._waiter, "exits"))
         if self.watcher is not None:
             self.watcher.start()
 

@@ -8,11 +8,11 @@ import logging
 import os
 import resource
 import signal
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from reconciler.service import threads
 from reconciler.service.loop import Service
 
 log = logging.getLogger("reconciler")
@@ -64,8 +64,7 @@ def run_until_stopped(service: Service, grace: float = SHUTDOWN_GRACE) -> bool:
     stuck pass. True when the loop ended; False when it was still busy `grace` seconds after
     the stop: the caller then exits without it (tasks keep running; SQLite rolls back the
     unfinished transaction)."""
-    loop = threading.Thread(target=service.run, name="loop", daemon=True)
-    loop.start()
+    loop = threads.start(service.run, "loop")
     while loop.is_alive() and not service.stopping.wait(1.0):
         service.check_stuck()
     loop.join(grace)
