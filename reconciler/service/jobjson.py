@@ -67,8 +67,9 @@ def _empty(v: Any) -> bool:
 
 
 def _quote(s: str) -> str:
-    # JSON's string escapes are HCL's; "${...}" stays as written, as in a job file
-    return json.dumps(s)
+    # JSON's string escapes are HCL's. A JSON string is literal text (Nomad interpolates
+    # ${NOMAD_...} when the task starts), so HCL's template sequences are escaped.
+    return json.dumps(s).replace("${", "$${").replace("%{", "%%{")
 
 
 def _value(v: Any) -> str:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from reconciler.service import http, jobjson, nomad
 from reconciler.service.streams import _topics
-from reconciler.spec.load import parse_text
+from reconciler.spec.load import JobSpec, Loader, parse_text
 
 
 def _server(token: str) -> Iterator[int]:
@@ -142,17 +142,18 @@ def test_events_and_topics() -> None:
 
 # ---- Nomad's JSON job -> a job file ----
 
-EXAMPLES = sorted(Path(__file__).parents[2].glob("jobs/*.hcl")) + sorted(
-    Path(__file__).parents[1].glob("nomad_style/*")
-)
+ROOT = Path(__file__).parents[2]
+EXAMPLES = [
+    spec for d in (ROOT / "jobs", ROOT / "tests" / "nomad_style")
+    for spec in sorted(Loader(d).scan().jobs.values(), key=lambda s: s.id)
+]  # fmt: skip
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_json_round_trip_gives_the_same_job(path: Path) -> None:
-    for spec in parse_text(path.read_text(), str(path)).jobs:
-        as_json = nomad.job(spec.id, spec.job.model_dump(mode="json"), None, 0)
-        again = parse_text(jobjson.to_hcl(json.loads(json.dumps(as_json))), "<json>")
-        assert [s.canonical for s in again.jobs] == [spec.canonical], again.problems
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda s: s.id)
+def test_json_round_trip_gives_the_same_job(spec: JobSpec) -> None:
+    as_json = nomad.job(spec.id, spec.job.model_dump(mode="json"), None, 0)
+    again = parse_text(jobjson.to_hcl(json.loads(json.dumps(as_json))), "<json>")
+    assert [s.canonical for s in again.jobs] == [spec.canonical], again.problems
 
 
 def test_json_from_a_nomad_client() -> None:
