@@ -344,11 +344,7 @@ from reconciler.cli import live as _live  # noqa: E402  (registers `events`)
 from reconciler.cli import ops as _ops  # noqa: E402  (registers the operator verbs)
 from reconciler.cli import variables as _variables  # noqa: E402  (registers `var`)
 
-<<<<<<< HEAD
-del _audit, _ops, _variables
-=======
-del _audit, _live, _ops
->>>>>>> 2b9d150 (Dashboard at /ui/ (plain HTML/JS, no build, offline) tested in headless chromium; reconciler events [-f] [--json]; logs -f on inotify; docs/api.md; bench/http.py)
+del _audit, _live, _ops, _variables
 
 
 def main() -> None:
