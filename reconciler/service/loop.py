@@ -9,6 +9,7 @@ wake it through a queue.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import threading
