@@ -41,7 +41,7 @@ bench-peers: $(VENV)/.deps ## reconciler next to s6, runit and supervisord; writ
 	$(BIN)/python bench/peers.py
 
 fuzz: $(VENV)/.deps ## many more fuzz cases than CI runs
-	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest tests/unit/test_fuzz.py
+	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest tests/unit/test_fuzz.py tests/unit/test_hcl_fuzz.py
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache

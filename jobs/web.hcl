@@ -1,13 +1,37 @@
-# A static web server: two replicas of Python's http.server, each on its own port.
+# A static web server: replicas of Python's http.server, each on its own port. How many run
+# comes from web.vars.hcl beside this file (or NOMAD_VAR_replicas in the service's
+# environment); see docs/jobspec.md, "Variables, locals and functions".
+variable "replicas" {
+  type        = number
+  description = "How many servers run."
+  default     = 1
+
+  validation {
+    condition     = var.replicas >= 1 && var.replicas <= 4
+    error_message = "Between 1 and 4 replicas, please."
+  }
+}
+
+variable "team" {
+  type    = string
+  default = "docs"
+}
+
+locals {
+  bind = "127.0.0.1"
+  # ${NOMAD_PORT_http} is not an HCL variable: it stays as written until the task starts
+  args = ["-m", "http.server", "${NOMAD_PORT_http}", "--bind", local.bind, "--directory", "/local"]
+}
+
 job "web" {
   type = "service"
 
   meta {
-    team = "docs"
+    team = var.team
   }
 
   group "site" {
-    count = 2
+    count = var.replicas
 
     network {
       port "http" {}
@@ -18,7 +42,7 @@ job "web" {
 
       config {
         command  = "/usr/bin/python3"
-        args     = ["-m", "http.server", "${NOMAD_PORT_http}", "--bind", "127.0.0.1", "--directory", "/local"]
+        args     = local.args
         work_dir = "/local"
       }
 

@@ -256,7 +256,7 @@ class _Walker:
                 name = str(child.identifier.serialize(hcl.OPTIONS))
                 src = _source(child.expression, self.text)
                 ok, value = self.value(src, scope, (*path, name))
-                if ok:
+                if ok and value is not None:  # null leaves the field unset, as in Nomad
                     out[name] = value
             elif isinstance(child, BlockRule):
                 kind, labels, block = _blocks_one(child)

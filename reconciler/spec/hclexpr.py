@@ -90,7 +90,7 @@ def _eval(node: syn.Node, scope: Scope) -> Value:
                 chosen = ht.to_bool(_eval(c, scope))
             except ConvertError as e:
                 raise EvalError(f"condition: {e}", c.pos) from None
-            return _eval(then if chosen else other, scope)
+            return _conditional(then, other, chosen, scope)
         case syn.TupleCons(items=items):
             return [_eval(x, scope) for x in items]
         case syn.ObjectCons(items=items):
@@ -101,6 +101,20 @@ def _eval(node: syn.Node, scope: Scope) -> Value:
         case syn.ForExpr():
             return _for(node, scope)
     raise EvalError(f"cannot evaluate {type(node).__name__}", node.pos)
+
+
+def _conditional(then: syn.Node, other: syn.Node, chosen: bool, scope: Scope) -> Value:
+    """The chosen branch; as HCL unifies both branches' types, a number or bool chosen against
+    a string becomes a string (`c ? 1 : "a"` is "1")."""
+    taken, untaken = (then, other) if chosen else (other, then)
+    value = _eval(taken, scope)
+    if isinstance(value, bool | int | float):
+        try:
+            if isinstance(_eval(untaken, scope), str):
+                return ht.to_string(value)
+        except (EvalError, ConvertError):
+            pass  # errors of the branch not taken do not count, as in HCL
+    return value
 
 
 def _key(v: Value, pos: int) -> str:

@@ -13,10 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.spec.load import parse_text
+from reconciler.spec.load import is_job_file, parse_text
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
-JOBS = sorted(Path(__file__).parents[2].joinpath("jobs").glob("*.hcl"))
+JOBS = sorted(
+    p for p in Path(__file__).parents[2].joinpath("jobs").glob("*.hcl") if is_job_file(p.name)
+)
 CORPUS = sorted(
     p for p in Path(__file__).parents[1].joinpath("corpus").glob("*") if p.suffix != ".md"
 )

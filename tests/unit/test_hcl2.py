@@ -38,6 +38,8 @@ def ev(src: str) -> object:
         ("true && !false", True),
         ('"5" + 1', 6),  # operands convert as cty converts them
         ('local.s == "text" ? "yes" : "no"', "yes"),
+        ('true ? 1 : "a"', "1"),  # both branches unify to string, as HCL does
+        ("false ? var.nope : 2", 2),  # an error in the branch not taken does not count
         ("var.ports[*].name", ["http", "admin"]),
         ("var.ports.*.port", [80, 9000]),
         ("local.n[*]", []),
@@ -337,3 +339,12 @@ def test_the_service_restarts_only_the_job_whose_var_file_changed(h: Harness) ->
     h.write("web.vars.hcl", "level = [1]\n")  # a broken var file keeps the last good version
     h.step()
     assert len(h.fake.started) == 3 and len(h.fake.alive()) == 2
+
+
+def test_null_leaves_a_field_unset() -> None:
+    text = JOB.replace(
+        'driver = "exec"',
+        'driver = "exec"\n      user = null\n      kill_timeout = true ? null : "1s"',
+    )
+    r = parse_text(DECL + text, "jobs/j.hcl")
+    assert r.ok and r.jobs[0].job.group["g"].task["t"].user == ""
