@@ -138,6 +138,11 @@ _DATE_TOKEN = re.compile(
 )
 
 
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")  # fmt: skip
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
 def _formatdate(spec: Value, ts: Value) -> str:
     t = _parse_time(ts)
     off = t.utcoffset() or timedelta(0)
@@ -146,9 +151,9 @@ def _formatdate(spec: Value, ts: Value) -> str:
     hh, mm = divmod(abs(mins), 60)
     h12 = t.hour % 12 or 12
     table = {
-        "YYYY": f"{t.year:04d}", "YY": f"{t.year % 100:02d}", "MMMM": t.strftime("%B"),
-        "MMM": t.strftime("%b"), "MM": f"{t.month:02d}", "M": str(t.month),
-        "DD": f"{t.day:02d}", "D": str(t.day), "EEEE": t.strftime("%A"), "EEE": t.strftime("%a"),
+        "YYYY": f"{t.year:04d}", "YY": f"{t.year % 100:02d}", "MMMM": _MONTHS[t.month - 1],
+        "MMM": _MONTHS[t.month - 1][:3], "MM": f"{t.month:02d}", "M": str(t.month),
+        "DD": f"{t.day:02d}", "D": str(t.day), "EEEE": _DAYS[t.weekday()], "EEE": _DAYS[t.weekday()][:3],
         "hh": f"{t.hour:02d}", "h": str(t.hour), "HH": f"{h12:02d}", "H": str(h12),
         "AA": "AM" if t.hour < 12 else "PM", "aa": "am" if t.hour < 12 else "pm",
         "mm": f"{t.minute:02d}", "m": str(t.minute), "ss": f"{t.second:02d}", "s": str(t.second),
@@ -185,10 +190,7 @@ def _timeadd(ts: Value, duration: Value) -> str:
         r = t + timedelta(seconds=seconds)
     except OverflowError:
         raise FunctionError("the result is out of range") from None
-    text = r.isoformat()
-    if r.microsecond == 0:
-        text = r.replace(microsecond=0).isoformat()
-    return text.replace("+00:00", "Z")
+    return r.replace(microsecond=0).isoformat().replace("+00:00", "Z")  # Go's time.RFC3339
 
 
 # -- IP networks -----------------------------------------------------------------------------
