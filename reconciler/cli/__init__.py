@@ -204,12 +204,13 @@ def run(
         lock_data_dir,
         raise_file_limit,
         run_until_stopped,
+        wait_out,
     )
 
     _setup_logging(log_format)
     d = data_dir(data).resolve()
     try:
-        lock_data_dir(d)
+        wait_out("locking the data dir", lambda: lock_data_dir(d))
     except AlreadyRunning as e:
         fail(str(e))
     except OSError as e:
@@ -218,7 +219,7 @@ def run(
              "then start reconciler again (running tasks are left alone)", REFUSED)  # fmt: skip
     node = load_node(config)
     try:
-        store = Store(db_path(d))
+        store = wait_out("opening the store", lambda: Store(db_path(d)))
     except StoreRefused as e:
         fail(str(e), REFUSED)
     soft, _hard = raise_file_limit()

@@ -73,14 +73,16 @@ def check(engine: Engine, path: Path) -> None:
             rows = [r[0] for r in raw.execute("PRAGMA quick_check(5)").fetchall()]
     except (sqlite3.DatabaseError, DBAPIError) as e:
         orig = getattr(e, "orig", e)
-        if transient_cause(orig) == "store locked by another process":
+        cause = transient_cause(orig)
+        if cause == "store locked by another process":
             return  # a reader is never refused for a writer elsewhere; the service waits it out
-        if transient_cause(orig) is not None:
+        if cause in ("store is read-only", "read-only filesystem"):
             raise StoreRefused(
-                f"cannot open {path} ({orig}): {transient_cause(orig)}. Fix that (remount the "
-                "data dir read-write, free space), then start reconciler again (running tasks "
-                "are left alone)"
+                f"cannot write {path} ({orig}): remount the data dir read-write (or fix its "
+                "ownership), then start reconciler again (running tasks are left alone)"
             ) from e
+        if cause is not None:
+            raise  # a full disk, an I/O error: the caller waits it out
         rows = [str(orig)]
     if rows != ["ok"]:
         raise StoreRefused(

@@ -3,15 +3,19 @@ signals, and a main thread that only watches the loop."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import resource
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from reconciler.db.engine import StoreRefused
+from reconciler.faults import Backoff, transient_cause
 from reconciler.service import threads
 from reconciler.service.loop import Service
 
@@ -35,8 +39,35 @@ def lock_data_dir(data_dir: Path) -> int:
             else "?"
         )
         raise AlreadyRunning(f"another reconciler (pid {pid}) is running on {data_dir}") from None
-    (data_dir / "service.pid").write_text(f"{os.getpid()}\n")
+    try:
+        (data_dir / "service.pid").write_text(f"{os.getpid()}\n")
+    except OSError as e:  # informational only (a full disk must not stop the start)
+        log.warning("cannot write %s: %s", data_dir / "service.pid", e.strerror)
     return fd
+
+
+T = TypeVar("T")
+REFUSE_ERRNO = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def wait_out(what: str, work: Callable[[], T], stopping: Callable[[], bool] = lambda: False) -> T:
+    """At start, before the loop exists: retry `work` while it fails for a transient reason
+    (a full disk, a locked store), with backoff and one log line per cause."""
+    backoff, said = Backoff(), ""
+    while True:
+        try:
+            return work()
+        except Exception as e:
+            cause = transient_cause(e)
+            refused = isinstance(e, StoreRefused) or (
+                isinstance(e, OSError) and e.errno in REFUSE_ERRNO
+            )
+            if cause is None or refused or stopping():
+                raise
+            if cause != said:
+                log.warning("%s: %s (%s); retrying until it clears", what, cause, e)
+                said = cause
+            time.sleep(backoff.next())
 
 
 def install_signal_handlers(service: Service, reload: Callable[[], None]) -> None:

@@ -269,3 +269,30 @@ def test_sigterm_shutdown_is_quiet(tmp_path: Path) -> None:
         if svc.proc and svc.proc.poll() is None:
             svc.kill(signal.SIGTERM)
         teardown(svc.data)
+
+
+def test_a_start_on_a_full_disk_waits_and_comes_up_when_space_returns(
+    tmpfs: Path, tmp_path: Path
+) -> None:
+    svc = svc_on(tmp_path / "jobs", tmpfs / "data")
+    try:
+        svc.start()
+        write(svc, "a.hcl", job("a"))
+        svc.wait(lambda: len(svc.pids()) == 1)
+        pid = svc.pids()["a/g/0/t"]
+        svc.kill(signal.SIGTERM)
+        fill(tmpfs / "filler")
+        log = tmp_path / "start.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([str(BIN), "run", "--jobs", str(svc.jobs), "--data-dir",
+                                     str(svc.data)], stdout=out, stderr=out)  # fmt: skip
+        svc.proc = proc
+        svc.wait(lambda: "retrying until it clears" in log.read_text() or proc.poll() is not None,
+                 what="the start waiting for space")  # fmt: skip
+        assert proc.poll() is None, log.read_text()
+        (tmpfs / "filler").unlink()
+        svc.wait(lambda: service_state(svc)["state"] == "ok", timeout=60, what="the service up")
+        assert svc.pids() == {"a/g/0/t": pid}  # re-adopted, not started again
+    finally:
+        if svc.proc and svc.proc.poll() is None:
+            svc.kill(signal.SIGTERM)
