@@ -57,7 +57,12 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "state":  # answered here, not by the loop: a stuck pass cannot hide
             self._reply(200, self.server.service.report())
             return
-        fut = self.server.service.request(action, **args)
+        service = self.server.service
+        if service.check_stuck():  # the loop would not answer for a long while: say why now
+            self._reply(503, {"error": f"the service is busy: a pass has run for over "
+                                       f"{service.recovery.stuck_after:g}s (at {service.where()})"})
+            return
+        fut = service.request(action, **args)
         try:
             self._reply(200, fut.result(timeout=60))
         except KeyError as e:

@@ -64,6 +64,8 @@ def test_a_stuck_pass_is_reported_and_sigterm_still_stops_the_service(tmp_path: 
         assert state.get("state") == "degraded", log.read_text()
         fault = state["faults"][0]  # type: ignore[index]
         assert fault["kind"] == "stuck" and "start_all" in fault["detail"]
+        code, body = call(tmp_path, "restart", keys=[["a", "g", 0, "t"]], timeout=5)
+        assert code == 503 and "the service is busy: a pass has run for over" in body["error"]
         text = log.read_text()
         assert "a pass has run for over 0.5s; the loop thread is at:" in text
         assert "os.read(r, 1)" in text  # the stack, down to the blocking call
