@@ -133,6 +133,10 @@ def audit_node(
         if stat.S_ISDIR(st.st_mode) and (who := _writable_by_others(st)):
             out.append(Finding(f"chroot_env {host}", f"writable by {who}", 3.0,
                                "what tasks run and read there can be changed from outside"))  # fmt: skip
+    for name, (vpath, _) in sorted(node.host_volumes.items()):
+        if data and (_under(data, vpath) or _under(vpath, data)):
+            out.append(Finding(f"host_volume {name}", vpath, 10.0,
+                               "shows tasks the data dir: other tasks' files and staged secrets"))  # fmt: skip
     if data:
         path = Path(data)
         for anc in [path, *path.parents]:

@@ -96,3 +96,23 @@ def unmet(job: Job, attrs: Mapping[str, str]) -> list[str]:
             shown = "unset" if have is None else f'"{have}"'
             out.append(f'constraint {c.attribute} {c.operator} "{c.value}" not met (node: {shown})')
     return out
+
+
+def missing_volumes(job: Job, volumes: Mapping[str, bool]) -> list[str]:
+    """Nomad's placement failure for host volumes the node lacks, or has only read-only where
+    the group wants to write (a read-only volume is never downgraded)."""
+    out = []
+    for gname, group in job.group.items():
+        for alias, v in group.volume.items():
+            names = ([f"{v.source}[{i}]" for i in range(group.count)] if v.per_alloc
+                     else [v.source])  # fmt: skip
+            for name in names:
+                if name not in volumes:
+                    why = f'host volume "{name}" is not on this node'
+                elif volumes[name] and not v.read_only:
+                    why = f'host volume "{name}" is read-only on this node (set read_only = true)'
+                else:
+                    continue
+                out.append(f'Constraint "missing compatible host volumes": group {gname} '
+                           f"volume {alias}: {why}")  # fmt: skip
+    return out

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import uuid
 from collections.abc import Mapping
 
 from reconciler.db.snapshot import SlotKey
 from reconciler.db.variables import VariableStore
-from reconciler.executor.base import NodeConfig, PortMap, TaskConfig, Template
+from reconciler.executor.base import (
+    DnsConfig,
+    NodeConfig,
+    PortMap,
+    TaskConfig,
+    Template,
+    VolumeBind,
+)
 from reconciler.executor.netinfo import host_addresses
 from reconciler.spec import interpolate
 from reconciler.spec.load import JobSpec
+from reconciler.spec.models import Volume
 from reconciler.spec.template import Iface, VariableSource, Workload, render
 
 DYNAMIC_PORTS = (20000, 32000)
@@ -127,6 +136,16 @@ def task_config(
         )
         for t in task.template
     )
+    volumes = tuple(
+        _volume(group.volume[m.volume], key.idx, m.read_only,
+                interpolate.resolve(m.destination, values), node)
+        for m in task.volume_mount
+    )  # fmt: skip
+    dns = group.network.dns
+    dns_config = None if dns is None else DnsConfig(
+        *(tuple(interpolate.resolve(v, values) for v in vals)
+          for vals in (dns.servers, dns.searches, dns.options))
+    )  # fmt: skip
     ports = tuple(
         PortMap(label, p.static or dynamic_port(key, label), p.to if p.to and p.to > 0 else 0)
         for label, p in group.network.port.items()
@@ -145,6 +164,20 @@ def task_config(
         cpu_shares=task.resources.cpu, cores=task.resources.cores, pids_max=node.pids_max,
         log_max_files=task.logs.max_files, log_max_file_mb=task.logs.max_file_size,
         logs_disabled=task.logs.disabled or task.logs.enabled is False,
-        templates=templates, raw_exec=task.driver == "raw_exec",
+        templates=templates, volumes=volumes, dns=dns_config,
+        raw_exec=task.driver == "raw_exec",
         hostname=f"{key.task}-{key.idx}",
     )  # fmt: skip
+
+
+def host_volume_name(volume: Volume, idx: int) -> str:
+    """The node's host volume a group volume uses: `per_alloc` adds the instance index."""
+    return f"{volume.source}[{idx}]" if volume.per_alloc else volume.source
+
+
+def _volume(volume: Volume, idx: int, mount_ro: bool, dest: str, node: NodeConfig) -> VolumeBind:
+    name = host_volume_name(volume, idx)
+    if name not in node.host_volumes:  # the planner blocks such a job; a race with a reload
+        raise KeyError(f"host volume {name}")
+    path, host_ro = node.host_volumes[name]
+    return VolumeBind(path, os.path.normpath("/" + dest), host_ro or volume.read_only or mount_ro)

@@ -69,6 +69,7 @@ def node_config(settings: NodeSettings) -> NodeConfig:
         cpu_total_compute=settings.cpu_total_compute, memory_total_mb=settings.memory_total_mb,
         reserved_cpu=settings.reserved.cpu, reserved_memory_mb=settings.reserved.memory,
         reserved_cores=parse_cpuset(settings.reserved.cores),
+        host_volumes={n: (v.path, v.read_only) for n, v in settings.host_volume.items()},
     )  # fmt: skip
 
 
@@ -142,7 +143,8 @@ def plan_cmd(
     fp = LinuxExecutor(d, node).fingerprint()
     host = planner.Host(dict(fp.attributes), fp.healthy,
                         admission.node_capacity(fp.attributes, node),
-                        variables=VariableStore(d).versions())  # fmt: skip
+                        variables=VariableStore(d).versions(),
+                        volumes={n: ro for n, (_, ro) in node.host_volumes.items()})  # fmt: skip
     result = planner.plan(desired, observed, host, time.time())
     buckets = result.buckets()
     if as_json:
@@ -306,7 +308,9 @@ def node(
                    "resources": {name: {"allocated": a, "available": v, "total": t,
                                         "reserved": r, "unit": u}
                                  for name, a, v, t, r, u in rows},
-                   "open_files": files})  # fmt: skip
+                   "open_files": files,
+                   "host_volumes": {n: {"path": p, "read_only": ro}
+                                    for n, (p, ro) in sorted(node_cfg.host_volumes.items())}})  # fmt: skip
         return
     console.print(("healthy: " if fp.healthy else "unhealthy: ") + fp.description)
     if rows:
@@ -318,6 +322,10 @@ def node(
     if "service_in_use" in files:
         line += f"; the running service has {files['service_in_use']} of {files['service_limit']} open"
     console.print(line)
+    if node_cfg.host_volumes:
+        console.print("host volumes:")
+        for n, (p, ro) in sorted(node_cfg.host_volumes.items()):
+            console.print(f"  {n} = {p}" + ("  (read-only)" if ro else ""))
     for k, v in sorted(fp.attributes.items()):
         console.print(f"  {k} = {v}")
 

@@ -32,6 +32,24 @@ class Template:
 
 
 @dataclass(frozen=True)
+class VolumeBind:
+    """A host volume's directory, bind-mounted at `destination` inside the task."""
+
+    source: str
+    destination: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """The task's /etc/resolv.conf; an empty field keeps the host's values."""
+
+    servers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PortMap:
     label: str
     host_port: int
@@ -64,6 +82,8 @@ class TaskConfig:
     log_max_file_mb: int = 10
     logs_disabled: bool = False
     templates: tuple[Template, ...] = ()
+    volumes: tuple[VolumeBind, ...] = ()
+    dns: DnsConfig | None = None
     raw_exec: bool = False
     hostname: str = ""
 
@@ -83,6 +103,7 @@ class NodeConfig:
     pids_max: int = 4096
     bridge_name: str = "reconciler0"
     bridge_cidr: str = "172.26.64.0/20"
+    host_volumes: Mapping[str, tuple[str, bool]] = field(default_factory=dict)  # name: (path, ro)
     meta: Mapping[str, str] = field(default_factory=dict)
     # Nomad's `client` fingerprint overrides and `reserved` block (0: fingerprint / none)
     cpu_total_compute: int = 0  # MHz

@@ -30,6 +30,7 @@ class Host:
     variables: Mapping[str, int] = field(default_factory=dict)  # path -> modify index
     start_budget: int | None = None  # how many tasks may start now (descriptors); None: any
     budget_reason: str = ""  # why no more may start
+    volumes: Mapping[str, bool] = field(default_factory=dict)  # host volume name: read-only
 
 
 @dataclass(frozen=True)
@@ -315,7 +316,7 @@ def _plan_job(
     job = spec.job
     if record is None or record.attempted_digest != spec.digest:
         b.attempt[spec.id] = spec
-    unmet = constraints.unmet(job, host.attributes)
+    unmet = constraints.unmet(job, host.attributes) + constraints.missing_volumes(job, host.volumes)
     if not host.exec_ok:
         unmet = ["driver.exec is not available on this node", *unmet]
     current = {s.key: s for s in slots}

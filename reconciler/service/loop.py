@@ -69,7 +69,8 @@ class Service:
         fp = executor.fingerprint()
         self.fingerprint = fp
         self.host = Host(dict(fp.attributes), fp.healthy,
-                         admission.node_capacity(fp.attributes, node))  # fmt: skip
+                         admission.node_capacity(fp.attributes, node),
+                         volumes={n: ro for n, (_, ro) in node.host_volumes.items()})  # fmt: skip
         self.variables = VariableStore(store.path.parent)
         self.applier = Applier(store, executor, node, self.host.attributes, clock,
                                on_change=self._say,

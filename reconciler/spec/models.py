@@ -6,6 +6,8 @@ type (restart) stay None here and are resolved by `effective_restart`.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 import signal as _signal
 from typing import Annotated, Any, Literal
@@ -150,10 +152,113 @@ class Port(Strict):
     host_network: str = "default"
 
 
+class DNS(Strict):
+    """`network { dns { } }`: written to the task's /etc/resolv.conf; an empty field keeps the
+    host's values."""
+
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+
+    @field_validator("servers")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for server in v:
+            if "${" in server:
+                continue  # interpolated at start, checked there
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                raise PydanticCustomError(
+                    "dns", 'bad nameserver address "{s}": must be an IP address', {"s": server}
+                ) from None
+        return v
+
+
 class Network(Strict):
     mode: Literal["host", "none", "bridge"] = "host"
     port: dict[str, Port] = {}
     hostname: str = ""
+    dns: DNS | None = None
+
+
+HOST_VOLUME_ACCESS = ("", "single-node-writer", "single-node-reader-only",
+                      "single-node-single-writer", "single-node-multi-writer")  # fmt: skip
+
+
+class Volume(Strict):
+    """A group's `volume "alias"`: a host volume of the node config (`client { host_volume }`)."""
+
+    type: str = ""
+    source: str = ""
+    read_only: bool = False
+    per_alloc: bool = False
+    access_mode: str = ""
+    attachment_mode: str = ""
+    sticky: bool = False
+    mount_options: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _host_only(self) -> Volume:
+        if self.type != "host":
+            msg = ('volume has unrecognized type {t}' if self.type != "csi" else
+                   'volume type "csi" is not supported: reconciler mounts host volumes only')  # fmt: skip
+            raise PydanticCustomError("volume", msg, {"t": self.type})
+        if not self.source:
+            raise PydanticCustomError("volume", "volume has an empty source")
+        if self.access_mode not in HOST_VOLUME_ACCESS:
+            raise PydanticCustomError("volume", "host volumes cannot be mounted with {m} access mode",
+                                      {"m": self.access_mode})  # fmt: skip
+        if self.access_mode == "single-node-reader-only" and not self.read_only:
+            raise PydanticCustomError(
+                "volume", 'access_mode "single-node-reader-only" needs read_only = true'
+            )
+        if self.mount_options is not None:
+            raise PydanticCustomError("volume", "host volumes cannot have mount options")
+        if self.attachment_mode not in ("", "file-system"):
+            raise PydanticCustomError("volume", "host volumes are attached as file-system")
+        if self.sticky:
+            raise PydanticCustomError("volume", "sticky applies to dynamic volumes only")
+        return self
+
+
+# Where a volume may not be mounted: the task's own directories (written by the task, so the
+# shim would make mount points through paths the task controls) and the kernel's.
+_RESERVED_MOUNTS = ("/local", "/alloc", "/secrets", "/tmp", "/dev", "/proc", "/sys")
+
+
+class VolumeMount(Strict):
+    volume: str = Field(min_length=1)
+    destination: str = Field(min_length=1)
+    read_only: bool = False
+    propagation_mode: Literal["private", "host-to-task", "bidirectional"] = "private"
+    selinux_label: Literal["", "z", "Z"] = ""
+
+    @field_validator("destination")
+    @classmethod
+    def _inside_root(cls, v: str) -> str:
+        if "${" in v:
+            return v
+        path = os.path.normpath("/" + v)
+        if path == "/" or any(path == r or path.startswith(r + "/") for r in _RESERVED_MOUNTS):
+            raise PydanticCustomError(
+                "destination",
+                "cannot mount a volume at {p}: use a path outside /local, /alloc, /secrets, "
+                "/tmp, /dev, /proc and /sys",
+                {"p": path},
+            )
+        return v
+
+    @field_validator("propagation_mode")
+    @classmethod
+    def _private_only(cls, v: str) -> str:
+        if v != "private":
+            raise PydanticCustomError(
+                "propagation_mode",
+                'propagation_mode "{m}" is not supported: task mounts are private',
+                {"m": v},
+            )
+        return v
 
 
 class ExecConfig(Strict):
@@ -282,6 +387,7 @@ class Task(Strict):
     restart: Restart | None = None
     meta: StrMap = {}
     constraint: list[Constraint] = []
+    volume_mount: list[VolumeMount] = []
 
     @field_validator("driver")
     @classmethod
@@ -316,7 +422,20 @@ class Group(Strict):
     constraint: list[Constraint] = []
     update: Update | None = None
     shutdown_delay: Duration = 0.0
+    volume: dict[str, Volume] = {}
     task: dict[str, Task] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _mounts_name_volumes(self) -> Group:
+        for tname, task in self.task.items():
+            for i, m in enumerate(task.volume_mount):
+                if m.volume not in self.volume:
+                    raise PydanticCustomError(
+                        "volume_mount",
+                        "task {t}: Volume Mount ({i}) references undefined volume {v}",
+                        {"t": tname, "i": i, "v": m.volume},
+                    )
+        return self
 
     @model_validator(mode="after")
     def _one_leader(self) -> Group:

@@ -4,6 +4,7 @@ plugin "exec" { config { no_pivot_root = false  default_pid_mode = "private"
                          default_ipc_mode = "private"  allow_caps = [...] } }
 plugin "raw_exec" { config { enabled = false } }
 client { chroot_env { "/usr" = "/usr" }  meta { rack = "r1" }
+         host_volume "pgdata" { path = "/srv/pgdata"  read_only = false }
          cpu_total_compute = 4000  memory_total_mb = 2048
          reserved { cpu = 500  memory = 512  cores = "0-1" } }
 reconciler { allow_root = false  cgroup_version = 1  pids_max = 4096
@@ -12,6 +13,7 @@ reconciler { allow_root = false  cgroup_version = 1  pids_max = 4096
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +87,25 @@ class Reserved(Strict):
         return v
 
 
+class HostVolume(Strict):
+    """`client { host_volume "NAME" { path read_only } }`: a host directory jobs may mount."""
+
+    path: str = ""
+    read_only: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _existing_dir(cls, v: str) -> str:
+        if not v:
+            raise PydanticCustomError("host_volume", "Missing path in host_volume config")
+        if not v.startswith("/"):
+            raise PydanticCustomError("host_volume", "path must be absolute")
+        if not os.path.isdir(v):
+            raise PydanticCustomError("host_volume", "failed to validate volume: {p} is not a "
+                                      "directory", {"p": v})  # fmt: skip
+        return v
+
+
 class NodeSettings(Strict):
     exec: ExecPluginConfig = ExecPluginConfig()
     raw_exec: RawExecConfig = RawExecConfig()
@@ -93,6 +114,7 @@ class NodeSettings(Strict):
     reserved: Reserved = Reserved()
     cpu_total_compute: int = Field(0, ge=0)
     memory_total_mb: int = Field(0, ge=0)
+    host_volume: dict[str, HostVolume] = {}
     reconciler: ReconcilerSettings = ReconcilerSettings()
 
 
@@ -149,13 +171,17 @@ def load_node_config(path: Path | None) -> NodeSettings:
                     shaped[k] = _one(v)
                 elif k in ("cpu_total_compute", "memory_total_mb"):
                     shaped[k] = v
+                elif k == "host_volume":
+                    for item in v if isinstance(v, list) else [v]:
+                        for vname, inner in item.items():
+                            shaped.setdefault(k, {})[vname] = _one(inner)
                 else:
                     problems.append(
                         Problem(
                             name,
                             parsed.line_of(("client", 0, k)),
                             f"client.{k}",
-                            "ignored: reconciler reads chroot_env, meta, reserved,"
+                            "ignored: reconciler reads chroot_env, meta, reserved, host_volume,"
                             " cpu_total_compute and memory_total_mb only",
                             "warning",
                         )

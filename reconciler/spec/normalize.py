@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-LABELLED = {"job", "group", "task", "port"}
+LABELLED = {"job", "group", "task", "port", "volume"}
 SINGLE = {
     "config", "env", "resources", "restart", "update", "lifecycle", "logs", "meta", "network",
+    "dns",
 }  # fmt: skip
 
 _ONE_NODE = "means nothing on a single node and is ignored"
@@ -51,7 +52,6 @@ IGNORED: dict[str, dict[str, str]] = {
             "service",
             "vault",
             "consul",
-            "volume",
             "migrate",
             "scaling",
             "stop_after_client_disconnect",
@@ -76,14 +76,13 @@ IGNORED: dict[str, dict[str, str]] = {
         ],
         _ONE_NODE,
     ),
-    "network": dict.fromkeys(["dns", "mbits"], _ONE_NODE),
+    "network": dict.fromkeys(["mbits"], _ONE_NODE),
     "resources": dict.fromkeys(["device", "network", "disk", "iops", "numa", "secrets"], _ONE_NODE),
     "template": dict.fromkeys(["wait", "vault_grace", "once"], _ONE_NODE),
 }
 REFUSED: dict[str, dict[str, str]] = {
     "task": {
         "artifact": "is not supported: put the file in the job directory or use a template",
-        "volume_mount": "is not supported yet",
         "dispatch_payload": "is not supported: parameterized jobs are not supported",
     },
     "job": {"parameterized": "is not supported: reconciler has no dispatch"},
@@ -128,7 +127,7 @@ def _body(body: dict[str, Any], path: tuple[str | int, ...], kind: str, out: Nor
                 out.found.append(Found((*p, 1), f"only one {key} block is allowed", "error"))
             inner = val[0]
             result[key] = inner if key in ("env", "meta") else _body(inner, p, key, out)
-        elif _is_block_list(val) and key in ("constraint", "template"):
+        elif _is_block_list(val) and key in ("constraint", "template", "volume_mount"):
             result[key] = [_body(item, (*p, i), key, out) for i, item in enumerate(val)]
         else:
             result[key] = val

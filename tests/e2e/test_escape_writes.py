@@ -224,3 +224,17 @@ def test_raw_exec_node_keeps_the_data_dir_unlistable(make_executor, data_dir: Pa
     make_executor(**{"allow_raw_exec": True})
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o711
     assert NodeConfig().allow_raw_exec is False
+
+
+def test_a_volume_path_with_a_link_is_refused(ex: LinuxExecutor, tmp_path: Path,
+                                              victim: Victim) -> None:  # fmt: skip
+    """A task with one volume may swap a directory on the way to another volume's path."""
+    from reconciler.executor.base import VolumeBind
+
+    (tmp_path / "vols").mkdir()
+    (tmp_path / "vols/b").symlink_to(victim.dir)
+    cfg = replace(sh("echo x > /srv/b/owned", "a/g/0/t"),
+                  volumes=(VolumeBind(str(tmp_path / "vols/b"), "/srv/b"),))  # fmt: skip
+    with pytest.raises(StartError, match="a symbolic link in its path"):
+        ex.start(cfg)
+    assert victim.intact()

@@ -106,6 +106,8 @@ def test_node_audit_flags_settings_that_reopen_a_way_out(tmp_path: Path) -> None
     assert any(p == "no_pivot_root" for p, _ in found)
     assert any(p == "allow_raw_exec" for p, _ in found)
     assert not any("/usr" in p for p, _ in found)
+    vols = NodeConfig(host_volumes={"all": ("/", False), "ok": (str(shared), False)})
+    assert [f.prop for f in audit_node(vols, data)] == ["host_volume all"]
     loose = tmp_path / "loose"
     (loose / "d").mkdir(parents=True)
     loose.chmod(0o777)

@@ -40,6 +40,7 @@ from reconciler.executor.linux import (
     launch,
     network,
     proc,
+    resolvconf,
     rootfs,
     safefs,
     templates,
@@ -175,11 +176,28 @@ class LinuxExecutor:
                 out.append(e)
         return out
 
+    def _late_mounts(self, config: TaskConfig, dirs: rootfs.TaskDirs) -> list[tuple[str, str]]:
+        """Host volumes and the task's resolv.conf, mounted by the shim inside the new root."""
+        out = [("bind_late", f"{v.source}\t{v.destination}\t{'ro' if v.read_only else 'rw'}")
+               for v in config.volumes]  # fmt: skip
+        if config.dns is not None:
+            text = resolvconf.render(config.dns, resolvconf.host_dns())
+            fd = safefs.open_base(str(dirs.task))
+            try:
+                safefs.write_file(fd, "resolv.conf", text.encode(), 0o644, (0, 0))
+            finally:
+                os.close(fd)
+            out.append(("bind_late", f"{dirs.task}/resolv.conf\t/etc/resolv.conf\tro"))
+        return out
+
     def _launch(self, config: TaskConfig) -> _Launch:
         if self.layout is None:
             raise ExecutorUnavailable("no cgroup filesystem: cannot isolate tasks")
         if config.raw_exec and not self.node.allow_raw_exec:
             raise StartError('driver "raw_exec" is not enabled on this node (allow_raw_exec)')
+        if config.raw_exec and (config.volumes or config.dns is not None):
+            raise StartError("raw_exec tasks use the host's filesystem: volume_mount and "
+                             "network.dns need the exec driver")  # fmt: skip
         user = config.user or "nobody"
         if user == "root" and not self.node.allow_root and not config.raw_exec:
             raise StartError('user "root" is not allowed for exec tasks on this node (allow_root)')
@@ -211,6 +229,7 @@ class LinuxExecutor:
         if isolated:
             items += [("root", str(self._mount_point())), ("hostname", config.hostname or task)]
             items += [(kind, f"{src}\t{dst}") for kind, src, dst in mounts]
+            items += self._late_mounts(config, dirs)
             if self.node.no_pivot_root:
                 items.append(("no_pivot_root", "1"))
         items += [

@@ -261,10 +261,86 @@ static void setup_proc(const char *root) {
     if (access(p, F_OK) == 0) bind_mount("/dev/null", p, 0, 0);
 }
 
+/* Mounts made inside the new root, after pivot_root, from sources opened before it: host
+   volumes and the task's resolv.conf. Opening with openat2(RESOLVE_NO_SYMLINKS) pins the exact
+   source (no link anywhere in its path), and resolving the target in the new root keeps links
+   there (merged /usr, an absolute /etc/resolv.conf link) inside the task's root. */
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+struct mount_attr_compat {
+    unsigned long long attr_set, attr_clr, propagation, userns_fd;
+};
+struct open_how_compat {
+    unsigned long long flags, mode, resolve;
+};
+#define MAX_LATE 64
+static struct late_mount {
+    int fd, ro, dir;
+    const char *dst;
+} late[MAX_LATE];
+static int nlate;
+
+static void open_late(const char *spec) {
+    /* spec: "SRC\tDST\tro|rw" */
+    const char *t1 = strchr(spec, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+    if (!t2 || nlate >= MAX_LATE) die("bad late mount %s", spec);
+    char src[4096];
+    snprintf(src, sizeof src, "%.*s", (int)(t1 - spec), spec);
+    struct open_how_compat how = {O_PATH | O_CLOEXEC, 0, 0x04 /* RESOLVE_NO_SYMLINKS */};
+    int fd = (int)syscall(SYS_openat2, AT_FDCWD, src, &how, sizeof how);
+    if (fd < 0) die("volume source %s: %s", src, errno == ELOOP ? "a symbolic link in its path"
+                                                                 : strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0) die("volume source %s: %s", src, strerror(errno));
+    /* A detached copy of the mount, so it can be attached after the host's tree is gone. */
+    int tree = (int)syscall(SYS_open_tree, fd, "", 1 /* CLONE */ | O_CLOEXEC | 0x1000 /* EMPTY_PATH */
+                                                      | 0x8000 /* AT_RECURSIVE */);
+    if (tree < 0) die("volume source %s: open_tree: %s", src, strerror(errno));
+    close(fd);
+    int ro = strcmp(t2 + 1, "ro") == 0;
+    struct mount_attr_compat attr = {0x2 | 0x4 | (ro ? 0x1 : 0) /* NOSUID NODEV RDONLY */, 0, 0, 0};
+    if (syscall(SYS_mount_setattr, tree, "", 0x1000 | 0x8000, &attr, sizeof attr) < 0)
+        die("volume source %s: mount_setattr: %s", src, strerror(errno));
+    fd = tree;
+    late[nlate].fd = fd;
+    late[nlate].ro = ro;
+    late[nlate].dir = S_ISDIR(st.st_mode);
+    late[nlate].dst = strndup(t1 + 1, t2 - t1 - 1);
+    nlate++;
+}
+
+static void mount_late(void) {
+    for (int i = 0; i < nlate; i++) {
+        struct late_mount *m = &late[i];
+        if (m->dir) {
+            mkdirs(m->dst);
+        } else if (access(m->dst, F_OK) < 0) {
+            int fd = open(m->dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            if (fd < 0) die("mount point %s: %s", m->dst, strerror(errno));
+            close(fd);
+        }
+        /* The target is resolved in the new root, links included (they stay inside it). */
+        if (syscall(SYS_move_mount, m->fd, "", AT_FDCWD, m->dst, 0x04 /* F_EMPTY_PATH */ | 0x10
+                    /* T_SYMLINKS */) < 0)
+            die("mount %s: %s", m->dst, strerror(errno));
+        close(m->fd);
+    }
+}
+
 static void setup_root(void) {
     const char *root = get("root");
     if (!root) return;
     char p[4096];
+    for (int i = 0; i < cfg.n; i++)
+        if (strcmp(cfg.keys[i], "bind_late") == 0) open_late(cfg.vals[i]);
     /* First: stop every mount below from propagating back to the host. */
     xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
     /* The root is a small tmpfs (a mount point, as pivot_root needs): its skeleton of mount
@@ -327,6 +403,7 @@ static void setup_root(void) {
         if (umount2(".", MNT_DETACH) < 0) die("umount old root: %s", strerror(errno));
     }
     if (chdir("/") < 0) die("chdir /: %s", strerror(errno));
+    mount_late();
     /* The task root itself is read-only: only its mounted dirs are writable. */
     xmount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
 }
