@@ -180,4 +180,4 @@ def _volume(volume: Volume, idx: int, mount_ro: bool, dest: str, node: NodeConfi
     if name not in node.host_volumes:  # the planner blocks such a job; a race with a reload
         raise KeyError(f"host volume {name}")
     path, host_ro = node.host_volumes[name]
-    return VolumeBind(path, os.path.normpath("/" + dest), host_ro or volume.read_only or mount_ro)
+    return VolumeBind(path, os.path.normpath("/" + dest.lstrip("/")), host_ro or volume.read_only or mount_ro)

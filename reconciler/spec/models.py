@@ -239,7 +239,7 @@ class VolumeMount(Strict):
     def _inside_root(cls, v: str) -> str:
         if "${" in v:
             return v
-        path = os.path.normpath("/" + v)
+        path = os.path.normpath("/" + v.lstrip("/"))
         if path == "/" or any(path == r or path.startswith(r + "/") for r in _RESERVED_MOUNTS):
             raise PydanticCustomError(
                 "destination",

@@ -178,6 +178,10 @@ class LinuxExecutor:
 
     def _late_mounts(self, config: TaskConfig, dirs: rootfs.TaskDirs) -> list[tuple[str, str]]:
         """Host volumes and the task's resolv.conf, mounted by the shim inside the new root."""
+        for v in config.volumes:  # an interpolated destination is checked only now
+            if v.destination == "/" or any(v.destination == r or v.destination.startswith(r + "/")
+                                           for r in rootfs.TASK_MOUNT_POINTS):  # fmt: skip
+                raise StartError(f"cannot mount a volume at {v.destination}")
         out = [("bind_late", f"{v.source}\t{v.destination}\t{'ro' if v.read_only else 'rw'}")
                for v in config.volumes]  # fmt: skip
         if config.dns is not None:

@@ -26,6 +26,8 @@ MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
 # them, the task only reads the directory (mounted read-only).
 SHARED_DIRS = (("data", 0o777), ("tmp", 0o1777), ("logs", 0o755))
 TASK_DIRS = (("local", 0o777), ("tmp", 0o1777))
+# Mounted for every task; nothing else is mounted over or beneath them.
+TASK_MOUNT_POINTS = ("/local", "/alloc", "/secrets", "/tmp", "/dev", "/proc", "/sys")
 
 
 @dataclass(frozen=True)
