@@ -44,4 +44,6 @@ def teardown(data_dir: Path, bridge: str = "reconciler0", cidr: str = "172.26.64
                     pnetns.remove(ns.name)
     with contextlib.suppress(Exception):
         nets.remove_bridge_if_unused()
+    if network.ports.available():
+        nets.ports.remove()
     return killed

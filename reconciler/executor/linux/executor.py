@@ -89,6 +89,8 @@ class LinuxExecutor:
         self.layout = cgroups.detect(self.namespace, self.node.cgroup_version)
         self.boot_id = proc.boot_id()
         self.network = network.Networks(self.node.bridge_name, self.node.bridge_cidr, tag)
+        with contextlib.suppress(Exception):  # best effort: a start that collides says so
+            self.network.forget_stale_ports()
         self._shim: Path | None = None
         self._root: Path | None = None
         self.primer = Primer(self.layout, self.shim) if self.layout else None

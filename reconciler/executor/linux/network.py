@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from reconciler.executor.linux import ports
+
 NETNS_DIR = Path("/run/netns")
 
 
@@ -19,6 +21,14 @@ class Networks:
         self.bridge = bridge[:15]
         self.net = ipaddress.ip_network(cidr)
         self.tag = tag
+        self.ports = ports.PortMapper(tag, self.bridge, str(self.net))
+
+    def forget_stale_ports(self) -> int:
+        """Published ports of group instances whose namespace is gone (the service died)."""
+        if not ports.available():
+            return 0
+        alive = os.listdir(NETNS_DIR) if NETNS_DIR.exists() else []
+        return self.ports.forget_stale(alive)
 
     def _name(self, alloc_id: str) -> str:
         return f"rc-{self.tag}-{hashlib.sha256(alloc_id.encode()).hexdigest()[:8]}"
@@ -32,13 +42,28 @@ class Networks:
         n = int(hashlib.sha256((self.tag + alloc_id).encode()).hexdigest(), 16) % hosts
         return str(self.net.network_address + 2 + n)
 
-    def ensure(self, alloc_id: str, ports: Iterable[Any]) -> Path:
-        from pyroute2 import IPRoute, NetlinkError, netns
-
+    def ensure(self, alloc_id: str, mapped: Iterable[Any]) -> Path:
+        """The group instance's namespace, made (and its ports published) on first use."""
         name = self._name(alloc_id)
         path = NETNS_DIR / name
         if path.exists():
             return path
+        published = [(p.host_port, p.task_port) for p in mapped]
+        if published:
+            if not ports.available():
+                raise ports.PortError("publishing ports needs nftables (the nft command)")
+            self._make_bridge()
+            self.ports.publish(name, self.address(alloc_id), published)
+        try:
+            return self._make_netns(alloc_id, name, path)
+        except BaseException:
+            if published:
+                self.ports.unpublish(name)
+            raise
+
+    def _make_bridge(self) -> None:
+        from pyroute2 import IPRoute, NetlinkError
+
         gateway = str(self.net.network_address + 1)
         with IPRoute() as ipr:
             if not ipr.link_lookup(ifname=self.bridge):
@@ -47,6 +72,13 @@ class Networks:
                 with contextlib.suppress(NetlinkError):
                     ipr.addr("add", index=idx, address=gateway, prefixlen=self.net.prefixlen)
                 ipr.link("set", index=idx, state="up")
+
+    def _make_netns(self, alloc_id: str, name: str, path: Path) -> Path:
+        from pyroute2 import IPRoute, netns
+
+        gateway = str(self.net.network_address + 1)
+        self._make_bridge()
+        with IPRoute() as ipr:
             bridge = ipr.link_lookup(ifname=self.bridge)[0]
             netns.create(name)
             veth = self._veth(alloc_id)
@@ -65,6 +97,8 @@ class Networks:
         name = self._name(alloc_id)
         if not (NETNS_DIR / name).exists():
             return
+        if ports.available():
+            self.ports.unpublish(name)
         from pyroute2 import IPRoute, netns
 
         with IPRoute() as ipr:
