@@ -26,7 +26,7 @@ WEB = """job "web" {
     network {
       mode = "bridge"
       port "http" {
-        static = %d
+        static = PORT
         to     = 8080
       }
     }
@@ -50,7 +50,7 @@ EOT
     }
   }
 }
-""" % PORT
+""".replace("PORT", str(PORT))
 
 
 @pytest.fixture
