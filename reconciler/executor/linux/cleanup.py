@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 from pathlib import Path
 
-from reconciler.executor.linux import cgroups, network
+from reconciler.executor.linux import cgroups, network, ports
 
 
 def teardown(data_dir: Path, bridge: str = "reconciler0", cidr: str = "172.26.64.0/20") -> int:
@@ -44,6 +44,6 @@ def teardown(data_dir: Path, bridge: str = "reconciler0", cidr: str = "172.26.64
                     pnetns.remove(ns.name)
     with contextlib.suppress(Exception):
         nets.remove_bridge_if_unused()
-    if network.ports.available():
+    if ports.available():
         nets.ports.remove()
     return killed
