@@ -57,6 +57,8 @@ class Networks:
         try:
             return self._make_netns(alloc_id, name, path)
         except BaseException:
+            # Half-made: a namespace without its link would be taken as ready next time.
+            self._remove_netns(alloc_id, name)
             if published:
                 self.ports.unpublish(name)
             raise
@@ -80,8 +82,10 @@ class Networks:
         self._make_bridge()
         with IPRoute() as ipr:
             bridge = ipr.link_lookup(ifname=self.bridge)[0]
-            netns.create(name)
             veth = self._veth(alloc_id)
+            for stale in ipr.link_lookup(ifname=veth):  # left by a namespace removed by hand
+                ipr.link("del", index=stale)
+            netns.create(name)
             ipr.link("add", ifname=veth, kind="veth", peer={"ifname": "eth0", "net_ns_fd": name})
             host = ipr.link_lookup(ifname=veth)[0]
             ipr.link("set", index=host, master=bridge, state="up")
@@ -99,6 +103,9 @@ class Networks:
             return
         if ports.available():
             self.ports.unpublish(name)
+        self._remove_netns(alloc_id, name)
+
+    def _remove_netns(self, alloc_id: str, name: str) -> None:
         from pyroute2 import IPRoute, netns
 
         with IPRoute() as ipr:
