@@ -19,7 +19,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.spec import hcl, hclbody, interpolate, jobdir
+from reconciler.spec import hcl, hclbody, interpolate, jobdir, template_source
 from reconciler.spec.hclfiles import JobDirectory
 from reconciler.spec.models import Job, JobFile
 from reconciler.spec.normalize import IGNORED, normalize
@@ -42,8 +42,9 @@ def is_job_file(name: str) -> bool:
 
 
 def is_watched_file(name: str) -> bool:
-    """A file whose change can change a job: a job file or a var file."""
-    return is_job_file(name) or (name.endswith(VARS_SUFFIX) and not name.startswith((".", "#")))
+    """A file whose change can change a job: a job file, a var file, or a file a job file
+    reads (a template source, a file() input): anything but dot files and editor temporaries."""
+    return not name.startswith((".", "#")) and not name.endswith(("~", ".swp", ".tmp"))
 
 
 def vars_file_for(job_file: str) -> str:
@@ -170,6 +171,8 @@ def _parse_text(
     norm = normalize({"job": body["job"]} if "job" in body else {})
     for found in norm.found:
         add(found.path, found.message, found.severity)
+    for path, message in template_source.resolve(norm.body, inputs.directory):
+        add(path, message)
     if "job" not in body:
         if not problems:
             add((), "no job block")

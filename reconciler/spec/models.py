@@ -351,7 +351,7 @@ class Template(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> Template:
-        if (self.data is None) == (self.source is None):
+        if self.data is None:  # a source was read into data by the loader
             raise PydanticCustomError("template", "set exactly one of data or source")
         if self.change_mode == "signal":
             if not self.change_signal:
