@@ -35,6 +35,7 @@ _RENAMED = {
     "DestPath": "destination", "Envvars": "env", "LeftDelim": "left_delimiter",
     "RightDelim": "right_delimiter", "ErrMissingKey": "error_on_missing_key",
     "LTarget": "attribute", "RTarget": "value", "Operand": "operator",
+    "Volumes": "volume", "VolumeMounts": "volume_mount", "DNS": "dns",
 }  # fmt: skip
 _LABELLED = {"group", "task"}
 _OPAQUE = {"config", "env", "meta"}  # maps whose keys are the user's
@@ -120,9 +121,14 @@ def _body(obj: Mapping[str, Any], top: bool = False) -> list[str]:
                 inner = [f"mode = {_quote(net.get('Mode') or 'host')}"]
                 if net.get("Hostname"):
                     inner.append(f"hostname = {_quote(net['Hostname'])}")
+                if dns := net.get("DNS"):
+                    inner.append("dns {\n" + _indent(_body(dns)) + "}")
                 out.append("network {\n" + _indent(inner + list(_ports(net))) + "}")
         elif name in _OPAQUE and isinstance(v, dict):
             out.append(f"{name} {{\n" + _indent([f"{_key(k)} = {_value(x)}" for k, x in v.items()]) + "}")
+        elif name == "volume" and isinstance(v, dict):
+            for alias, vol in v.items():  # Nomad's Volumes: a map keyed by the alias
+                out.append(f"volume {_quote(str(alias))} {{\n" + _indent(_body(vol)) + "}")
         elif name in _LABELLED and isinstance(v, list):
             for item in v:
                 out.append(f"{name} {_quote(str(item.get('Name', '')))} {{\n" + _indent(_body(item)) + "}")

@@ -88,8 +88,16 @@ def _named(items: Mapping[str, Any], convert: Any) -> list[dict[str, Any]]:
     return [{"Name": name, **convert(body)} for name, body in items.items()]
 
 
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Nomad's names for a volume or a volume mount: plain CamelCase (its Source and
+    Destination are not a template's SourcePath and DestPath)."""
+    return {"".join(p[:1].upper() + p[1:] for p in k.split("_")): v for k, v in body.items()}
+
+
 def _task(body: Mapping[str, Any]) -> dict[str, Any]:
-    out = {camel(k): _value(k, v) for k, v in body.items() if k != "template"}
+    out = {camel(k): _value(k, v) for k, v in body.items()
+           if k not in ("template", "volume_mount")}  # fmt: skip
+    out["VolumeMounts"] = [_plain(m) for m in body.get("volume_mount") or []] or None
     if "template" in body:
         out["Templates"] = [
             {camel(k): _value(k, v) for k, v in t.items() if k != "env"} | {"Envvars": t.get("env", False)}
@@ -99,7 +107,9 @@ def _task(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _group(body: Mapping[str, Any]) -> dict[str, Any]:
-    out = {camel(k): _value(k, v) for k, v in body.items() if k not in ("task", "network")}
+    out = {camel(k): _value(k, v) for k, v in body.items()
+           if k not in ("task", "network", "volume")}  # fmt: skip
+    out["Volumes"] = {a: {"Name": a, **_plain(v)} for a, v in (body.get("volume") or {}).items()}
     if "network" in body:
         net = body["network"] or {}
         ports = [
@@ -107,8 +117,10 @@ def _group(body: Mapping[str, Any]) -> dict[str, Any]:
              "HostNetwork": p.get("host_network", "default")}
             for label, p in (net.get("port") or {}).items()
         ]  # fmt: skip
+        dns = net.get("dns")
         out["Networks"] = [{
             "Mode": net.get("mode", "host"), "Hostname": net.get("hostname", ""),
+            "DNS": _plain(dns) if dns else None,
             "ReservedPorts": [p for p in ports if p["Value"]],
             "DynamicPorts": [p for p in ports if not p["Value"]],
         }]  # fmt: skip

@@ -101,3 +101,19 @@ def test_resolv_conf_keeps_the_hosts_values_for_empty_fields() -> None:
         "nameserver 9.9.9.9\nsearch c\noptions ndots:2\n")  # fmt: skip
     assert resolvconf.render(DnsConfig((), ("x.test",), ("edns0",)), hostconf) == (
         "nameserver 1.1.1.1\nsearch x.test\noptions edns0\n")  # fmt: skip
+
+
+def test_volumes_and_dns_survive_nomads_json() -> None:
+    import json
+
+    from reconciler.service import jobjson, nomad
+
+    spec = parsed(volume='read_only = true\n      per_alloc = true',
+                  mount='read_only = true').jobs[0]  # fmt: skip
+    as_json = json.loads(json.dumps(nomad.job(spec.id, spec.job.model_dump(mode="json"), None, 0)))
+    group = as_json["TaskGroups"][0]
+    assert group["Volumes"]["data"]["Source"] == "pg" and group["Volumes"]["data"]["PerAlloc"]
+    assert group["Tasks"][0]["VolumeMounts"][0]["Destination"] == "${NOMAD_TASK_NAME}-data"
+    assert group["Networks"][0]["DNS"]["Servers"] == ["10.0.0.53"]
+    again = parse_text(jobjson.to_hcl(as_json), "<json>")
+    assert [s.canonical for s in again.jobs] == [spec.canonical], again.problems
