@@ -5,6 +5,7 @@ cluster, unsupported sockaddr expressions) with its line and column; `render` ex
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from reconciler.spec.gotemplate import consul
@@ -46,7 +47,10 @@ def _known(name: str) -> str | None:
     return consul.refused(name) or f"function {quote(name)} not defined"
 
 
+@functools.lru_cache(maxsize=512)
 def _parse(text: str, left: str, right: str) -> Parsed:
+    """Parsed once per distinct text: every replica renders the same template (trees are
+    never changed by execution)."""
     try:
         return parse(text, _known, left, right)
     except RecursionError:
