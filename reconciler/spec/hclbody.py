@@ -115,7 +115,7 @@ def evaluate(parsed: hcl.Parsed, text: str, inputs: Inputs) -> Evaluated:
 
 def _source(rule: Any, text: str, file: str | None = None) -> vs.Source:
     meta = rule._meta
-    return vs.Source(text[meta.start_pos : meta.end_pos], meta.line, file)
+    return vs.Source(text[meta.start_pos : meta.end_pos], meta.line, file, meta.column)
 
 
 def _attrs(body: Any, text: str, file: str | None = None) -> dict[str, vs.Source]:
@@ -275,7 +275,7 @@ class _Walker:
         except vs.VarProblem as p:
             self.problems.append(p)
         except ev.EvalError as e:
-            self.problems.append(vs.VarProblem(src.line_at(e.pos), what, e.message))
+            self.problems.append(src.problem(e.pos, what, e.message))
         return False, None
 
     def dynamic(

@@ -152,7 +152,17 @@ def _parse_text(
         evaluated = hclbody.evaluate(parsed, text, inputs)
         if evaluated.problems:
             located = (
-                Problem(p.file or file, p.line, p.what, p.message) for p in evaluated.problems
+                Problem(
+                    p.file or file,
+                    p.line,
+                    p.what,
+                    p.message,
+                    column=p.column,
+                    excerpt=hcl._excerpt(text, p.line, p.column)
+                    if p.line and p.column and not p.file
+                    else "",
+                )
+                for p in evaluated.problems
             )
             return FileResult(file, digest, (), tuple(sorted(located)))
         parsed.body = evaluated.body

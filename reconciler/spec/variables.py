@@ -22,9 +22,17 @@ ENV_PREFIX = "NOMAD_VAR_"
 class VarProblem(Exception):
     """A located problem: `line` in `file` (None: the job file itself)."""
 
-    def __init__(self, line: int | None, what: str, message: str, file: str | None = None):
+    def __init__(
+        self,
+        line: int | None,
+        what: str,
+        message: str,
+        file: str | None = None,
+        column: int | None = None,
+    ):
         super().__init__(message)
         self.line, self.what, self.message, self.file = line, what, message, file
+        self.column = column
 
 
 @dataclass(frozen=True)
@@ -34,15 +42,26 @@ class Source:
     text: str
     line: int
     file: str | None = None  # None: the job file
+    column: int | None = None  # of the expression's first character
 
     def parse(self, what: str) -> syn.Node:
         try:
             return syn.parse_expression(self.text)
         except syn.HclSyntaxError as e:
-            raise VarProblem(self.line_at(e.pos), what, e.message, self.file) from None
+            raise self.problem(e.pos, what, e.message) from None
 
     def line_at(self, pos: int) -> int:
         return self.line + self.text.count("\n", 0, max(0, pos))
+
+    def problem(self, pos: int, what: str, message: str) -> VarProblem:
+        """A problem at offset `pos` of this expression, with its line and column."""
+        pos = min(max(0, pos), len(self.text))
+        newline = self.text.rfind("\n", 0, pos)
+        if newline >= 0:
+            column: int | None = pos - newline
+        else:
+            column = None if self.column is None else self.column + pos
+        return VarProblem(self.line_at(pos), what, message, self.file, column)
 
 
 @dataclass
@@ -77,7 +96,7 @@ def literal(src: Source, what: str) -> Value:
             or "is not supported" in message
         ):
             message = "only literal values are allowed here (no variables or functions)"
-        raise VarProblem(src.line_at(e.pos), what, message, src.file) from None
+        raise src.problem(e.pos, what, message) from None
 
 
 def declare_block(
@@ -107,7 +126,7 @@ def declare_block(
         try:
             d.type = ht.type_of(src.parse(f"{what}.type"))
         except syn.HclSyntaxError as e:
-            raise VarProblem(src.line_at(e.pos), f"{what}.type", e.message) from None
+            raise src.problem(e.pos, f"{what}.type", e.message) from None
     if "description" in attrs and not isinstance(
         literal(attrs["description"], f"{what}.description"), str
     ):
@@ -251,9 +270,7 @@ def final_values(
                 ok = ev.evaluate(v.condition, scope)
             except ev.EvalError as e:
                 problems.append(
-                    VarProblem(
-                        v.source.line_at(e.pos), f"var.{name}", f"validation condition: {e.message}"
-                    )
+                    v.source.problem(e.pos, f"var.{name}", f"validation condition: {e.message}")
                 )
                 continue
             if not isinstance(ok, bool):
@@ -315,7 +332,5 @@ def evaluate_locals(
                 done[name] = ev.evaluate(nodes[name], scope)
             except ev.EvalError as e:
                 failed.add(name)
-                problems.append(
-                    VarProblem(sources[name].line_at(e.pos), f"local.{name}", e.message)
-                )
+                problems.append(sources[name].problem(e.pos, f"local.{name}", e.message))
     return done, problems

@@ -177,7 +177,7 @@ def command_of(text: str, inputs: Inputs | None = None) -> str:
 
 
 def errors_of(text: str, inputs: Inputs | None = None) -> list[str]:
-    return [str(p) for p in parse_text(text, "jobs/j.hcl", inputs).problems]
+    return [str(p).split("\n")[0] for p in parse_text(text, "jobs/j.hcl", inputs).problems]
 
 
 def test_precedence_default_env_var_file() -> None:
@@ -206,8 +206,13 @@ def test_unset_variable_names_file_line_and_where_to_set_it() -> None:
 def test_expression_errors_name_file_line_and_field() -> None:
     out = errors_of(DECL + JOB.replace("[local.arg]", "[local.arg,\n var.nope]"))
     assert out == [
-        'jobs/j.hcl:15: job.j.group.g.task.t.config.args: no variable named "nope" is declared'
+        'jobs/j.hcl:15:2: job.j.group.g.task.t.config.args: no variable named "nope" is declared'
     ]
+    (problem,) = parse_text(
+        DECL + JOB.replace("[local.arg]", '["${upper(1, 2)}"]'), "j.hcl"
+    ).problems
+    assert (problem.line, problem.column) == (14, 23)  # the call, inside the string
+    assert problem.excerpt.endswith("|" + " " * 23 + "^") and "upper(1, 2)" in problem.excerpt
 
 
 def test_var_file_rules() -> None:
