@@ -1,0 +1,21 @@
+"""Handing freed heap memory back to the kernel (glibc's malloc_trim)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+from typing import Any
+
+
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def trim_heap() -> None:
+    """Return the free pages at the top of every malloc arena. A large reply built on a
+    short-lived thread leaves its arena holding them otherwise (glibc keeps freed memory)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        _libc().malloc_trim(0)
