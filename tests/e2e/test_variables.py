@@ -63,7 +63,7 @@ def test_template_reads_a_variable_and_a_new_value_signals_the_task(svc: Service
     r = svc.cli("validate", str(svc.jobs / "other.hcl"), check=False)
     assert r.returncode == 1
     assert "the task other/g/t may read only nomad/jobs, nomad/jobs/other" in r.stdout + r.stderr
-    svc.wait(lambda: svc.cli("status", "other", check=False).returncode != 0
-             or "may read only" in svc.cli("status", "other", check=False).stdout, 30,
-             "other refused")  # fmt: skip
+    svc.wait(lambda: svc.query("SELECT message FROM spec_errors WHERE message LIKE "
+                               "'%may read only nomad/jobs, nomad/jobs/other%'"), 30,
+             "the service refusing other.hcl")  # fmt: skip
     assert "other/g/0/t" not in svc.states()
