@@ -18,6 +18,7 @@ from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey,
 from reconciler.db.store import Event, Started, Store
 from reconciler.errors import PermanentError
 from reconciler.executor.base import (
+    ArtifactError,
     Executor,
     ExitResult,
     NodeConfig,
@@ -34,6 +35,9 @@ from reconciler.spec.template import TemplateError, VariableSource
 from reconciler.taskconfig import task_config
 
 log = logging.getLogger("reconciler")
+# A slot whose artifacts are downloading is planned again this often, in case their completion
+# is never heard of (the service restarted meanwhile); completion itself wakes it at once.
+ARTIFACT_RECHECK = 10.0
 
 
 @dataclass
@@ -63,6 +67,8 @@ class Applier:
     running: dict[str, Running] = field(default_factory=dict)  # by task handle id
     specs: dict[str, JobSpec] = field(default_factory=dict)  # effective spec per job
     variables: VariableSource | None = None  # Nomad Variables for templates
+    on_fetched: Callable[[str], None] = lambda _task_id: None  # called from a download thread
+    fetching: dict[str, SlotKey] = field(default_factory=dict)  # by task id: downloads running
 
     @property
     def live(self) -> frozenset[int]:
@@ -189,13 +195,17 @@ class Applier:
         for a in actions:
             assert a.spec is not None
             try:
-                ready.append((a, task_config(a.spec, a.key, self.node, self.attributes, self.variables)))
+                config = task_config(a.spec, a.key, self.node, self.attributes, self.variables)
             except KeyError as e:
                 self._start_failed(a, observed.slots.get(a.key), f"cannot resolve ${{{e.args[0]}}}",
                                    now, permanent=True, event="Failed Validation")  # fmt: skip
+                continue
             except TemplateError as e:
                 self._start_failed(a, observed.slots.get(a.key), f"template {e}", now,
                                    permanent=True, event="Template Failed")  # fmt: skip
+                continue
+            if not config.artifacts or self._artifacts_ready(a, config, observed, now):
+                ready.append((a, config))
         results = self.executor.start_all([c for _, c in ready])
         batch: list[Started] = []
         host_fault: TransientFault | None = None
@@ -246,6 +256,43 @@ class Applier:
             assert isinstance(handle, TaskHandle)
             self.running[handle.id] = Running(inst_id, s.key, handle)
             self.on_change(f"{s.key}: started pid {handle.pid}")
+
+    def _artifacts_ready(self, a: Action, config: TaskConfig, observed: Observed,
+                         now: float) -> bool:  # fmt: skip
+        """Artifacts are fetched in the background: until they are there, the slot waits
+        (pending) and the pass goes on; a failed download goes through the restart policy."""
+        slot = observed.slots.get(a.key)
+        try:
+            state = self.executor.fetch_artifacts(config, self.on_fetched)
+        except ArtifactError as e:
+            self.fetching.pop(config.id, None)
+            self._start_failed(a, slot, str(e), now, permanent=False,
+                               event="Failed Artifact Download")  # fmt: skip
+            return False
+        if state == "ready":
+            self.fetching.pop(config.id, None)
+            return True
+        self.fetching[config.id] = a.key
+        events = []
+        if state == "started":
+            events = [Event("Received", "task received by reconciler")] if slot is None else []
+            events.append(Event("Downloading Artifacts", "Client is downloading artifacts"))
+            self.on_change(f"{a.key}: downloading artifacts")
+        assert a.spec is not None
+        self.store.defer_start(a.key, a.task_digest, a.spec.digest, now + ARTIFACT_RECHECK,
+                               events, now)  # fmt: skip
+        return False
+
+    def artifacts_fetched(self, task_ids: list[str]) -> set[str]:
+        """Downloads ended: their slots may start at once. Returns the jobs concerned."""
+        now = self.clock()
+        jobs = set()
+        for tid in task_ids:
+            key = self.fetching.get(tid)
+            if key is not None and self.store.hurry(key, now):
+                jobs.add(key.job)
+            self.fetching.pop(tid, None)
+        return jobs
 
     def _policy(self, key: SlotKey) -> tuple[EffectiveRestart, bool] | None:
         spec = self.specs.get(key.job)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import posixpath
 import uuid
 from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from reconciler.db.snapshot import SlotKey
 from reconciler.db.variables import VariableStore
 from reconciler.executor.base import (
+    Artifact,
     DnsConfig,
     NodeConfig,
     PortMap,
@@ -19,6 +22,7 @@ from reconciler.executor.base import (
     VolumeBind,
 )
 from reconciler.executor.netinfo import host_addresses
+from reconciler.spec import artifact as artifact_spec
 from reconciler.spec import interpolate
 from reconciler.spec.load import JobSpec
 from reconciler.spec.models import Volume
@@ -101,6 +105,37 @@ def variable_source(store: VariableStore) -> VariableSource:
     return _Variables(store)
 
 
+def with_options(source: str, options: Mapping[str, str]) -> str:
+    """Nomad hands `options` to go-getter as the source URL's query parameters."""
+    if not options:
+        return source
+    forced, rest = artifact_spec.forced_getter(source)
+    parts = urlsplit(rest)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.update(options)
+    url = urlunsplit(parts._replace(query=urlencode(sorted(query.items()))))
+    return f"{forced}::{url}" if forced else url
+
+
+def artifacts(
+    items: list[artifact_spec.Artifact], values: Mapping[str, str]
+) -> tuple[Artifact, ...]:
+    """Interpolated artifacts; what only the values can tell (a checksum or destination made of
+    `${...}`) is checked by the executor when it fetches, as Nomad's artifact hook does."""
+    out: list[Artifact] = []
+    for a in items:
+        options = {k: interpolate.resolve(v, values) for k, v in a.options.items()}
+        source = with_options(interpolate.resolve(a.source, values), options)
+        dest = interpolate.resolve(a.destination, values)
+        if not dest:
+            name = posixpath.basename(urlsplit(artifact_spec.forced_getter(source)[1]).path)
+            dest = f"local/{name}" if a.mode == "file" and name else "local/"
+        headers = tuple(sorted((k, interpolate.resolve(v, values)) for k, v in a.headers.items()))
+        key = artifact_spec.digest((source, dest, a.mode, repr(headers), str(a.chown)))
+        out.append(Artifact(source, dest, a.mode, headers, a.chown, a.insecure, key))
+    return tuple(out)
+
+
 def task_config(
     spec: JobSpec,
     key: SlotKey,
@@ -166,7 +201,7 @@ def task_config(
         logs_disabled=task.logs.disabled or task.logs.enabled is False,
         templates=templates, volumes=volumes, dns=dns_config,
         raw_exec=task.driver == "raw_exec",
-        hostname=f"{key.task}-{key.idx}",
+        hostname=f"{key.task}-{key.idx}", artifacts=artifacts(task.artifact, values),
     )  # fmt: skip
 
 

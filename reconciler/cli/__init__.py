@@ -29,7 +29,13 @@ from reconciler.db.snapshot import Observed
 from reconciler.db.store import Store
 from reconciler.executor.base import NodeConfig
 from reconciler.spec.load import Loader, load_paths
-from reconciler.spec.node import NodeConfigError, NodeSettings, load_node_config, parse_cpuset
+from reconciler.spec.node import (
+    NodeConfigError,
+    NodeSettings,
+    load_node_config,
+    parse_bytes,
+    parse_cpuset,
+)
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Make this machine run exactly what a directory of Nomad job files says.")  # fmt: skip
@@ -70,6 +76,11 @@ def node_config(settings: NodeSettings) -> NodeConfig:
         reserved_cpu=settings.reserved.cpu, reserved_memory_mb=settings.reserved.memory,
         reserved_cores=parse_cpuset(settings.reserved.cores),
         host_volumes={n: (v.path, v.read_only) for n, v in settings.host_volume.items()},
+        artifact_read_timeout=settings.artifact.http_read_timeout,
+        artifact_max_size=parse_bytes(settings.artifact.http_max_size),
+        artifact_git_timeout=settings.artifact.git_timeout,
+        artifact_decompression_size_limit=parse_bytes(settings.artifact.decompression_size_limit),
+        artifact_decompression_file_count_limit=settings.artifact.decompression_file_count_limit,
     )  # fmt: skip
 
 

@@ -208,6 +208,34 @@ class Store(HotPaths):
             slot.instance_id, slot.stop_intent, slot.updated_at = None, "", now
             self._events(s, key, inst.id, events, now)
 
+    def defer_start(
+        self, key: SlotKey, spec_digest: str, version_digest: str, next_start_at: float,
+        events: Sequence[Event], now: float,
+    ) -> None:  # fmt: skip
+        """A start that waits (for its artifacts): the slot is pending with this spec until
+        `next_start_at`, or until `hurry` brings that forward."""
+        with self.session() as s, s.begin():
+            slot = self._slot(s, key, now)
+            if slot.spec_digest != spec_digest:  # a new spec starts a fresh restart window
+                slot.restarts, slot.window_start = 0, None
+                slot.reason = "downloading artifacts" if slot.reason != "update" else "update"
+            elif not slot.reason:
+                slot.reason = "downloading artifacts"
+            slot.state, slot.spec_digest = "pending", spec_digest
+            slot.version_id = self._version_id(s, key.job, version_digest)
+            slot.next_start_at, slot.instance_id, slot.stop_intent = next_start_at, None, ""
+            slot.updated_at = now
+            self._events(s, key, None, events, now)
+
+    def hurry(self, key: SlotKey, now: float) -> bool:
+        """A pending slot may start now (what it waited for is there); False if it is gone."""
+        with self.session() as s, s.begin():
+            slot = s.scalars(select(TaskSlot).where(*_slot_where(key))).first()
+            if slot is None or slot.state != "pending":
+                return False
+            slot.next_start_at, slot.updated_at = now, now
+            return True
+
     def set_slot(self, key: SlotKey, now: float, **fields: object) -> None:
         with self.session() as s, s.begin():
             slot = self._slot(s, key, now)

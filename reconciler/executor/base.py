@@ -5,7 +5,7 @@ The executor takes its own plain `TaskConfig`, never the HCL model: `apply` tran
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -21,6 +21,10 @@ class StartError(PermanentError):
 
 class ExecutorUnavailable(TemporaryError):
     """The host cannot run the task right now (cgroup or namespace set-up failed)."""
+
+
+class ArtifactError(TemporaryError):
+    """An artifact could not be fetched: recoverable, so the restart policy decides (Nomad)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,22 @@ class DnsConfig:
     servers: tuple[str, ...] = ()
     searches: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One `artifact` block, interpolated: what to fetch and where to put it."""
+
+    source: str  # go-getter style: "https://...", "git::https://...", with ?query options
+    destination: str  # relative to the task dir (local/..., alloc/..., tmp/...)
+    mode: Literal["any", "file", "dir"] = "any"
+    headers: tuple[tuple[str, str], ...] = ()
+    chown: bool = False
+    insecure: bool = False
+    key: str = ""  # stable digest of all the above: a fetched artifact is remembered by it
+
+
+FetchState = Literal["ready", "started", "fetching"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,7 @@ class TaskConfig:
     dns: DnsConfig | None = None
     raw_exec: bool = False
     hostname: str = ""
+    artifacts: tuple[Artifact, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,12 @@ class NodeConfig:
     reserved_cpu: int = 0  # MHz
     reserved_memory_mb: int = 0
     reserved_cores: tuple[int, ...] = ()
+    # Nomad's `client { artifact {} }` (0: no limit)
+    artifact_read_timeout: float = 1800.0  # http_read_timeout
+    artifact_max_size: int = 100_000_000_000  # http_max_size "100GB", bytes
+    artifact_git_timeout: float = 1800.0  # git_timeout
+    artifact_decompression_size_limit: int = 100_000_000_000  # bytes
+    artifact_decompression_file_count_limit: int = 4096
 
 
 @dataclass(frozen=True)
@@ -211,6 +238,14 @@ class Executor(Protocol):
 
     def render_templates(self, config: TaskConfig) -> None:
         """Write a running task's templates again (change_mode noop or signal)."""
+        ...
+
+    def fetch_artifacts(self, config: TaskConfig, done: Callable[[str], None]) -> FetchState:
+        """Make sure the task's artifacts are in its directories, without blocking: "ready"
+        (there, fetched by this or an earlier run of its group instance), "started" (a
+        download began in the background) or "fetching" (one still runs). When a download
+        ends, `done(config.id)` is called from another thread; the next call then answers
+        "ready" or raises the failure once as ArtifactError."""
         ...
 
     def release(self, alloc_id: str) -> None:

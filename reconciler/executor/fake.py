@@ -3,6 +3,7 @@
 A task's env scripts it: FAKE_RUN_FOR (seconds, default forever), FAKE_EXIT_CODE (default 0),
 FAKE_START_ERROR (a permanent start error), FAKE_TEMP_ERROR (a temporary one),
 FAKE_IGNORE_SIGNAL (only the kill after kill_timeout ends it). Time is the caller's clock.
+Artifact downloads stay in flight until `complete_fetches`; a source containing "fail" fails.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from reconciler.executor.base import (
+    ArtifactError,
     ExecResult,
     ExecutorUnavailable,
     ExitResult,
+    FetchState,
     Fingerprint,
     StartError,
     TaskConfig,
@@ -49,6 +52,10 @@ class FakeExecutor:
         self.survivors: set[str] = set()  # handle ids that `recover` finds alive
         self.primes = 0
         self._next_pid = 1000
+        self.fetches: dict[str, tuple[TaskConfig, Callable[[str], None]]] = {}  # in flight
+        self.fetched: dict[str, set[str]] = {}  # task id -> artifact keys its dirs hold
+        self.fetch_errors: dict[str, str] = {}  # raised once by the next fetch_artifacts
+        self.downloads: list[str] = []  # task ids, one per download begun
         self._exits: list[tuple[TaskHandle, ExitResult]] = []
 
     def fingerprint(self) -> Fingerprint:
@@ -137,8 +144,38 @@ class FakeExecutor:
             raise StartError(self.render_error)
         self.rendered.append(config)
 
+    def fetch_artifacts(self, config: TaskConfig, done: Callable[[str], None]) -> FetchState:
+        if config.id in self.fetches:
+            return "fetching"
+        if err := self.fetch_errors.pop(config.id, None):
+            raise ArtifactError(err)
+        have = self.fetched.get(config.id, set())
+        if all(a.key in have for a in config.artifacts):
+            return "ready"
+        self.fetches[config.id] = (config, done)
+        self.downloads.append(config.id)
+        return "started"
+
+    def complete_fetches(self) -> list[str]:
+        """End every download in flight, calling back as a download thread would."""
+        ended = list(self.fetches)
+        for tid in ended:
+            config, done = self.fetches.pop(tid)
+            bad = [a.source for a in config.artifacts if "fail" in a.source]
+            if bad:
+                self.fetch_errors[tid] = (
+                    f'failed to download artifact "{bad[0]}": bad response code: 404'
+                )
+            else:
+                self.fetched.setdefault(tid, set()).update(a.key for a in config.artifacts)
+            done(tid)
+        return ended
+
     def release(self, alloc_id: str) -> None:
         self.released.append(alloc_id)
+        for d in (self.fetches, self.fetched):
+            for tid in [t for t in d if t.startswith(alloc_id + "/")]:
+                del d[tid]
 
     def inspect(self, handle: TaskHandle) -> Literal["running", "exited", "unknown"]:
         t = self.tasks.get(handle.id)

@@ -73,7 +73,7 @@ class Service:
                          volumes={n: ro for n, (_, ro) in node.host_volumes.items()})  # fmt: skip
         self.variables = VariableStore(store.path.parent)
         self.applier = Applier(store, executor, node, self.host.attributes, clock,
-                               on_change=self._say,
+                               on_change=self._say, on_fetched=self._download_ended,
                                variables=variable_source(self.variables))  # fmt: skip
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.git = GitInfo(jobs)
@@ -104,6 +104,7 @@ class Service:
         self.recovery = Recovery(clock, stuck_after)
         self.health = self.recovery.health
         self._unrecorded: dict[str, tuple[TaskHandle, ExitResult]] = {}
+        self._ended_downloads: set[str] = set()  # task ids whose artifact download ended
         self.descriptors: Callable[[], tuple[int, int]] = descriptors.usage
         self._budget_retry: float | None = None  # starts held back: look again then
 
@@ -111,6 +112,10 @@ class Service:
 
     def _say(self, line: str) -> None:
         log.info("%s", line)
+
+    def _download_ended(self, task_id: str) -> None:
+        """A task's artifact download ended (on a download thread): its start is due."""
+        self.queue.put(("fetched", task_id))
 
     def _wake_scan(self, first_event: float) -> None:
         self.queue.put(("scan", first_event))
@@ -262,6 +267,9 @@ class Service:
                 self._unrecorded[handle.id] = v  # kept until written
                 self._touched |= {handle.id.split("/", 1)[0]} | self._waiting  # room freed
                 self._dirty = True
+            elif k == "fetched":
+                self._ended_downloads.add(v)  # kept until written
+                self._dirty = True
         self._dirty |= any(r.action not in READ_ONLY for r in requests)
         if self._budget_retry is not None and self.clock() >= self._budget_retry:
             self._budget_retry, self._full, self._dirty = None, True, True
@@ -271,7 +279,7 @@ class Service:
                 for req in requests:  # answered (or refused with the fault) while waiting
                     answer(self, req)
                 return
-            ok = self._guarded(self._record_exits)
+            ok = self._guarded(self._record_exits) and self._guarded(self._record_fetches)
             for req in requests:
                 answer(self, req)
             if ok:
@@ -299,6 +307,12 @@ class Service:
             else:
                 metrics.exited(result)
             del self._unrecorded[hid]
+
+    def _record_fetches(self) -> None:
+        """Tasks whose artifact downloads ended may start now."""
+        for task_id in sorted(self._ended_downloads):
+            self._touched |= self.applier.artifacts_fetched([task_id])
+            self._ended_downloads.discard(task_id)
 
     # ---- faults ----
 

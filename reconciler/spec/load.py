@@ -233,6 +233,11 @@ def semantic_problems(job_id: str, job: Job) -> Iterable[tuple[tuple[str | int, 
             strings += [((*tp, "env", k), v) for k, v in task.env.items()]
             for i, t in enumerate(task.template):
                 strings.append(((*tp, "template", i, "destination"), t.destination))
+            for i, a in enumerate(task.artifact):
+                ap = (*tp, "artifact", i)
+                strings += [((*ap, "source"), a.source), ((*ap, "destination"), a.destination)]
+                strings += [((*ap, "options", k), v) for k, v in a.options.items()]
+                strings += [((*ap, "headers", k), v) for k, v in a.headers.items()]
             for path, text in strings:
                 for ref in interpolate.references(text):
                     if why := interpolate.unresolvable(ref, ports=ports, env=env):
@@ -331,7 +336,7 @@ def _kind_at(loc: tuple[Any, ...]) -> str:
     for i in range(len(names) - 1, -1, -1):
         if names[i] in _LABELLED_KEYS and i == len(names) - 2:
             return names[i]
-        if names[i] in ("network", "resources", "template"):
+        if names[i] in ("network", "resources", "template", "artifact"):
             return names[i]
     return ""
 

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from reconciler.spec.artifact import Artifact
 from reconciler.spec.units import CAPABILITIES, format_duration, normalize_cap, parse_duration
 
 
@@ -383,6 +384,7 @@ class Task(Strict):
     lifecycle: Lifecycle | None = None
     leader: bool = False
     template: list[Template] = []
+    artifact: list[Artifact] = []
     logs: Logs = Logs()
     restart: Restart | None = None
     meta: StrMap = {}

@@ -5,6 +5,8 @@ plugin "exec" { config { no_pivot_root = false  default_pid_mode = "private"
 plugin "raw_exec" { config { enabled = false } }
 client { chroot_env { "/usr" = "/usr" }  meta { rack = "r1" }
          host_volume "pgdata" { path = "/srv/pgdata"  read_only = false }
+         artifact { http_read_timeout = "30m"  http_max_size = "100GB"
+                    decompression_size_limit = "100GB"  decompression_file_count_limit = 4096 }
          cpu_total_compute = 4000  memory_total_mb = 2048
          reserved { cpu = 500  memory = 512  cores = "0-1" } }
 reconciler { allow_root = false  cgroup_version = 1  pids_max = 4096
@@ -14,6 +16,7 @@ reconciler { allow_root = false  cgroup_version = 1  pids_max = 4096
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +24,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec import hcl
-from reconciler.spec.models import Scalar, Strict
+from reconciler.spec.models import Duration, Scalar, Strict
 from reconciler.spec.problems import Problem
 from reconciler.spec.units import CAPABILITIES, normalize_cap
 
@@ -106,6 +109,43 @@ class HostVolume(Strict):
         return v
 
 
+class ArtifactSettings(Strict):
+    """Nomad's `client { artifact {} }` (nomad/structs/config/artifact.go); 0 means no limit."""
+
+    http_read_timeout: Duration = 1800.0
+    http_max_size: str = "100GB"
+    git_timeout: Duration = 1800.0
+    decompression_size_limit: str = "100GB"
+    decompression_file_count_limit: int = Field(4096, ge=0)
+    # accepted and without effect: reconciler has no getter for these
+    gcs_timeout: Duration = 1800.0
+    hg_timeout: Duration = 1800.0
+    s3_timeout: Duration = 1800.0
+    disable_filesystem_isolation: bool = False
+    filesystem_isolation_extra_paths: list[str] = []
+    set_environment_variables: str = ""
+
+    @field_validator("http_max_size", "decompression_size_limit")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        try:
+            parse_bytes(v)
+        except ValueError as e:
+            raise PydanticCustomError("size", str(e)) from None
+        return v
+
+
+def parse_bytes(text: str) -> int:
+    """Nomad's humanized sizes: "100GB", "1.5MiB", "512" (bytes); "0" is no limit."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?i?B?)?\s*", text, re.I)
+    if not m:
+        raise ValueError(f'"{text}" is not a size like "100GB" or "512MiB"')
+    unit = (m.group(2) or "").upper().rstrip("B")
+    power = "KMGTP".find(unit[:1]) + 1 if unit else 0
+    base = 1024 if unit.endswith("I") else 1000
+    return int(float(m.group(1)) * base**power)
+
+
 class NodeSettings(Strict):
     exec: ExecPluginConfig = ExecPluginConfig()
     raw_exec: RawExecConfig = RawExecConfig()
@@ -116,6 +156,7 @@ class NodeSettings(Strict):
     memory_total_mb: int = Field(0, ge=0)
     host_volume: dict[str, HostVolume] = {}
     reconciler: ReconcilerSettings = ReconcilerSettings()
+    artifact: ArtifactSettings = ArtifactSettings()
 
 
 class NodeConfigError(Exception):
@@ -167,7 +208,7 @@ def load_node_config(path: Path | None) -> NodeSettings:
         elif key == "client":
             client = _one(val)
             for k, v in client.items():
-                if k in ("chroot_env", "meta", "reserved"):
+                if k in ("chroot_env", "meta", "reserved", "artifact"):
                     shaped[k] = _one(v)
                 elif k in ("cpu_total_compute", "memory_total_mb"):
                     shaped[k] = v
@@ -181,7 +222,7 @@ def load_node_config(path: Path | None) -> NodeSettings:
                             name,
                             parsed.line_of(("client", 0, k)),
                             f"client.{k}",
-                            "ignored: reconciler reads chroot_env, meta, reserved, host_volume,"
+                            "ignored: reconciler reads chroot_env, meta, reserved, host_volume, artifact,"
                             " cpu_total_compute and memory_total_mb only",
                             "warning",
                         )

@@ -12,8 +12,9 @@ from typing import Any
 LABELLED = {"job", "group", "task", "port", "volume"}
 SINGLE = {
     "config", "env", "resources", "restart", "update", "lifecycle", "logs", "meta", "network",
-    "dns",
+    "dns", "options", "headers",
 }  # fmt: skip
+RAW_MAPS = {"env", "meta", "options", "headers"}  # string maps: their keys are data, not fields
 
 _ONE_NODE = "means nothing on a single node and is ignored"
 IGNORED: dict[str, dict[str, str]] = {
@@ -82,7 +83,6 @@ IGNORED: dict[str, dict[str, str]] = {
 }
 REFUSED: dict[str, dict[str, str]] = {
     "task": {
-        "artifact": "is not supported: put the file in the job directory or use a template",
         "dispatch_payload": "is not supported: parameterized jobs are not supported",
     },
     "job": {"parameterized": "is not supported: reconciler has no dispatch"},
@@ -126,8 +126,8 @@ def _body(body: dict[str, Any], path: tuple[str | int, ...], kind: str, out: Nor
             if len(val) > 1:
                 out.found.append(Found((*p, 1), f"only one {key} block is allowed", "error"))
             inner = val[0]
-            result[key] = inner if key in ("env", "meta") else _body(inner, p, key, out)
-        elif _is_block_list(val) and key in ("constraint", "template", "volume_mount"):
+            result[key] = inner if key in RAW_MAPS else _body(inner, p, key, out)
+        elif _is_block_list(val) and key in ("constraint", "template", "volume_mount", "artifact"):
             result[key] = [_body(item, (*p, i), key, out) for i, item in enumerate(val)]
         else:
             result[key] = val
@@ -156,7 +156,7 @@ def _labelled(
             kind != "port"
             and len(nested) == 1
             and isinstance(inner[nested[0]], dict)
-            and (nested[0] not in LABELLED | SINGLE | {"constraint", "template"})
+            and (nested[0] not in LABELLED | SINGLE | {"constraint", "template", "artifact"})
         ):
             out.found.append(
                 Found((*path, label), f"a {kind} block takes one label, not two", "error")

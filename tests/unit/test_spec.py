@@ -205,7 +205,7 @@ def test_config_errors_name_file_line_and_path(snippet: str, expected: str) -> N
         ('env { A = "${var.x}" }', 'no variable named "x" is declared'),
         ('env { A = "${NOMAD_PORT_web}" }', 'no port labelled "web"'),
         ('env { A = "${NOMAD_UNKNOWN}" }', "is not a Nomad runtime variable"),
-        ('artifact { source = "http://x" }', "artifact: is not supported"),
+        ('artifact { source = "s3::https://x" }', 'getter "s3" is not supported'),
         ('config { command = "/bin/true" }', "only one config block is allowed"),
         ("user = 5", "user: must be a string"),
     ],

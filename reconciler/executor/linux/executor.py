@@ -16,7 +16,7 @@ import signal as signals
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from reconciler.executor.base import (
     ExecResult,
     ExecutorUnavailable,
     ExitResult,
+    FetchState,
     Fingerprint,
     NodeConfig,
     StartError,
@@ -34,6 +35,7 @@ from reconciler.executor.base import (
     TaskStats,
 )
 from reconciler.executor.linux import (
+    artifacts,
     caps,
     cgroups,
     fingerprint,
@@ -103,6 +105,7 @@ class LinuxExecutor:
         self._delayed: dict[str, tuple[float, TaskHandle, str, float]] = {}  # shutdown_delay
         self._pending: list[tuple[TaskHandle, ExitResult]] = []
         self._done: dict[str, ExitResult] = {}
+        self.fetcher = artifacts.Fetcher(self.node, self.dirs)
 
     # ---- paths ----
 
@@ -476,8 +479,12 @@ class LinuxExecutor:
         for t in config.templates:
             templates.write(self.dirs(alloc_id, task), t.destination, t.text, t.perms, pw)
 
+    def fetch_artifacts(self, config: TaskConfig, done: Callable[[str], None]) -> FetchState:
+        return self.fetcher.fetch(config, done)
+
     def release(self, alloc_id: str) -> None:
         """Forget a group instance for good: its cgroups, directories and network namespace."""
+        self.fetcher.cancel(alloc_id)
         if self.layout is not None:
             alloc = self.data_dir / "allocs" / alloc_id / "tasks"
             for task in alloc.iterdir() if alloc.is_dir() else []:

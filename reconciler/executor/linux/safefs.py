@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import io
 import os
 import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO
 
 SYS_OPENAT2 = 437  # the same number on every architecture (new syscalls are unified)
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -138,6 +140,17 @@ def parent_of(base: int, rel: str, mode: int = 0o755,
 def write_file(base: int, rel: str, data: bytes, perms: int, owner: tuple[int, int],
                dir_owner: tuple[int, int] | None = None) -> None:  # fmt: skip
     """Replace the regular file at `rel` beneath `base` with `data`, atomically."""
+    write_stream(base, rel, io.BytesIO(data), perms, owner, dir_owner)
+
+
+class TooLarge(OSError):
+    """A stream passed the byte limit it was written with."""
+
+
+def write_stream(base: int, rel: str, src: IO[bytes], perms: int, owner: tuple[int, int] | None,
+                 dir_owner: tuple[int, int] | None = None, limit: int = 0) -> int:  # fmt: skip
+    """Replace the regular file at `rel` beneath `base` with what `src` holds, atomically;
+    more than `limit` bytes (0: no limit) is refused with TooLarge. Returns the size."""
     with parent_of(base, rel, 0o755, dir_owner) as (parent, name):
         st = _lstat(parent, name)
         if st is not None and not stat.S_ISREG(st.st_mode):
@@ -145,13 +158,19 @@ def write_file(base: int, rel: str, data: bytes, perms: int, owner: tuple[int, i
         tmp = f".reconciler-{secrets.token_hex(6)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=parent)  # fmt: skip
+        size = 0
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                while chunk := src.read(1 << 20):
+                    size += len(chunk)
+                    if limit and size > limit:
+                        raise TooLarge(errno.EFBIG, f"larger than {limit} bytes", rel)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
                 os.fchmod(fd, perms)
-                os.fchown(fd, *owner)
+                if owner is not None:
+                    os.fchown(fd, *owner)
             finally:
                 os.close(fd)
             # rename never follows a link at the destination: it replaces the link itself.
@@ -160,6 +179,7 @@ def write_file(base: int, rel: str, data: bytes, perms: int, owner: tuple[int, i
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=parent)
             raise
+    return size
 
 
 def unlink(base: int, rel: str) -> None:

@@ -1,0 +1,132 @@
+"""The task's `artifact` block, as Nomad validates it (structs.go TaskArtifact.Validate) and as
+go-getter reads its source. Pure: the download itself is the executor's.
+
+Nomad passes `options` to go-getter as URL query parameters; `checksum`, `archive` and
+`filename` are go-getter's own, the rest go to the server with the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
+
+CHECKSUM_SIZES = {"md5": 16, "sha1": 20, "sha256": 32, "sha512": 64}
+# go-getter's getters; reconciler fetches http, https and (where git is installed) git.
+SUPPORTED_GETTERS = ("http", "https", "git")
+UNSUPPORTED_GETTERS = ("s3", "gcs", "hg")
+_FORCED = re.compile(r"^([A-Za-z0-9]+)::(.*)$", re.S)
+
+
+def _stringly(value: Any) -> Any:
+    """Nomad turns scalar option and header values into strings; so do we."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else value
+
+
+Scalar = Annotated[str, BeforeValidator(_stringly)]
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    source: str
+    destination: str = ""  # "": local/ (mode "file": local/<basename of the source>)
+    mode: Literal["any", "file", "dir"] = "any"
+    options: dict[str, Scalar] = {}
+    headers: dict[str, Scalar] = {}
+    chown: bool = False
+    insecure: bool = False
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if not v.strip():
+            raise PydanticCustomError("artifact", "source must be specified")
+        if "${" not in v and (why := getter_problem(v)):
+            raise PydanticCustomError("artifact", why)
+        return v
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, v: str) -> str:
+        if "${" not in v and escapes_alloc_dir(v):
+            raise PydanticCustomError("artifact", "destination escapes allocation directory")
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _checksum(cls, v: dict[str, str]) -> dict[str, str]:
+        if "checksum" in v and (why := checksum_problem(v["checksum"])):
+            raise PydanticCustomError("artifact", why)
+        return v
+
+
+def forced_getter(source: str) -> tuple[str, str]:
+    """("git", "https://...") for "git::https://..."; ("", source) without a prefix."""
+    m = _FORCED.match(source)
+    return (m.group(1).lower(), m.group(2)) if m else ("", source)
+
+
+def getter_of(source: str) -> str:
+    """The getter go-getter would pick: a forced prefix, else the URL scheme; a path with no
+    scheme is a local file (go-getter's file detector)."""
+    forced, rest = forced_getter(source)
+    if forced:
+        return forced
+    scheme = urlsplit(rest).scheme.lower()
+    if re.match(r"^(github|gitlab)\.com/", rest) or re.match(r"^bitbucket\.org/", rest):
+        return "git"
+    if rest.startswith("git@"):
+        return "git"
+    return scheme if scheme and len(scheme) > 1 else "file"
+
+
+def getter_problem(source: str) -> str:
+    """Refused at load time: getters reconciler does not have (file: is refused at download,
+    as Nomad does, so that the task records it)."""
+    g = getter_of(source)
+    if g in UNSUPPORTED_GETTERS:
+        return (f'getter "{g}" is not supported by reconciler '
+                f"(it fetches {', '.join(SUPPORTED_GETTERS)})")  # fmt: skip
+    return ""
+
+
+def checksum_problem(value: str) -> str:
+    """Nomad's words for a bad `options.checksum`; a value with `${` is checked at start."""
+    check = value.strip()
+    if "${" in check:
+        return ""
+    if not check:
+        return "checksum value cannot be empty"
+    parts = check.split(":")
+    if len(parts) != 2:
+        return f'checksum must be given as "type:value"; got "{check}"'
+    kind, hexval = parts
+    try:
+        raw = bytes.fromhex(hexval)
+    except ValueError:
+        return f"invalid checksum: {hexval!r} is not hexadecimal"
+    if kind not in CHECKSUM_SIZES:
+        return f"unsupported checksum type: {kind}"
+    if len(raw) != CHECKSUM_SIZES[kind]:
+        return f"invalid {kind} checksum: {hexval}"
+    return ""
+
+
+def escapes_alloc_dir(dest: str) -> bool:
+    """Nomad's PathEscapesAllocDir("task", dest): relative to <alloc>/task, absolute paths
+    re-rooted under it; `..` may climb to the alloc dir but not above it."""
+    joined = posixpath.normpath(posixpath.join("/alloc-id/task", dest.lstrip("/")))
+    return not (joined == "/alloc-id" or joined.startswith("/alloc-id/"))
+
+
+def digest(fields: tuple[str, ...]) -> str:
+    """A short stable name for one artifact's resolved settings (what 'done' remembers)."""
+    return hashlib.sha256("\0".join(fields).encode("utf-8", "surrogateescape")).hexdigest()[:32]
