@@ -8,6 +8,8 @@ import functools
 import hashlib
 import io
 import os
+import shutil
+import subprocess
 import tarfile
 import threading
 from collections.abc import Callable, Iterator
@@ -202,3 +204,41 @@ job "good" {{
         if svc.proc and svc.proc.poll() is None:
             svc.kill()
         teardown(svc.data)
+
+
+def _git(*args: str, cwd: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_git_source_is_cloned_at_its_ref(
+    served: tuple[Path, str], make_executor: Callable[..., LinuxExecutor], tmp_path: Path
+) -> None:
+    www, url = served
+    work = tmp_path / "work"
+    work.mkdir()
+    _git("init", "-q", "-b", "main", cwd=work)
+    (work / "run.sh").write_text("echo v1\n")
+    _git("add", ".", cwd=work)
+    _git("commit", "-qm", "v1", cwd=work)
+    _git("tag", "v1", cwd=work)
+    (work / "run.sh").write_text("echo v2\n")
+    _git("commit", "-qam", "v2", cwd=work)
+    _git("clone", "-q", "--bare", str(work), str(www / "repo.git"), cwd=tmp_path)
+    _git("update-server-info", cwd=www / "repo.git")  # served as plain files (dumb http)
+    ex = make_executor()
+    cfg = sh("sh /local/src/run.sh", artifacts=(
+        Artifact(f"git::{url}/repo.git?ref=v1", "local/src", key="g1"),))  # fmt: skip
+    assert fetch(ex, cfg, 60) == "ready"
+    assert (ex.dirs("j/g/0", "t").local / "src/run.sh").read_text() == "echo v1\n"
+    h = ex.start(cfg)
+    assert ex.wait(h, 30) is not None
+    assert logs(ex, h) == "v1\n"
+    ex.destroy(h, force=True)
+    local_repo = sh("true", task_id="j/g/1/t",
+                    artifacts=(Artifact(f"git::file://{work}", "local/", key="g2"),))  # fmt: skip
+    with pytest.raises(ArtifactError, match="https:// or http://"):
+        fetch(ex, local_repo)

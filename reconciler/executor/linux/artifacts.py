@@ -19,6 +19,7 @@ import pwd
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from reconciler.executor.base import (
     NodeConfig,
     TaskConfig,
 )
-from reconciler.executor.linux import rootfs, safefs, unpack
+from reconciler.executor.linux import gitsource, rootfs, safefs, unpack
 
 log = logging.getLogger("reconciler")
 FETCH_THREADS = 3  # Nomad fetches up to 3 artifacts at once
@@ -72,6 +73,8 @@ def parse_source(source: str) -> Source:
     head, sep, tail = source.partition("::")
     if sep and head.isalnum():
         forced, rest = head.lower(), tail
+    if not forced and (detected := gitsource.detect(rest)):
+        forced, rest = "git", detected
     parts = urlsplit(rest)
     scheme = parts.scheme.lower()
     getter = forced or (scheme if len(scheme) > 1 else "file")
@@ -196,8 +199,10 @@ class Fetcher:
     def _one(self, a: Artifact, dirs: rootfs.TaskDirs, owner: tuple[int, int] | None,
              cancel: threading.Event) -> None:  # fmt: skip
         src = parse_source(a.source)
-        if src.getter not in ("http", "https"):
+        if src.getter not in ("http", "https", "git"):
             raise Failed(f"download not supported for scheme '{src.getter}'")
+        if src.getter == "git" and src.checksum:
+            raise Failed("checksum cannot be specified for directory download")
         with self._placing:
             if cancel.is_set():
                 return
@@ -205,9 +210,15 @@ class Fetcher:
                 rootfs.prepare(dirs, self.node.chroot_env)
             except (safefs.UnsafePath, OSError) as e:
                 raise Failed(f"building the task directory: {e}") from None
+            for stale in dirs.task.glob("artifact-*.tmp"):  # the service stopped mid-download
+                shutil.rmtree(stale, ignore_errors=True)
             staging = dirs.task / f"artifact-{secrets.token_hex(4)}.tmp"
             staging.mkdir(mode=0o700)
         try:
+            if src.getter == "git":
+                self._git(src, a, dirs, staging / "repo", owner, cancel)
+                remember(dirs, a.key)
+                return
             download = staging / "download"
             self._http_get(src, a, download, cancel)
             if src.checksum:
@@ -219,6 +230,28 @@ class Fetcher:
             remember(dirs, a.key)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _git(self, src: Source, a: Artifact, dirs: rootfs.TaskDirs, repo: Path,
+             owner: tuple[int, int] | None, cancel: threading.Event) -> None:  # fmt: skip
+        if a.mode == "file":
+            raise Failed('mode "file" cannot hold a git checkout')
+        try:
+            gitsource.clone(src.url, repo, self.node.artifact_git_timeout, cancel)
+        except gitsource.GitFailed as e:
+            raise Failed(str(e)) from None
+        with self._placing:
+            if cancel.is_set():
+                return
+            base_path, rel = destination(dirs, a.destination)
+            base = safefs.open_base(str(base_path))
+            try:
+                unpack.place_tree(gitsource.members(repo), base, rel, owner, unpack.Limits())
+            except unpack.Refused as e:
+                raise Failed(str(e)) from None
+            except safefs.UnsafePath as e:
+                raise Failed(f"refused to write {e.filename}: {e.strerror}") from None
+            finally:
+                os.close(base)
 
     def _pool_for(self, insecure: bool) -> urllib3.PoolManager:
         if insecure:
@@ -233,8 +266,9 @@ class Fetcher:
     def _http_get(self, src: Source, a: Artifact, path: Path, cancel: threading.Event) -> None:
         if src.path.endswith("/") and a.mode != "file":
             raise Failed("a source ending in / names a directory, which http cannot fetch")
-        read = self.node.artifact_read_timeout or None
+        read = self.node.artifact_read_timeout or None  # Nomad: the whole download's deadline
         limit = self.node.artifact_max_size
+        started = time.monotonic()
         try:
             r = self._pool_for(a.insecure).request(
                 "GET", src.url, headers=dict(a.headers), preload_content=False,
@@ -255,6 +289,9 @@ class Fetcher:
                 for chunk in r.stream(1 << 16):
                     if cancel.is_set():
                         raise Failed("cancelled: the task's group instance is gone")
+                    if read and time.monotonic() > started + read:
+                        raise Failed(f"the download did not complete within http_read_timeout"
+                                     f" ({read:g}s)")  # fmt: skip
                     size += len(chunk)
                     if limit and size > limit:
                         raise Failed(f"download exceeds the node's http_max_size {limit}")
