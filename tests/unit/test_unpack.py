@@ -218,6 +218,6 @@ def test_destinations_map_to_the_task_directories(tmp_path: Path) -> None:
     assert destination(d, "../alloc/data") == (d.alloc / "alloc", "data")
     assert destination(d, "tmp/x") == (d.task / "tmp", "x")
     assert destination(d, "other/x") == (d.local, "other/x")
-    for bad in ("../../x", "../t2/local", "alloc/logs/x", "secrets/x"):
+    for bad in ("../../x", "../t2/local", "alloc/logs/x", "secrets/x", "../../local/alloc"):
         with pytest.raises(Failed):
             destination(d, bad)

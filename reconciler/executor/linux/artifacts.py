@@ -107,6 +107,8 @@ def destination(dirs: rootfs.TaskDirs, dest: str) -> tuple[Path, str]:
     `${NOMAD_ALLOC_DIR}`) name those directories; other paths inside the task dir land in
     `local/`, as template destinations do."""
     joined = posixpath.normpath(posixpath.join("/a/task", dest.lstrip("/")))
+    if not joined.startswith("/a/"):
+        raise Failed("destination escapes allocation directory")
     parts = joined.split("/")[2:]  # below the alloc dir: ["task", ...] or ["alloc", ...]
     if parts[:2] == ["task", "alloc"]:
         parts = parts[1:]  # the task dir's alloc/ is the group's shared one
@@ -114,7 +116,7 @@ def destination(dirs: rootfs.TaskDirs, dest: str) -> tuple[Path, str]:
         if parts[1:2] == ["logs"]:
             raise Failed("destination alloc/logs/ is the service's (task logs)")
         return dirs.alloc / "alloc", "/".join(parts[1:])
-    if parts[:1] != ["task"] or not joined.startswith("/a/"):
+    if parts[:1] != ["task"]:
         raise Failed("destination escapes the task's directories")
     parts = parts[1:]
     if parts[:1] == ["secrets"]:
