@@ -1,10 +1,17 @@
-"""HCL text -> plain dict (python-hcl2 8.x) plus an index from block path to source line."""
+"""HCL text -> plain dict (python-hcl2 8.x) plus an index from block path to source line.
+
+Parsing is bounded (docs/jobspec.md, "Limits"): python-hcl2's heredoc patterns are replaced by
+linear ones, and the tokens are counted as the parser pulls them, so a file with too many
+tokens, nesting too deep or parsing too long stops at the line it reached."""
 
 from __future__ import annotations
 
 import functools
 import io
+import pickle
 import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,10 +19,10 @@ import hcl2
 from hcl2 import SerializationOptions
 from hcl2 import parser as hcl2_parser
 from hcl2.api import transform as hcl2_transform
-from hcl2.postlexer import PostLexer
+from hcl2.postlexer import OPERATOR_TYPES, PostLexer
 from hcl2.rules.base import AttributeRule, BlockRule
 from hcl2.rules.strings import HeredocTrimTemplateRule
-from lark import Lark
+from lark import Lark, Token
 from lark.exceptions import LarkError, UnexpectedInput
 
 OPTIONS = SerializationOptions(
@@ -51,6 +58,70 @@ class HclSyntaxError(Exception):
         self.message, self.line, self.column, self.excerpt = message, line, column, excerpt
 
 
+class HclLimitError(HclSyntaxError):
+    """A file stopped by a limit before it was fully parsed."""
+
+
+# Measured with python-hcl2 8.1.4 and lark 1.3: the job files of jobs/ nest 6 or 7 deep in the
+# unit of MAX_DEPTH; Python's stack runs out from about 118 (nested "${f("${...}")}") to 400
+# (nested parentheses). A parse costs 30-100 us per token: MAX_TOKENS is a few seconds at most.
+MAX_DEPTH = 40
+MAX_TOKENS = 50_000
+MAX_PARSE_SECONDS = 10.0  # CPU time of one parse: a backstop the two limits above stay under
+
+_OPEN = frozenset({"LBRACE", "LSQB", "LPAR", "INTERP_START", "DIRECTIVE_START"})
+_CLOSE = frozenset({"RBRACE", "RSQB", "RPAR"})
+# Each of these nests the expression it applies to one level deeper in the parse tree.
+_CHAINED = OPERATOR_TYPES | {"MINUS", "NOT", "DOT", "ATTR_SPLAT", "FULL_SPLAT_START", "LSQB"}
+_NEW_EXPRESSION = frozenset({"NL_OR_COMMENT", "COMMA", "EQ"})
+
+
+class _BoundedPostLexer(PostLexer):
+    """python-hcl2's token pass, counting the tokens the parser pulls: how many, how deep they
+    nest (each open bracket, brace, parenthesis or `${`, plus each operator, `.` or `[ ]`
+    chained in the expression open at each level), and the CPU time spent."""
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        chained = [0]
+        depth = 0
+        operand_due = False  # after an operator, a newline continues the expression
+        deadline = time.thread_time() + MAX_PARSE_SECONDS
+        for n, token in enumerate(super().process(stream), 1):
+            kind = token.type
+            if kind in _CHAINED:
+                chained[-1] += 1
+                depth += 1
+            if kind in _OPEN:
+                chained.append(0)
+                depth += 1
+            elif kind in _CLOSE:
+                if len(chained) > 1:
+                    depth -= 1 + chained.pop()
+            elif kind in _NEW_EXPRESSION and not (operand_due and kind == "NL_OR_COMMENT"):
+                depth -= chained[-1]
+                chained[-1] = 0
+            operand_due = kind in _CHAINED
+            if depth > MAX_DEPTH:
+                raise _limit(token, f"nested more than {MAX_DEPTH} deep (each block, bracket, "
+                             "${...} and chained operator counts one); not read")  # fmt: skip
+            if n > MAX_TOKENS:
+                raise _limit(token, f"more than {MAX_TOKENS:,} tokens; not read")
+            if not n & 255 and time.thread_time() > deadline:
+                raise _limit(token, f"parsing took more than {MAX_PARSE_SECONDS:g} s; stopped")
+            yield token
+
+
+def _limit(token: Token, message: str) -> HclLimitError:
+    return HclLimitError(message, token.line, token.column, "")
+
+
+# python-hcl2's heredoc patterns scan a body with `(?:.|\n)*?` followed by `\s*`: for a heredoc
+# that is never closed, time grows with the square of the body (32 KB of blank lines: 3 s;
+# 1 MB: hours). These match the same text a line at a time, in linear time.
+_LINEAR_HEREDOC = r"\r?\n(?:[^\n]*\n)*?[^\S\n]*(?P={group})\r?\n"
+_HEREDOCS = {"HEREDOC_TEMPLATE": "heredoc", "HEREDOC_TEMPLATE_TRIM": "heredoc_trim"}
+
+
 @dataclass
 class Parsed:
     body: dict[str, Any]
@@ -74,32 +145,49 @@ class Parsed:
         return found
 
 
-@functools.lru_cache(maxsize=1)
-def _untracked() -> Lark | None:
-    """python-hcl2's parser without position tracking: about twice as fast. Positions only put
-    line numbers on problems, so a file with problems is parsed again with them. Rebuilt from
-    python-hcl2's own cached tables (compiling the grammar anew takes seconds); on a lark that
-    cannot do that, None: every parse tracks positions."""
+@functools.lru_cache(maxsize=2)
+def _parser(positions: bool) -> Lark | None:
+    """python-hcl2's parser rebuilt from its own cached tables (compiling the grammar anew
+    takes seconds), with linear heredoc patterns and the bounded token pass. Without position
+    tracking it is about twice as fast; positions only put line numbers on problems, so a file
+    with problems is parsed again with them. On a lark that cannot load tables: None."""
     try:
         buf = io.BytesIO()
         hcl2_parser.parser().save(buf)
-        buf.seek(0)
-        return Lark.__new__(Lark)._load(buf, propagate_positions=False, postlex=PostLexer())
-    except Exception:  # lark's loader is not public API: degrade to the slower parser
+        data = pickle.loads(buf.getvalue())
+        for item in data["memo"].values():
+            group = _HEREDOCS.get(item.get("name", "")) if isinstance(item, dict) else None
+            if group is not None:
+                pattern = item["pattern"]["value"]
+                head = pattern[: pattern.index(")") + 1]  # `<<-?(?P<group>NAME)`
+                item["pattern"]["value"] = head + _LINEAR_HEREDOC.format(group=group)
+        return Lark.__new__(Lark)._load(
+            data, propagate_positions=positions, postlex=_BoundedPostLexer()
+        )
+    except Exception:  # lark's loader is not public API: degrade to python-hcl2's own parser
         return None
+
+
+def _untracked() -> Lark | None:
+    return _parser(False)
 
 
 def parse(text: str, positions: bool = True) -> Parsed:
     """`positions=False` is faster; problems found in what it returns have no line numbers."""
     try:
-        fast = None if positions else _untracked()
-        if fast is None:
+        parser = _parser(positions)
+        if parser is None:
             tree = hcl2.parses(text, discard_comments=True)
         else:  # as hcl2.parses does, with the newline lark needs at the end
-            tree = hcl2_transform(fast.parse(text + "\n"), discard_comments=True)
+            tree = hcl2_transform(parser.parse(text + "\n"), discard_comments=True)
         body = tree.serialize(OPTIONS)
+    except HclLimitError as e:
+        e.line = min(e.line, max(1, text.count("\n") + 1)) if e.line else None
+        e.excerpt = _excerpt(text, e.line, e.column) if e.line else ""
+        raise
     except UnexpectedInput as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        first = first if len(first) <= 200 else first[:200] + "..."  # a token may be 1 MB long
         line = min(e.line, max(1, text.count("\n") + 1)) if e.line and e.line > 0 else None
         excerpt = _excerpt(text, line, e.column) if line else ""
         raise HclSyntaxError(_friendly(first), line, e.column, excerpt) from None

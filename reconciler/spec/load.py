@@ -113,7 +113,7 @@ def parse_text(text: str, file: str, inputs: hclbody.Inputs | None = None) -> Fi
         result = _parse_text(text, file, False, inputs, untracked_eval=False)
     except _NeedsPositions:  # HCL2 expressions: one parse that tracks positions does it all
         return _parse_text(text, file, True, inputs)
-    if result.problems:  # problems carry line numbers: parse again, tracking positions
+    if any(p.line is None for p in result.problems):  # parse again, tracking positions
         result = _parse_text(text, file, True, inputs)
     return result
 
@@ -474,7 +474,10 @@ class Loader:
             var_file_hint=var_name,
             directory=directory,
         )
-        result = parse_text(text, name, inputs)
+        try:
+            result = parse_text(text, name, inputs)
+        except Exception as e:  # a bug or an exhausted resource: this file only, not the scan
+            return fail(f"could not be read ({type(e).__name__}: {e}); please report this")
         self._inputs[path.name] = (vars_path, *sorted(directory.read_paths))
         if directory.read_paths:
             return result  # file() contents are not in `key`: re-read when their stat changes
