@@ -30,6 +30,7 @@ MAX_FILE_BYTES = 1 << 20
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 JOB_SUFFIXES = (".hcl", ".nomad")
 VARS_SUFFIX = ".vars.hcl"
+GIT_LOCKS = ("index.lock", "HEAD.lock")
 
 
 def is_job_file(name: str) -> bool:
@@ -393,6 +394,8 @@ class Loader:
     def settled(self) -> bool:
         """Whether the directory still looks as the last scan found it (a `git checkout`
         still writing files does not)."""
+        if any(os.path.lexists(os.path.join(self.root, ".git", f)) for f in GIT_LOCKS):
+            return False  # git is writing the work tree (and moves HEAD last)
         try:
             return self._keys(self._entries()) == self._last_key
         except OSError:

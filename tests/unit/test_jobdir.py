@@ -175,3 +175,16 @@ def test_a_fifo_for_a_var_file_is_reported_not_opened(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "web.vars.hcl")
     d = in_time(Loader(tmp_path).scan)
     assert "web.vars.hcl: is a FIFO" in messages(d)["web.hcl"]
+
+
+def test_a_git_command_at_work_is_not_settled(tmp_path: Path) -> None:
+    (tmp_path / "a.hcl").write_text(job("a"))
+    (tmp_path / ".git").mkdir()
+    loader = Loader(tmp_path)
+    loader.scan()
+    assert loader.settled()
+    for lock in ("index.lock", "HEAD.lock"):
+        (tmp_path / ".git" / lock).write_text("")
+        assert not loader.settled()  # checkout writes files first, moves HEAD last
+        (tmp_path / ".git" / lock).unlink()
+    assert loader.settled()
