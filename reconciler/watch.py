@@ -19,6 +19,7 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from reconciler.spec.jobdir import Journal
 from reconciler.spec.load import is_watched_file
 
 
@@ -30,8 +31,10 @@ class _Debounce(FileSystemEventHandler):
         early: Callable[[str], None],
         quiet: float,
         cap: float,
+        journal: Journal | None = None,
     ) -> None:
         self.jobs = str(jobs)
+        self.journal = journal
         self.wake, self.early, self.quiet, self.cap = wake, early, quiet, cap
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
@@ -50,9 +53,24 @@ class _Debounce(FileSystemEventHandler):
                 return ""
             if os.path.dirname(path) == self.jobs and is_watched_file(os.path.basename(path)):
                 return path
+            if os.path.dirname(path) == self.jobs and os.path.basename(path).startswith(".."):
+                return ""  # a ConfigMap mount's `..data` link re-pointed: its job links change
         return None
 
+    def _note(self, ev: FileSystemEvent) -> None:
+        """Tell the loader's journal which entries changed (or that it cannot know)."""
+        if self.journal is None or ev.event_type in ("opened", "closed_no_write"):
+            return
+        for raw in (getattr(ev, "dest_path", ""), ev.src_path):
+            path = os.fsdecode(raw) if raw else ""
+            if path == self.jobs:
+                if ev.event_type in ("created", "deleted", "moved"):
+                    self.journal.note_all()  # the directory itself replaced
+            elif path and os.path.dirname(path) == self.jobs:
+                self.journal.note(os.path.basename(path))
+
     def on_any_event(self, event: FileSystemEvent) -> None:
+        self._note(event)
         path = self._relevant(event)
         if path is None:
             return
@@ -89,9 +107,11 @@ class Watcher:
         early: Callable[[str], None] = lambda _path: None,
         quiet: float = 0.004,
         cap: float = 0.5,
+        journal: Journal | None = None,
     ) -> None:
         self.jobs = jobs.resolve()
-        self.handler = _Debounce(self.jobs, wake, early, quiet, cap)
+        self.journal = journal
+        self.handler = _Debounce(self.jobs, wake, early, quiet, cap, journal)
         self.observer: Any = Observer()
         self._inode: int | None = None
         self._watches: list[Any] = []
@@ -112,6 +132,8 @@ class Watcher:
             self._watches.append(self.observer.schedule(self.handler, str(self.jobs)))
         except OSError:
             self._inode = None
+        if self.journal is not None:  # a new watch may have missed events: list once in full
+            self.journal.attach() if self._inode is not None else self.journal.note_all()
 
     def check(self) -> None:
         """On each rescan: a replaced or re-created directory needs a new watch."""
@@ -123,6 +145,8 @@ class Watcher:
             self._schedule()
 
     def stop(self) -> None:
+        if self.journal is not None:
+            self.journal.attached = False
         # watchdog's emitter may still be reading when it is stopped and logs that as an
         # error ("queue_events() called when the thread is inactive"): not one at shutdown.
         logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)

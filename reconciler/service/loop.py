@@ -77,7 +77,8 @@ class Service:
                                variables=variable_source(self.variables))  # fmt: skip
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.git = GitInfo(jobs)
-        self.watcher = Watcher(jobs, self._wake_scan, self._early) if watch else None
+        journal = self.loader.journal  # the watcher tells the loader what changed
+        self.watcher = Watcher(jobs, self._wake_scan, self._early, journal=journal) if watch else None
         self._warmer = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="warm", initializer=threads.name_this_thread,
             initargs=("warm",))  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,6 +58,63 @@ def listing(root: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[str, Ke
                 yield entry.name, entry_key(entry)
             except FileNotFoundError:
                 yield entry.name, None
+
+
+def stat_entry(root: Path, name: str) -> Key | None:
+    """One entry's key, as `listing` gives it; None when it does not exist."""
+    path = os.path.join(root, name)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    key = _key(st)
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            key += _key(os.stat(path))
+        except OSError as e:
+            key += (-(e.errno or 1),)
+    return key
+
+
+class Journal:
+    """The names of entries a watcher saw change since the loader last took them. Until a
+    watcher is attached, after it may have missed events (`note_all`), and when a burst names
+    more entries than are worth a stat each, the loader lists the whole directory instead."""
+
+    MAX_NAMES = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: set[str] = set()
+        self._whole = True
+        self.attached = False
+        self.notes = 0  # counts every note: what `settled` compares
+
+    def attach(self) -> None:
+        """A watcher runs: from now on every change is noted (or `note_all` says it may not be)."""
+        with self._lock:
+            self.attached, self._whole = True, True
+            self.notes += 1
+
+    def note(self, name: str) -> None:
+        with self._lock:
+            self.notes += 1
+            if len(self._names) < self.MAX_NAMES:
+                self._names.add(name)
+            else:
+                self._whole = True
+
+    def note_all(self) -> None:
+        with self._lock:
+            self._whole = True
+            self.notes += 1
+
+    def take(self) -> set[str] | None:
+        """The names noted since the last take, or None: list everything."""
+        with self._lock:
+            names, whole = self._names, self._whole or not self.attached
+            self._names, self._whole = set(), False
+        return None if whole else names
 
 
 class Refused(Exception):

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 JOB_SUFFIXES = (".hcl", ".nomad")
 VARS_SUFFIX = ".vars.hcl"
 GIT_LOCKS = ("index.lock", "HEAD.lock")
+LIST_EVERY = 300.0  # with a watcher, the whole directory is still listed this often
+_NO_LINK = (0,) * 6  # the length of a key that is not a symlink's
 
 
 def is_job_file(name: str) -> bool:
@@ -360,6 +363,13 @@ class Loader:
     _last: Desired | None = None
     _last_key: dict[str, Any] | None = None
     _reading: threading.Lock = field(default_factory=threading.Lock)
+    # what a watcher saw change (spec/jobdir.py): with it, a scan stats only those entries
+    journal: jobdir.Journal = field(default_factory=jobdir.Journal)
+    _listed: dict[str, jobdir.Key | None] | None = None  # every entry, as the last scan saw it
+    _listed_at: float = 0.0  # when the directory was last listed in full
+    _dir: tuple[int, ...] = ()  # the directory's identity and mtime then
+    _changed: set[str] = field(default_factory=set)  # entries the last scan found changed
+    _var_of: dict[str, str] = field(default_factory=dict)  # job file -> its var file's name
 
     def display(self, path: Path) -> str:
         try:
@@ -373,17 +383,63 @@ class Loader:
         return (lambda n: n) if shown == "." else (lambda n: os.path.join(shown, n))
 
     def _entries(self) -> dict[str, jobdir.Key | None]:
-        """Every job file and var file with its entry's key; raises OSError for the directory."""
-        return dict(jobdir.listing(self.root, is_watched_file))
+        """Every job file and var file with its entry's key; raises OSError for the directory.
+        With a watcher's journal only the entries it names (and symlinks, whose targets it
+        cannot see) are looked at; the whole directory is listed at first, after missed
+        events, when the directory was replaced, and every LIST_EVERY seconds."""
+        names = self.journal.take()
+        st = os.stat(self.root)
+        ident = (st.st_ino, st.st_dev, st.st_mtime_ns)
+        old = self._listed
+        if (
+            names is None or old is None or ident[:2] != self._dir[:2]
+            or time.monotonic() - self._listed_at > LIST_EVERY
+            or (not names and ident != self._dir)  # entries came or went, unseen
+        ):  # fmt: skip
+            entries = dict(jobdir.listing(self.root, is_watched_file))
+            self._listed_at = time.monotonic()
+            self._changed = {n for n in entries.keys() | (old or {}).keys()
+                             if entries.get(n) != (old or {}).get(n)}  # fmt: skip
+        else:
+            entries = dict(old)
+            links = {n for n, k in old.items() if k is not None and len(k) > len(_NO_LINK)}
+            self._changed = set()
+            for name in names | links:
+                if not is_watched_file(name):
+                    continue
+                key = jobdir.stat_entry(self.root, name)
+                if key != entries.get(name):
+                    self._changed.add(name)
+                if key is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = key
+        self._listed, self._dir = entries, ident
+        return entries
 
     def _keys(self, entries: Mapping[str, jobdir.Key | None]) -> dict[str, Any]:
         """Each job file's key: its entry's, with those of the files it was made from (its var
         file, what file() read)."""
-        return {n: (k, self._inputs_key(n, entries)) for n, k in entries.items() if is_job_file(n)}
+        out: dict[str, Any] = {}
+        var_of = self._var_of
+        for name, key in entries.items():
+            var = var_of.get(name)
+            if var is None:
+                if not is_job_file(name):
+                    continue
+                var = var_of[name] = vars_file_for(name)
+            if name in self._inputs:
+                out[name] = (key, self._inputs_key(name, entries))
+            else:  # not read yet, or made from its var file alone
+                out[name] = (key, (entries.get(var),))
+        return out
 
     def _inputs_key(self, name: str, entries: Mapping[str, jobdir.Key | None]) -> tuple[Any, ...]:
         root = str(self.root)
         inputs = self._inputs.get(name, (vars_file_for(os.path.join(root, name)),))
+        if inputs == (vars_file_for(os.path.join(root, name)),):
+            self._inputs.pop(name, None)  # the common case: `_keys` knows it without paths
+            return (entries.get(self._var_of.get(name) or vars_file_for(name)),)
         return tuple(
             entries.get(base)  # a var file: listed with the job files, no stat of its own
             if os.path.dirname(p) == root and is_watched_file(base := os.path.basename(p))
@@ -396,16 +452,34 @@ class Loader:
         still writing files does not)."""
         if any(os.path.lexists(os.path.join(self.root, ".git", f)) for f in GIT_LOCKS):
             return False  # git is writing the work tree (and moves HEAD last)
+        journal = self.journal
+        if journal.attached and self._listed is not None and self._last_key is not None:
+            # Events may lag a write: what the last scan saw change, and the directory's own
+            # mtime (an entry made, renamed or removed), are looked at directly.
+            notes = journal.notes
+            try:
+                st = os.stat(self.root)
+            except OSError:
+                return False
+            if (st.st_ino, st.st_dev, st.st_mtime_ns) != self._dir:
+                return False
+            for name in self._changed:
+                if jobdir.stat_entry(self.root, name) != self._listed.get(name):
+                    return False
+            return notes == self._notes_seen
         try:
-            return self._keys(self._entries()) == self._last_key
+            return self._keys(dict(jobdir.listing(self.root, is_watched_file))) == self._last_key
         except OSError:
             return self._last_key is None
 
+    _notes_seen = -1
+
     def scan(self) -> Desired:
         try:
+            self._notes_seen = self.journal.notes
             entries = self._entries()
         except OSError as e:
-            self._last_key = None
+            self._last_key = self._listed = None
             return Desired(
                 MappingProxyType({}),
                 MappingProxyType({}),
@@ -418,7 +492,7 @@ class Loader:
         files: dict[str, FileResult] = {}
         seen: dict[str, Any] = {}
         named = self._namer()
-        for base in sorted(keys):
+        for base in sorted(keys):  # (sorting 10,000 names: 3 ms)
             key, name = keys[base], named(base)
             if key[0] is None:  # gone between listing and stat
                 continue

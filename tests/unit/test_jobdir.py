@@ -9,13 +9,16 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler.spec import jobdir, load
 from reconciler.spec.load import MAX_FILE_BYTES, Desired, Loader
+from reconciler.watch import Watcher
 
 JOB = 'job "{name}" {{\n  group "g" {{\n    task "t" {{\n      driver = "exec"\n      config {{ command = "/bin/{cmd}" }}\n    }}\n  }}\n}}\n'
 
@@ -188,3 +191,93 @@ def test_a_git_command_at_work_is_not_settled(tmp_path: Path) -> None:
         assert not loader.settled()  # checkout writes files first, moves HEAD last
         (tmp_path / ".git" / lock).unlink()
     assert loader.settled()
+
+
+def watched(root: Path) -> Loader:
+    """A loader whose journal is fed by hand, as the watcher feeds it."""
+    loader = Loader(root)
+    loader.journal.attach()
+    loader.scan()  # the first scan after attaching lists everything
+    return loader
+
+
+def test_with_a_journal_only_the_named_entries_are_looked_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.hcl").write_text(job("a"))
+    (tmp_path / "b.hcl").write_text(job("b"))
+    loader = watched(tmp_path)
+    listings: list[Path] = []
+    real = jobdir.listing
+    monkeypatch.setattr(jobdir, "listing", lambda root, w: listings.append(root) or real(root, w))
+    first = loader.scan()
+    assert loader.scan() is first and loader.settled() and not listings  # nothing noted
+    (tmp_path / "a.hcl").write_text(job("a", "edited"))
+    loader.journal.note("a.hcl")
+    assert "/bin/edited" in loader.scan().jobs["a"].canonical and not listings
+    (tmp_path / "c.hcl").write_text(job("c"))
+    loader.journal.note("c.hcl")
+    assert set(loader.scan().jobs) == {"a", "b", "c"} and not listings
+    (tmp_path / "c.hcl").unlink()
+    loader.journal.note("c.hcl")
+    assert set(loader.scan().jobs) == {"a", "b"} and not listings
+    loader.journal.note_all()  # events may have been lost: a full listing
+    loader.scan()
+    assert len(listings) == 1
+
+
+def test_a_change_the_journal_missed_is_found_by_the_periodic_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.hcl").write_text(job("a"))
+    loader = watched(tmp_path)
+    (tmp_path / "a.hcl").write_text(job("a", "edited"))  # written in place: no entry changes
+    assert "/bin/true" in loader.scan().jobs["a"].canonical  # not noted, not seen (yet)
+    monkeypatch.setattr(load, "LIST_EVERY", 0.0)
+    assert "/bin/edited" in loader.scan().jobs["a"].canonical
+
+
+def test_an_entry_made_but_not_yet_noted_is_not_settled(tmp_path: Path) -> None:
+    (tmp_path / "a.hcl").write_text(job("a"))
+    loader = watched(tmp_path)
+    assert loader.settled()
+    (tmp_path / "b.hcl").write_text(job("b"))  # its event has not arrived: the mtime tells
+    assert not loader.settled()
+    loader.journal.note("b.hcl")
+    assert set(loader.scan().jobs) == {"a", "b"} and loader.settled()
+    loader.journal.note("b.hcl")  # an event after the scan
+    assert not loader.settled()
+
+
+def test_with_a_journal_symlinks_are_still_followed_every_scan(tmp_path: Path) -> None:
+    for v, cmd in (("..v1", "one"), ("..v2", "two")):
+        (tmp_path / v).mkdir()
+        (tmp_path / v / "web.hcl").write_text(job("web", cmd))
+    os.symlink("..v1", tmp_path / "..data")
+    os.symlink("..data/web.hcl", tmp_path / "web.hcl")
+    loader = watched(tmp_path)
+    assert "/bin/one" in loader.scan().jobs["web"].canonical
+    os.symlink("..v2", tmp_path / "..data.new")
+    os.rename(tmp_path / "..data.new", tmp_path / "..data")  # no job file named by any event
+    assert "/bin/two" in loader.scan().jobs["web"].canonical
+
+
+def test_the_watcher_feeds_the_journal(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    journal = jobdir.Journal()
+    w = Watcher(jobs, lambda _t: None, journal=journal)
+    w.start()
+    try:
+        assert journal.attached and journal.take() is None  # first: list everything
+        (jobs / ".a.hcl.tmp").write_text(job("a"))
+        os.rename(jobs / ".a.hcl.tmp", jobs / "a.hcl")
+        deadline = time.monotonic() + 20
+        seen: set[str] = set()
+        while "a.hcl" not in seen and time.monotonic() < deadline:
+            seen |= journal.take() or set()
+            time.sleep(0.01)
+        assert "a.hcl" in seen
+    finally:
+        w.stop()
+    assert not journal.attached and journal.take() is None
