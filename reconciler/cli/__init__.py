@@ -76,6 +76,7 @@ def node_config(settings: NodeSettings) -> NodeConfig:
         reserved_cpu=settings.reserved.cpu, reserved_memory_mb=settings.reserved.memory,
         reserved_cores=parse_cpuset(settings.reserved.cores),
         host_volumes={n: (v.path, v.read_only) for n, v in settings.host_volume.items()},
+        template_dirs=tuple(rc.template_dirs),
         artifact_read_timeout=settings.artifact.http_read_timeout,
         artifact_max_size=parse_bytes(settings.artifact.http_max_size),
         artifact_git_timeout=settings.artifact.git_timeout,
@@ -143,7 +144,7 @@ def plan_cmd(
     from reconciler.plan import admission
 
     d = data_dir(data)
-    desired = Loader(jobs).scan()
+    desired = Loader(jobs, extra_roots=load_node(config).template_dirs).scan()
     observed = Observed()
     if db_path(d).exists():
         store = Store(db_path(d), readonly=True)

@@ -125,6 +125,7 @@ class NodeConfig:
     bridge_name: str = "reconciler0"
     bridge_cidr: str = "172.26.64.0/20"
     host_volumes: Mapping[str, tuple[str, bool]] = field(default_factory=dict)  # name: (path, ro)
+    template_dirs: tuple[str, ...] = ()  # host dirs a template `source` may name
     meta: Mapping[str, str] = field(default_factory=dict)
     # Nomad's `client` fingerprint overrides and `reserved` block (0: fingerprint / none)
     cpu_total_compute: int = 0  # MHz

@@ -64,7 +64,7 @@ class Service:
         self.node = node
         self.clock = clock = clock or SteadyClock()
         self.allow_empty = allow_empty
-        self.loader = Loader(jobs)
+        self.loader = Loader(jobs, extra_roots=node.template_dirs)
         hcl.parse('job "warm" {}', positions=False)  # load the grammar now, not on the first file event
         fp = executor.fingerprint()
         self.fingerprint = fp

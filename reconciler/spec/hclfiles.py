@@ -32,6 +32,9 @@ class JobDirectory:
     base: str  # the job file's directory
     home: str = ""
     read_paths: set[str] = field(default_factory=set)
+    # Absolute paths inside these host directories are readable too (the node configuration's
+    # `reconciler { template_dirs }`).
+    extra_roots: tuple[str, ...] = ()
 
     def _resolve(self, path: str) -> str:
         if "\x00" in path:
@@ -39,8 +42,10 @@ class JobDirectory:
         full = os.path.normpath(os.path.join(self.base, path))
         real = os.path.realpath(full)
         root = os.path.realpath(self.root)
-        if os.path.commonpath([real, root]) != root:
-            raise FunctionError(f'"{path}" is outside the job directory {self.root}; refused')
+        allowed = [root] + [os.path.realpath(r) for r in self.extra_roots if os.path.isabs(path)]
+        if not any(os.path.commonpath([real, top]) == top for top in allowed):
+            where = " and the node's template_dirs" if self.extra_roots else ""
+            raise FunctionError(f'"{path}" is outside the job directory {self.root}{where}; refused')
         self.read_paths.add(full)
         return real
 

@@ -356,6 +356,7 @@ class Loader:
     env: Mapping[str, str] = field(
         default_factory=lambda: {k: v for k, v in os.environ.items() if k.startswith("NOMAD_VAR_")}
     )
+    extra_roots: tuple[str, ...] = ()  # host dirs absolute template sources may name
     _by_stat: dict[str, tuple[Any, FileResult]] = field(default_factory=dict)
     _by_digest: dict[str, FileResult] = field(default_factory=dict)
     # job file name -> the other files its result was made from (var file, file() reads)
@@ -544,7 +545,8 @@ class Loader:
         if "\x00" in text or "\x00" in var_text:
             return fail("file contains a NUL byte: not a text file")
         var_name = self._namer()(os.path.basename(vars_path))
-        directory = JobDirectory(str(self.root), str(path.parent), self.env.get("HOME", ""))
+        directory = JobDirectory(str(self.root), str(path.parent), self.env.get("HOME", ""),
+                                 extra_roots=self.extra_roots)  # fmt: skip
         inputs = hclbody.Inputs(
             env=self.env,
             var_files=(hclbody.VarFile(var_name, var_text),) if var_data else (),

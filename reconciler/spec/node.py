@@ -59,6 +59,16 @@ class ReconcilerSettings(Strict):
     bridge_name: str = Field("reconciler0", max_length=15)
     bridge_cidr: str = "172.26.64.0/20"
     http_token: str = ""  # required as X-Nomad-Token by the HTTP API when set
+    template_dirs: list[str] = []  # host dirs whose files a template `source` may name
+
+    @field_validator("template_dirs")
+    @classmethod
+    def _absolute_dirs(cls, v: list[str]) -> list[str]:
+        for d in v:
+            if not d.startswith("/") or not os.path.isdir(d):
+                raise PydanticCustomError("template_dirs", "{d} is not an absolute directory",
+                                          {"d": d})  # fmt: skip
+        return v
 
 
 def parse_cpuset(text: str) -> tuple[int, ...]:

@@ -85,3 +85,23 @@ def test_an_edited_source_re_renders_without_a_restart(h) -> None:  # type: igno
     assert len(h.fake.started) == 1
     assert "Template Rendered" in h.events("web/g/0/t")
     assert h.fake.rendered[-1].templates[0].text == "v2 with more bytes\n"
+
+
+def test_absolute_sources_in_the_nodes_template_dirs(tmp_path: Path) -> None:
+    from reconciler.spec.node import load_node_config
+
+    jobs, shared, other = tmp_path / "jobs", tmp_path / "shared", tmp_path / "other"
+    for d in (jobs, shared, other):
+        d.mkdir()
+    (shared / "app.tpl").write_text("shared\n")
+    (other / "app.tpl").write_text("other\n")
+    write_job(jobs, f'source = "{shared}/app.tpl"')
+    assert any("outside the job directory" in p.message for p in Loader(jobs).scan().problems)
+    desired = Loader(jobs, extra_roots=(str(shared),)).scan()
+    assert desired.jobs["web"].job.group["g"].task["t"].template[0].data == "shared\n"
+    write_job(jobs, f'source = "{other}/app.tpl"')
+    problems = Loader(jobs, extra_roots=(str(shared),)).scan().problems
+    assert any("the node's template_dirs; refused" in p.message for p in problems)
+    config = tmp_path / "node.hcl"
+    config.write_text(f'reconciler {{\n  template_dirs = ["{shared}"]\n}}\n')
+    assert load_node_config(config).reconciler.template_dirs == [str(shared)]
