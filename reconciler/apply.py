@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler import metrics, restarts
+from reconciler.db.children import Launched
 from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey, SlotRecord
 from reconciler.db.store import Event, Started, Store
 from reconciler.errors import PermanentError
@@ -64,6 +65,9 @@ class Applier:
     clock: Callable[[], float]
     jitter: Callable[[], float] = random.random
     on_change: Callable[[str], None] = lambda _line: None
+    # a child job was launched or dispatched / children were garbage-collected
+    on_launch: Callable[[JobSpec], None] = lambda _spec: None
+    on_collect: Callable[[tuple[str, ...]], None] = lambda _ids: None
     running: dict[str, Running] = field(default_factory=dict)  # by task handle id
     specs: dict[str, JobSpec] = field(default_factory=dict)  # effective spec per job
     variables: VariableSource | None = None  # Nomad Variables for templates
@@ -107,6 +111,20 @@ class Applier:
             self.store.promote(plan.promote, now)
             for job_id in plan.promote:
                 self.on_change(f"{job_id}: version applied")
+        for anchor in plan.anchor:
+            self.store.anchor(anchor.parent, anchor.at, anchor.digest, now, anchor.event)
+            if anchor.event:
+                self.on_change(f"{anchor.parent}: {anchor.event[1]}")
+        for launch in plan.launch:
+            parent = observed.jobs.get(launch.parent)
+            digest = parent.periodic_digest if parent else ""
+            self.launch(launch.spec, launch.parent, launch.kind, launch.event, now,
+                        anchor=(launch.at, digest))  # fmt: skip
+        if plan.collect:
+            self.store.collect(plan.collect, now)
+            self.on_collect(plan.collect)
+            for job_id in plan.collect:
+                self.on_change(f"{job_id}: garbage-collected")
         changed = {
             job_id: st
             for job_id, st in plan.status.items()
@@ -116,7 +134,23 @@ class Applier:
             self.store.set_status(changed, now)
         return bool(
             changed or plan.changes or plan.attempt or plan.promote or plan.revert or plan.forget
+            or plan.anchor or plan.launch or plan.collect
         )
+
+    def launch(
+        self, child: JobSpec, parent: str, kind: str, event: tuple[str, str], now: float, *,
+        anchor: tuple[float, str] | None = None, meta: str = "", payload: bytes | None = None,
+        token: str | None = None,
+    ) -> bool:  # fmt: skip
+        """Record a child job; the service adds it to the desired state. False when a child
+        of that name exists already (two launches in one second)."""
+        row = Launched(child.id, parent, kind, child.digest, child.canonical, child.file, meta,
+                       payload, token)  # fmt: skip
+        if not self.store.launch(row, now, event, anchor):
+            return False
+        self.on_launch(child)
+        self.on_change(f"{parent}: launched {child.id} ({kind})")
+        return True
 
     # ---- steps ----
 
@@ -196,6 +230,7 @@ class Applier:
             assert a.spec is not None
             try:
                 config = task_config(a.spec, a.key, self.node, self.attributes, self.variables)
+                config = self._with_payload(a.spec, a.key, config)
             except KeyError as e:
                 self._start_failed(a, observed.slots.get(a.key), f"cannot resolve ${{{e.args[0]}}}",
                                    now, permanent=True, event="Failed Validation")  # fmt: skip
@@ -293,6 +328,14 @@ class Applier:
                 jobs.add(key.job)
             self.fetching.pop(tid, None)
         return jobs
+
+    def _with_payload(self, spec: JobSpec, key: SlotKey, config: TaskConfig) -> TaskConfig:
+        """A dispatched child's payload (kept in the store) for a task with dispatch_payload."""
+        wants = spec.job.group[key.group].task[key.task].dispatch_payload
+        if wants is None:
+            return config
+        data = self.store.payload(key.job) or b""
+        return dataclasses.replace(config, payload=data, payload_file=wants.file)
 
     def _policy(self, key: SlotKey) -> tuple[EffectiveRestart, bool] | None:
         spec = self.specs.get(key.job)

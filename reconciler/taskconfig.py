@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -29,6 +30,7 @@ from reconciler.spec.models import Volume
 from reconciler.spec.template import Iface, VariableSource, Workload, render
 
 DYNAMIC_PORTS = (20000, 32000)
+_NOT_IN_META_NAME = re.compile(r"[^A-Za-z0-9_.]")
 
 
 def alloc_id(key: SlotKey) -> str:
@@ -50,7 +52,8 @@ def runtime_env(spec: JobSpec, key: SlotKey, attrs: Mapping[str, str]) -> dict[s
     aid = alloc_id(key)
     env = {
         "NOMAD_ALLOC_DIR": "/alloc", "NOMAD_TASK_DIR": "/local", "NOMAD_SECRETS_DIR": "/secrets",
-        "NOMAD_JOB_ID": spec.id, "NOMAD_JOB_NAME": spec.id, "NOMAD_JOB_PARENT_ID": "",
+        "NOMAD_JOB_ID": spec.id, "NOMAD_JOB_NAME": spec.id,
+        "NOMAD_JOB_PARENT_ID": spec.id.rpartition("/")[0],  # a child: PARENT/periodic-<t>
         "NOMAD_GROUP_NAME": key.group, "NOMAD_TASK_NAME": key.task,
         "NOMAD_ALLOC_INDEX": str(key.idx), "NOMAD_ALLOC_ID": aid, "NOMAD_SHORT_ALLOC_ID": aid[:8],
         "NOMAD_ALLOC_NAME": f"{spec.id}.{key.group}[{key.idx}]",
@@ -63,9 +66,10 @@ def runtime_env(spec: JobSpec, key: SlotKey, attrs: Mapping[str, str]) -> dict[s
     if res.cores:
         env["NOMAD_CPU_CORES"] = str(res.cores)
     for meta in (job.meta, group.meta, task.meta):
-        for k, v in meta.items():
-            env[f"NOMAD_META_{k}"] = v
-            env[f"NOMAD_META_{k.upper()}"] = v
+        for meta_key, v in meta.items():
+            name = _NOT_IN_META_NAME.sub("_", meta_key)  # Nomad: "a-b" -> NOMAD_META_a_b
+            env[f"NOMAD_META_{name}"] = v
+            env[f"NOMAD_META_{name.upper()}"] = v
     bridge = group.network.mode == "bridge"
     ip = "127.0.0.1"
     for label, port in group.network.port.items():

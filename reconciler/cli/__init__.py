@@ -82,6 +82,7 @@ def node_config(settings: NodeSettings) -> NodeConfig:
         artifact_git_timeout=settings.artifact.git_timeout,
         artifact_decompression_size_limit=parse_bytes(settings.artifact.decompression_size_limit),
         artifact_decompression_file_count_limit=settings.artifact.decompression_file_count_limit,
+        job_gc_threshold=rc.job_gc_threshold,
     )  # fmt: skip
 
 
@@ -361,11 +362,12 @@ def _file_limits(data: Path, per_task: int) -> dict[str, int]:
 
 
 from reconciler.cli import audit as _audit  # noqa: E402  (registers `audit`)
+from reconciler.cli import children as _children  # noqa: E402  (periodic force, dispatch)
 from reconciler.cli import live as _live  # noqa: E402  (registers `events`)
 from reconciler.cli import ops as _ops  # noqa: E402  (registers the operator verbs)
 from reconciler.cli import variables as _variables  # noqa: E402  (registers `var`)
 
-del _audit, _live, _ops, _variables
+del _audit, _children, _live, _ops, _variables
 
 
 def main() -> None:

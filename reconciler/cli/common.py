@@ -53,7 +53,17 @@ def resolve_tasks(
     candidates: list[SlotKey], address: str, *, allow_job: bool = False
 ) -> list[SlotKey]:
     """JOB/GROUP/INDEX/TASK, or JOB/TASK when one group instance has that task
-    (or JOB alone where allowed). Errors list the candidates."""
+    (or JOB alone where allowed). Errors list the candidates. A child job's name has a slash
+    (`backup/periodic-1767225600`): an address that names it, or one of its tasks, is taken
+    as it is before the parts are counted."""
+    if exact := [k for k in candidates if str(k) == address]:
+        return exact
+    if allow_job and (whole := [k for k in candidates if k.job == address]):
+        return whole
+    job, _, task = address.rpartition("/")
+    found = [k for k in candidates if k.job == job and k.task == task] if "/" in job else []
+    if len(found) == 1:
+        return found
     parts = address.split("/")
     if len(parts) == 4:
         try:

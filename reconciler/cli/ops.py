@@ -50,7 +50,8 @@ def _ago(ts: float | None) -> str:
 
 
 STATUS_WORD = {"ready": "Ready", "reconciling": "Reconciling", "failed": "Failed",
-               "blocked": "Blocked", "stopped": "Stopped", "removed": "Removed"}  # fmt: skip
+               "blocked": "Blocked", "stopped": "Stopped", "removed": "Removed",
+               "running": "Running", "complete": "Complete"}  # fmt: skip
 
 
 @app.command()

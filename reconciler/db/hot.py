@@ -165,9 +165,11 @@ class HotPaths:
         """A job that becomes blocked says why in its history too (Nomad's placement failure)."""
         with self._tx() as db:
             db.executemany(
-                "UPDATE jobs SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
-                [(status, reason, now, job_id) for job_id, (status, reason) in statuses.items()],
-            )
+                "UPDATE jobs SET status = ?, reason = ?, updated_at = ?, finished_at = CASE WHEN"
+                " ? IN ('complete', 'failed') THEN coalesce(finished_at, ?) END WHERE id = ?",
+                [(status, reason, now, status, now, job_id)
+                 for job_id, (status, reason) in statuses.items()],
+            )  # fmt: skip
             db.executemany(
                 "INSERT INTO task_events (at, job_id, group_name, idx, task, type, message)"
                 " VALUES (?, ?, '', NULL, '', 'Placement Failure', ?)",

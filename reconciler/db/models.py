@@ -31,6 +31,16 @@ class JobRow(Base):
     attempted_at: Mapped[float | None]
     created_at: Mapped[float]
     updated_at: Mapped[float]
+    # children of periodic and parameterized jobs (migration 0003)
+    parent_id: Mapped[str | None] = mapped_column(String, index=True)
+    launch_kind: Mapped[str] = mapped_column(String, default="", server_default="")
+    periodic_from: Mapped[float | None]
+    periodic_digest: Mapped[str | None] = mapped_column(String)
+    finished_at: Mapped[float | None]
+    gc_at: Mapped[float | None]
+    dispatch_meta: Mapped[str] = mapped_column(Text, default="", server_default="")
+    payload: Mapped[bytes | None]
+    idempotency_token: Mapped[str | None] = mapped_column(String)
 
 
 class JobVersion(Base):

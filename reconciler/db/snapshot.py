@@ -67,6 +67,18 @@ class JobRecord:
     rejected: frozenset[str] = frozenset()
     attempted_at: float | None = None
     reason: str = ""
+    parent_id: str = ""  # a periodic or dispatched child's parent
+    periodic_from: float | None = None  # a periodic parent: next launch is computed from here
+    periodic_digest: str = ""  # ... for this version of it
+    finished_at: float | None = None  # a child: when it completed or failed
+
+
+@dataclass(frozen=True)
+class ChildRecord:
+    id: str
+    parent: str
+    status: str
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -78,3 +90,5 @@ class Observed:
     # (MHz, MB, cores) reserved by every holding slot of every job, also outside a scoped
     # read; None: sum `slots` instead.
     held: tuple[int, int, int] | None = None
+    # Every child not yet garbage-collected, by parent, whatever this read's scope.
+    children: Mapping[str, tuple[ChildRecord, ...]] = field(default_factory=dict)

@@ -11,9 +11,17 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
 from reconciler.db import engine as db_engine
-from reconciler.db.hot import Event, HotPaths, ProblemRow, Started, VersionRow
+from reconciler.db.children import ChildJobs
+from reconciler.db.hot import Event, ProblemRow, Started, VersionRow
 from reconciler.db.models import JobRow, JobVersion, TaskEvent, TaskInstance, TaskSlot
-from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey, SlotRecord
+from reconciler.db.snapshot import (
+    ChildRecord,
+    InstanceRecord,
+    JobRecord,
+    Observed,
+    SlotKey,
+    SlotRecord,
+)
 
 __all__ = ["Event", "ProblemRow", "Started", "Store", "VersionRow"]
 
@@ -25,7 +33,7 @@ def _slot_where(key: SlotKey) -> tuple[ColumnElement[bool], ...]:
     )  # fmt: skip
 
 
-class Store(HotPaths):
+class Store(ChildJobs):
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
@@ -78,15 +86,18 @@ class Store(HotPaths):
             ):
                 rejected.setdefault(job_id, set()).add(digest)
             records: dict[str, JobRecord] = {}
-            for jid, src, status, paused, applied, attempted, attempted_at, reason, canon in q(
+            for (jid, src, status, paused, applied, attempted, attempted_at, reason, canon,
+                 parent, p_from, p_digest, finished) in q(
                 "SELECT j.id, j.source_file, j.status, j.paused, va.digest, vt.digest,"
-                " j.attempted_at, j.reason, va.canonical FROM jobs j"
+                " j.attempted_at, j.reason, va.canonical, j.parent_id, j.periodic_from,"
+                " j.periodic_digest, j.finished_at FROM jobs j"
                 " LEFT JOIN job_versions va ON va.id = j.applied_version_id"
                 " LEFT JOIN job_versions vt ON vt.id = j.attempted_version_id", "j.id"
-            ):
+            ):  # fmt: skip
                 records[jid] = JobRecord(
                     jid, src, status, bool(paused), applied, attempted, canon,
-                    frozenset(rejected.get(jid, ())), attempted_at, reason,
+                    frozenset(rejected.get(jid, ())), attempted_at, reason, parent or "",
+                    p_from, p_digest or "", finished,
                 )  # fmt: skip
             instances = {
                 row[0]: InstanceRecord(
@@ -119,7 +130,14 @@ class Store(HotPaths):
                 "SELECT coalesce(sum(cpu), 0), coalesce(sum(memory), 0), coalesce(sum(cores), 0)"
                 " FROM task_slots WHERE state IN ('running', 'stopping', 'pending')"
             ).fetchone()
-        return Observed(records, slots, frozenset(live), (cpu, memory, cores))
+            children: dict[str, list[ChildRecord]] = {}
+            for cid, parent, status, finished in raw.execute(
+                "SELECT id, parent_id, status, finished_at FROM jobs"
+                " WHERE parent_id IS NOT NULL AND gc_at IS NULL"
+            ):
+                children.setdefault(parent, []).append(ChildRecord(cid, parent, status, finished))
+        return Observed(records, slots, frozenset(live), (cpu, memory, cores),
+                        {p: tuple(c) for p, c in children.items()})  # fmt: skip
 
     def promote(self, job_ids: Iterable[str], now: float) -> None:
         with self.session() as s, s.begin():

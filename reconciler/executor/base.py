@@ -107,6 +107,9 @@ class TaskConfig:
     raw_exec: bool = False
     hostname: str = ""
     artifacts: tuple[Artifact, ...] = ()
+    # a dispatched job's payload, written to local/<payload_file> before the templates
+    payload: bytes = b""
+    payload_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class NodeConfig:
     artifact_git_timeout: float = 1800.0  # git_timeout
     artifact_decompression_size_limit: int = 100_000_000_000  # bytes
     artifact_decompression_file_count_limit: int = 4096
+    job_gc_threshold: float = 4 * 3600.0  # finished child jobs are collected after (seconds)
 
 
 @dataclass(frozen=True)

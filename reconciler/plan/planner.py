@@ -9,14 +9,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler import constraints, lifecycle
-from reconciler.db.snapshot import JobRecord, Observed, SlotKey, SlotRecord
+from reconciler.db.snapshot import ChildRecord, JobRecord, Observed, SlotKey, SlotRecord
 from reconciler.lifecycle import Gate, phase
-from reconciler.plan import admission
+from reconciler.plan import admission, children, periodic
 from reconciler.spec.load import Desired, JobSpec
-from reconciler.spec.models import Job, effective_update
+from reconciler.spec.models import RUNS_TO_COMPLETION, Job, effective_update
 from reconciler.spec.template import Workload, reads_variables
 
 ACTIVE = frozenset({"running", "stopping"})
@@ -31,6 +31,8 @@ class Host:
     start_budget: int | None = None  # how many tasks may start now (descriptors); None: any
     budget_reason: str = ""  # why no more may start
     volumes: Mapping[str, bool] = field(default_factory=dict)  # host volume name: read-only
+    started_at: float = 0.0  # when this service process started (periodic catch-up)
+    gc_after: float = 4 * 3600.0  # finished children are collected this long after (Nomad's)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ class Plan:
     warnings: tuple[str, ...] = ()
     # Jobs with an instance waiting for room: worth planning again when room is freed.
     waiting: frozenset[str] = frozenset()
+    launch: tuple[periodic.Launch, ...] = ()  # periodic children to create now
+    anchor: tuple[periodic.Anchor, ...] = ()
+    collect: tuple[str, ...] = ()  # finished children to garbage-collect
+    wake: Mapping[str, float] = field(default_factory=dict)  # job -> when to plan it again
 
     @property
     def changes(self) -> int:
@@ -152,13 +158,18 @@ class _Builder:
     warnings: list[str] = field(default_factory=list)
     room: admission.Room = field(default_factory=lambda: admission.Room(None))
     short_of_room: dict[str, str] = field(default_factory=dict)  # job -> first reason
+    launch: list[periodic.Launch] = field(default_factory=list)
+    anchor: list[periodic.Anchor] = field(default_factory=list)
+    collect: list[str] = field(default_factory=list)
+    wake: dict[str, float] = field(default_factory=dict)
 
     def freeze(self) -> Plan:
         return Plan(
             tuple(self.adopt), tuple(self.start), tuple(self.restart), tuple(self.rerender),
             tuple(self.stop), tuple(self.keep), tuple(self.blocked), tuple(self.forget),
             tuple(self.promote), tuple(self.revert), dict(self.status), dict(self.attempt),
-            tuple(self.warnings), frozenset(self.short_of_room),
+            tuple(self.warnings), frozenset(self.short_of_room), tuple(self.launch),
+            tuple(self.anchor), tuple(self.collect), dict(self.wake),
         )  # fmt: skip
 
 
@@ -207,7 +218,8 @@ def plan(
         held_jobs |= would_stop
 
     every = set(observed.jobs) | set(desired.jobs) | set(by_job)
-    for job_id in sorted(every if scope is None else every & scope):
+    # children before parents: a parent's overlap check sees what this plan says of them
+    for job_id in sorted(every if scope is None else every & scope, key=_children_first):
         slots = by_job.get(job_id, [])
         if any(s.key in pending_adopt for s in slots):
             continue  # decided on the next pass, once its running tasks are adopted
@@ -232,7 +244,12 @@ def plan(
             _remove(b, slots, "job stopped by operator", intent="pause")
             b.status[job_id] = ("stopped", "stopped by operator")
             continue
+        if spec.job.launches_children:
+            _plan_parent(b, spec, record, slots, observed.children.get(job_id, ()), host, now)
+            continue
         _plan_job(b, spec, record, slots, host, now)
+        if record is not None and record.parent_id:
+            _collect(b, spec, record, slots, host, now)
 
     if host.start_budget is not None and len(b.start) > host.start_budget:
         _hold_starts(b, host.start_budget, host.budget_reason)
@@ -251,6 +268,10 @@ def _hold_starts(b: _Builder, budget: int, reason: str) -> None:
     b.revert = [(j, why) for j, why in b.revert if j not in held]
     for job in held:
         b.attempt.pop(job, None)
+
+
+def _children_first(job_id: str) -> tuple[bool, str]:
+    return "/" not in job_id, job_id
 
 
 def leaving(desired: Desired, observed: Observed) -> set[str]:
@@ -362,6 +383,48 @@ def _plan_job(
     failed = [s for s in current.values() if s.key in wanted and s.state == "failed"
               and s.spec_digest == wanted[s.key]]  # fmt: skip
     _judge_version(b, spec, record, current, wanted, failed, reverted, now)
+    if job.type in RUNS_TO_COMPLETION and wanted and all(
+        (done := current.get(k)) is not None and done.state == "complete"
+        and done.spec_digest == d for k, d in wanted.items()
+    ):  # fmt: skip
+        b.status[spec.id] = ("complete", "")  # a batch job whose every task succeeded
+
+
+def _plan_parent(
+    b: _Builder, spec: JobSpec, record: JobRecord | None, slots: list[SlotRecord],
+    kids: tuple[ChildRecord, ...], host: Host, now: float,
+) -> None:  # fmt: skip
+    """A periodic or parameterized job runs nothing itself: its children do (Nomad's parent
+    stays "running" until it is stopped)."""
+    _remove(b, slots, "the job launches children and runs nothing itself")
+    if record is None or record.attempted_digest != spec.digest:
+        b.attempt[spec.id] = spec
+    if record is None or record.applied_digest != spec.digest:
+        b.promote.append(spec.id)
+    if spec.job.periodic is None:
+        b.status[spec.id] = ("running", "parameterized: launched by `reconciler dispatch`")
+        return
+    kids = tuple(replace(c, status=b.status[c.id][0]) if c.id in b.status else c for c in kids)
+    d = periodic.decide(spec, record, kids, now, host.started_at)
+    if d.launch is not None:
+        b.launch.append(d.launch)
+    if d.anchor is not None:
+        b.anchor.append(d.anchor)
+    if d.next_at is not None:
+        b.wake[spec.id] = d.next_at
+    b.status[spec.id] = ("running", d.reason)
+
+
+def _collect(
+    b: _Builder, spec: JobSpec, record: JobRecord, slots: list[SlotRecord], host: Host,
+    now: float,
+) -> None:  # fmt: skip
+    status = b.status.get(spec.id, (record.status, ""))[0]
+    now_due, later = children.collectable(record, status, slots, now, host.gc_after)
+    if now_due:
+        b.collect.append(spec.id)
+    elif later is not None:
+        b.wake[spec.id] = later
 
 
 def _never_fits(

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from reconciler.executor.base import Executor, ExitResult, NodeConfig, TaskHandl
 from reconciler.faults import raise_if_transient, transient_cause
 from reconciler.plan import Host, Plan, admission, leaving, plan
 from reconciler.service import descriptors, threads
+from reconciler.service.children import Children
 from reconciler.service.clock import SteadyClock
 from reconciler.service.gitinfo import GitInfo
 from reconciler.service.recovery import Recovery
@@ -70,10 +71,13 @@ class Service:
         self.fingerprint = fp
         self.host = Host(dict(fp.attributes), fp.healthy,
                          admission.node_capacity(fp.attributes, node),
-                         volumes={n: ro for n, (_, ro) in node.host_volumes.items()})  # fmt: skip
+                         volumes={n: ro for n, (_, ro) in node.host_volumes.items()},
+                         started_at=clock(), gc_after=node.job_gc_threshold)  # fmt: skip
         self.variables = VariableStore(store.path.parent)
+        self.children = Children(store)
         self.applier = Applier(store, executor, node, self.host.attributes, clock,
                                on_change=self._say, on_fetched=self._download_ended,
+                               on_launch=self._launched, on_collect=self._collected,
                                variables=variable_source(self.variables))  # fmt: skip
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.git = GitInfo(jobs)
@@ -97,6 +101,7 @@ class Service:
         self._full = True
         self._touched: set[str] = set()
         self._waiting: set[str] = set()  # jobs blocked for room: planned again when room frees
+        self._new_children: set[str] = set()  # launched during this pass: planned in it too
         self._leaving: set[str] = set()  # jobs whose file is gone: plans stay full till they are
         self._deadline_of: dict[str, list[float]] = {}  # job -> when it is due without events
         self._states_of: dict[str, Tally[str]] = {}  # job -> its slots by state: the tasks gauge
@@ -118,6 +123,15 @@ class Service:
         """A task's artifact download ended (on a download thread): its start is due."""
         self.queue.put(("fetched", task_id))
 
+    def _launched(self, child: JobSpec) -> None:
+        self.children.add(child)
+        self._touched.add(child.id)
+        self._new_children.add(child.id)
+        self._dirty = True
+
+    def _collected(self, ids: tuple[str, ...]) -> None:
+        self.children.drop(ids)
+
     def _wake_scan(self, first_event: float) -> None:
         self.queue.put(("scan", first_event))
 
@@ -131,6 +145,10 @@ class Service:
     def touch(self, jobs: set[str]) -> None:
         """The next pass plans these jobs (a request acted on them)."""
         self._touched |= jobs
+
+    def desired_files(self) -> Mapping[str, JobSpec]:
+        """The jobs the job files define, as last scanned."""
+        return self._recorded.jobs if self._recorded else {}
 
     def request(self, action: str, **args: Any) -> Future[Any]:
         req = Request(action, args)
@@ -266,7 +284,7 @@ class Service:
             elif k == "exit":
                 handle, _ = v
                 self._unrecorded[handle.id] = v  # kept until written
-                self._touched |= {handle.id.split("/", 1)[0]} | self._waiting  # room freed
+                self._touched |= {handle.id.rsplit("/", 3)[0]} | self._waiting  # room freed
                 self._dirty = True
             elif k == "fetched":
                 self._ended_downloads.add(v)  # kept until written
@@ -296,7 +314,7 @@ class Service:
         """Write the exits seen since the last pass (and any a fault kept back)."""
         if not self._unrecorded:
             return
-        jobs = {hid.split("/", 1)[0] for hid in self._unrecorded}
+        jobs = {hid.rsplit("/", 3)[0] for hid in self._unrecorded}  # a child id has a /
         obs = self.store.observed(self.applier.live, jobs)
         for hid, (handle, result) in list(self._unrecorded.items()):
             try:
@@ -412,25 +430,35 @@ class Service:
         self._full, self._touched, self._dirty = False, set(), False
         self._last_pass = now
         try:
-            p, observed = self._converge(desired, scope)
+            p, observed, scope = self._converge(desired, scope)
         except BaseException:
             self._full = self._dirty = True  # whatever this pass was to do, the next one does
             raise
         self._note_jobs(observed, scope)
+        for job, t in p.wake.items():  # periodic launches, garbage collection
+            self._deadline_of.setdefault(job, []).append(t)
         self._waiting = set(p.waiting) if scope is None else (self._waiting - scope) | p.waiting
         if scope is None:
-            self._leaving = leaving(desired, observed)
+            self._leaving = leaving(self.children.merged(desired), observed)
         metrics.pass_done(time.perf_counter() - started, self._states_of.values())
         if self._first_event is not None:
             metrics.pickup(time.monotonic() - self._first_event)
             self._first_event = None
         return p
 
-    def _converge(self, desired: Desired, scope: frozenset[str] | None) -> tuple[Plan, Observed]:
+    def _converge(
+        self, desired: Desired, scope: frozenset[str] | None
+    ) -> tuple[Plan, Observed, frozenset[str] | None]:
         """Plan and apply until nothing more unlocks (lifecycle, restarts), at most 5 times."""
         changed = False
+        desired = self.children.merged(desired)
         observed = self.store.observed(self.applier.live, scope)
         for _ in range(5):
+            if self._new_children:  # launched by the last plan: planned (and started) now
+                desired = self.children.merged(self._recorded or desired)
+                scope = None if scope is None else scope | self._new_children
+                self._new_children = set()
+                observed = self.store.observed(self.applier.live, scope)
             p = plan(desired, observed, self._host_now(), self.clock(),
                      allow_empty=self.allow_empty, scope=scope)  # fmt: skip
             if any(a.reason.startswith("blocked: file descriptor") for a in p.blocked):
@@ -444,10 +472,15 @@ class Service:
             changed = changed or p.changes > 0
             if wrote:
                 observed = self.store.observed(self.applier.live, scope)
-            if not (p.start or p.adopt or p.promote or p.revert or p.forget or p.attempt):
+            if p.collect:  # collected children leave: only a plan of every job removes them
+                desired = self.children.merged(self._recorded or desired)
+                scope = None
+                observed = self.store.observed(self.applier.live)
+            if not (p.start or p.adopt or p.promote or p.revert or p.forget or p.attempt
+                    or p.launch or p.collect):  # fmt: skip
                 break
         self.change_passes += changed
-        return p, observed
+        return p, observed, scope  # grown by launched children, or full after a collection
 
     def _read_variables(self) -> None:
         """Nomad Variables' versions (no secrets): a change plans every job again."""

@@ -48,6 +48,14 @@ def _do(service: Service, action: str, args: dict[str, Any]) -> Any:
             raise KeyError(f"no job {job!r}")
         return {"ok": True}
     obs: Observed = service.store.observed(service.applier.live)
+    files = service.desired_files()
+    if action == "periodic_force":
+        return service.children.force(service.applier, files, obs, args["job"], now)
+    if action == "dispatch":
+        payload = bytes.fromhex(args["payload"]) if args.get("payload") is not None else None
+        return service.children.dispatch(service.applier, files, obs, args["job"],
+                                         args.get("meta", {}), payload, args.get("token", ""),
+                                         now)  # fmt: skip
     keys = [SlotKey(*k) for k in args.get("keys", [])]
     service.touch({k.job for k in keys})
     if action == "restart":

@@ -7,6 +7,7 @@ type (restart) stay None here and are resolved by `effective_restart`.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import signal as _signal
@@ -24,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from reconciler.spec import cron
 from reconciler.spec.artifact import Artifact
 from reconciler.spec.units import CAPABILITIES, format_duration, normalize_cap, parse_duration
 
@@ -372,6 +374,20 @@ class Logs(Strict):
     enabled: bool | None = None
 
 
+class DispatchPayload(Strict):
+    file: str = Field(min_length=1)
+
+    @field_validator("file")
+    @classmethod
+    def _inside_local(cls, v: str) -> str:
+        # Nomad refuses only a path out of the alloc dir; reconciler keeps it inside local/
+        if v.startswith("/") or ".." in v.split("/"):
+            raise PydanticCustomError(
+                "file", "must be a relative path inside the task's local/ directory"
+            )
+        return v
+
+
 class Task(Strict):
     driver: str
     config: ExecConfig
@@ -390,6 +406,7 @@ class Task(Strict):
     meta: StrMap = {}
     constraint: list[Constraint] = []
     volume_mount: list[VolumeMount] = []
+    dispatch_payload: DispatchPayload | None = None
 
     @field_validator("driver")
     @classmethod
@@ -453,13 +470,92 @@ class Group(Strict):
         return self
 
 
+class Periodic(Strict):
+    """Nomad's `periodic` (nomad/structs PeriodicConfig). As in Nomad, a disabled block is
+    not validated."""
+
+    cron: str | None = None  # deprecated in Nomad 1.6.2 for `crons`
+    crons: list[str] | None = None
+    prohibit_overlap: bool = False
+    time_zone: str = "UTC"
+    enabled: bool = True
+
+    @property
+    def specs(self) -> tuple[str, ...]:
+        return tuple(self.crons) if self.crons else ((self.cron,) if self.cron else ())
+
+    @model_validator(mode="after")
+    def _valid(self) -> Periodic:
+        if not self.enabled:
+            return self
+        if self.cron is not None and self.crons is not None:
+            raise PydanticCustomError("periodic", "Only cron or crons may be used")
+        if not self.specs:
+            raise PydanticCustomError("periodic", "Must specify a spec")
+        for expr in self.specs:
+            try:
+                cron.normalize(expr)
+            except cron.CronError as e:
+                raise PydanticCustomError(
+                    "periodic", "Invalid cron spec {s}: {e}", {"s": json.dumps(expr), "e": str(e)}
+                ) from None
+        try:
+            cron.zone(self.time_zone)
+        except cron.CronError as e:
+            raise PydanticCustomError("periodic", str(e)) from None
+        return self
+
+
+class Parameterized(Strict):
+    payload: Literal["optional", "required", "forbidden"] = "optional"
+    meta_required: list[str] = []
+    meta_optional: list[str] = []
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Parameterized:
+        if both := sorted(set(self.meta_required) & set(self.meta_optional)):
+            raise PydanticCustomError(
+                "parameterized", "meta_required and meta_optional share {k}", {"k": ", ".join(both)}
+            )
+        return self
+
+
 class Job(Strict):
     # system: one instance of each group on this node; sysbatch: batch, to completion
     type: Literal["service", "batch", "system", "sysbatch"] = "service"
     meta: StrMap = {}
     constraint: list[Constraint] = []
     update: Update | None = None
+    periodic: Periodic | None = None
+    parameterized: Parameterized | None = None
     group: dict[str, Group] = Field(min_length=1)
+
+    @property
+    def launches_children(self) -> bool:
+        """A periodic or parameterized job runs nothing itself: its children do."""
+        return self.parameterized is not None or self.periodic is not None
+
+    @model_validator(mode="after")
+    def _children_are_batch(self) -> Job:
+        batch = self.type in ("batch", "sysbatch")
+        if self.periodic is not None and self.periodic.enabled and not batch:
+            raise PydanticCustomError(
+                "periodic", 'Periodic can only be used with "batch" or "sysbatch" scheduler'
+            )
+        if self.parameterized is not None and not batch:
+            raise PydanticCustomError(
+                "parameterized",
+                'Parameterized job can only be used with "batch" or "sysbatch" scheduler',
+            )
+        for gname, group in self.group.items():
+            for tname, task in group.task.items():
+                if task.dispatch_payload is not None and self.parameterized is None:
+                    raise PydanticCustomError(
+                        "dispatch_payload",
+                        'task "{g}.{t}": dispatch_payload needs a parameterized job',
+                        {"g": gname, "t": tname},
+                    )
+        return self
 
     @field_validator("group")
     @classmethod

@@ -10,7 +10,8 @@ client { chroot_env { "/usr" = "/usr" }  meta { rack = "r1" }
          cpu_total_compute = 4000  memory_total_mb = 2048
          reserved { cpu = 500  memory = 512  cores = "0-1" } }
 reconciler { allow_root = false  cgroup_version = 1  pids_max = 4096
-             bridge_name = "reconciler0"  bridge_cidr = "172.26.64.0/20" }
+             bridge_name = "reconciler0"  bridge_cidr = "172.26.64.0/20"
+             job_gc_threshold = "4h" }
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class ReconcilerSettings(Strict):
     bridge_cidr: str = "172.26.64.0/20"
     http_token: str = ""  # required as X-Nomad-Token by the HTTP API when set
     template_dirs: list[str] = []  # host dirs whose files a template `source` may name
+    job_gc_threshold: Duration = 4 * 3600.0  # Nomad's server default
 
     @field_validator("template_dirs")
     @classmethod

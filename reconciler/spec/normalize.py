@@ -12,7 +12,7 @@ from typing import Any
 LABELLED = {"job", "group", "task", "port", "volume"}
 SINGLE = {
     "config", "env", "resources", "restart", "update", "lifecycle", "logs", "meta", "network",
-    "dns", "options", "headers",
+    "dns", "options", "headers", "periodic", "parameterized", "dispatch_payload",
 }  # fmt: skip
 RAW_MAPS = {"env", "meta", "options", "headers"}  # string maps: their keys are data, not fields
 
@@ -40,10 +40,7 @@ IGNORED: dict[str, dict[str, str]] = {
             "name",
         ],
         _ONE_NODE,
-    )
-    | {
-        "periodic": "is not supported yet: the job runs once, as if dispatched now",
-    },
+    ),
     "group": dict.fromkeys(
         [
             "reschedule",
@@ -81,12 +78,8 @@ IGNORED: dict[str, dict[str, str]] = {
     "resources": dict.fromkeys(["device", "network", "disk", "iops", "numa", "secrets"], _ONE_NODE),
     "template": dict.fromkeys(["wait", "vault_grace", "once"], _ONE_NODE),
 }
-REFUSED: dict[str, dict[str, str]] = {
-    "task": {
-        "dispatch_payload": "is not supported: parameterized jobs are not supported",
-    },
-    "job": {"parameterized": "is not supported: reconciler has no dispatch"},
-}
+# Fields reconciler cannot honour: an error rather than a silent difference (none today).
+REFUSED: dict[str, dict[str, str]] = {}
 
 
 @dataclass

@@ -64,7 +64,7 @@ class Harness:
         }
 
     def events(self, key: str) -> list[str]:
-        job, group, idx, task = key.split("/")
+        job, group, idx, task = key.rsplit("/", 3)
         with self.store.engine.connect() as c:
             rows = c.exec_driver_sql(
                 "SELECT type FROM task_events WHERE job_id=? AND group_name=? AND idx=? AND task=? ORDER BY id",

@@ -226,6 +226,8 @@ class LinuxExecutor:
         env = dict(config.env)
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         env.update({"USER": user, "LOGNAME": user, "HOME": pw.pw_dir})
+        if config.payload_file:  # Nomad's dispatch hook: mode 0777, before the templates
+            templates.write(dirs, "local/" + config.payload_file, config.payload, 0o777, pw)
         for t in config.templates:
             templates.write(dirs, t.destination, t.text, t.perms, pw)
             if t.env:

@@ -29,7 +29,9 @@ def destination(dirs: rootfs.TaskDirs, dest: str) -> tuple[str, str]:
     return str(dirs.local), "/".join(parts)
 
 
-def write(dirs: rootfs.TaskDirs, dest: str, text: str, perms: int, pw: pwd.struct_passwd) -> None:
+def write(
+    dirs: rootfs.TaskDirs, dest: str, text: str | bytes, perms: int, pw: pwd.struct_passwd
+) -> None:
     base, rel = destination(dirs, dest)
     try:
         if base == str(dirs.secrets):
@@ -43,7 +45,8 @@ def write(dirs: rootfs.TaskDirs, dest: str, text: str, perms: int, pw: pwd.struc
             fd = safefs.open_base(base)
         try:
             owner = (pw.pw_uid, pw.pw_gid)
-            safefs.write_file(fd, rel, text.encode("utf-8", "surrogateescape"), perms, owner,
+            data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+            safefs.write_file(fd, rel, data, perms, owner,
                               dir_owner=owner)  # fmt: skip
         finally:
             os.close(fd)

@@ -1,0 +1,251 @@
+"""Periodic jobs on the fake executor with a fake clock: launches, overlap, catch-up, force, GC."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.service.loop import Service
+from reconciler.spec import cron
+from reconciler.spec.load import parse_text
+from tests.unit.conftest import Harness, job
+
+T0 = 1_800_000_000.0  # the harness clock; a multiple of 10
+
+
+def periodic(name: str = "p", every: str = "*/10 * * * * * *", run_for: float = 3,
+             extra: str = "", typ: str = "batch") -> str:  # fmt: skip
+    block = f'periodic {{\n crons = ["{every}"]\n {extra}\n }}'
+    return job(name, typ=typ, env=f'FAKE_RUN_FOR = "{run_for}"', extra_job=block)
+
+
+def children(h: Harness, parent: str = "p") -> dict[str, str]:
+    with h.store.engine.connect() as c:
+        rows = c.exec_driver_sql(
+            "SELECT id, status FROM jobs WHERE parent_id = ? AND gc_at IS NULL ORDER BY id",
+            (parent,),
+        ).all()
+    return {r[0]: r[1] for r in rows}
+
+
+def job_events(h: Harness, job_id: str) -> list[tuple[str, str]]:
+    with h.store.engine.connect() as c:
+        rows = c.exec_driver_sql(
+            "SELECT type, message FROM task_events WHERE job_id = ? AND group_name = ''"
+            " ORDER BY id", (job_id,),
+        ).all()  # fmt: skip
+    return [(r[0], r[1]) for r in rows]
+
+
+# ---- the language ----
+
+@pytest.mark.parametrize(
+    ("expr", "nomad"),
+    [
+        ("*/15 * * * *", "0 */15 * * * * *"),  # 5 fields: minute first
+        ("*/15 * * * * *", "0 */15 * * * * *"),  # 6: a YEAR at the end, not seconds first
+        ("*/15 * * * * * *", "*/15 * * * * * *"),  # 7: seconds first
+        ("@daily", "0 0 0 * * * *"),
+    ],
+)
+def test_cron_fields_mean_what_cronexpr_means(expr: str, nomad: str) -> None:
+    assert cron.normalize(expr) == nomad
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ('cron = "* * * *"', 'Invalid cron spec "* * * *": missing field(s)'),
+        ('cron = "* * * * *"\n crons = ["* * * * *"]', "Only cron or crons may be used"),
+        ("prohibit_overlap = true", "Must specify a spec"),
+        ('cron = "@every 5s"', "Invalid cron spec"),
+        ('cron = "* * * * *"\n time_zone = "Mars/Olympus"', 'Invalid time zone "Mars/Olympus"'),
+    ],
+)
+def test_bad_periodic_blocks_are_file_line_errors(block: str, message: str) -> None:
+    text = job("p", typ="batch", extra_job=f"periodic {{\n {block}\n }}")
+    r = parse_text(text, "jobs/p.hcl")
+    assert not r.ok
+    assert any(message in str(p) and str(p).startswith("jobs/p.hcl:") for p in r.problems), r.problems
+
+
+def test_periodic_needs_batch_unless_disabled_as_in_nomad() -> None:
+    r = parse_text(job("p", extra_job='periodic {\n cron = "* * * * *"\n }'), "p.hcl")
+    assert any('Periodic can only be used with "batch" or "sysbatch"' in str(p) for p in r.problems)
+    off = 'periodic {\n cron = "nonsense"\n enabled = false\n }'
+    assert parse_text(job("p", extra_job=off), "p.hcl").ok  # Nomad validates enabled blocks only
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["*/7 * * * * * *", "*/3 * * * *", "0 0 * * * *", "@hourly"]),
+                min_size=1, max_size=3),
+       st.floats(1.6e9, 2.0e9))  # fmt: skip
+def test_next_launch_is_the_earliest_of_all_crons(exprs: list[str], t: float) -> None:
+    every = cron.next_after(tuple(exprs), "UTC", t)
+    alone = [cron.next_after((e,), "UTC", t) for e in exprs]
+    assert every is not None and every > t and every == min(a for a in alone if a is not None)
+
+
+# ---- the service ----
+
+def test_children_launch_on_schedule_with_their_own_history(h: Harness) -> None:
+    h.write("p.hcl", periodic())
+    h.step()
+    assert h.states() == {}  # the parent runs nothing itself
+    status, reason = h.job_status("p")
+    assert status == "running" and reason.startswith("next launch ") and ":10 UTC" in reason
+    h.step(10)
+    first = f"p/periodic-{int(T0) + 10}"
+    assert children(h) == {first: "ready"} or children(h) == {first: "reconciling"}
+    assert h.states() == {f"{first}/g/0/t": "running"}
+    env = h.fake.started[-1].env
+    assert env["NOMAD_JOB_ID"] == first and env["NOMAD_JOB_PARENT_ID"] == "p"
+    h.step(3)
+    assert children(h) == {first: "complete"}
+    assert h.events(f"{first}/g/0/t")[:2] == ["Received", "Task Setup"]
+    h.step(7)
+    assert list(children(h)) == [first, f"p/periodic-{int(T0) + 20}"]
+    assert [e for e, _ in job_events(h, "p")] == ["Periodic Launch", "Periodic Launch"]
+
+
+def test_prohibit_overlap_skips_and_records(h: Harness) -> None:
+    h.write("p.hcl", periodic(run_for=25, extra="prohibit_overlap = true"))
+    h.step()
+    for _ in range(4):
+        h.step(10)
+    launched = list(children(h))
+    assert launched == [f"p/periodic-{int(T0) + 10}", f"p/periodic-{int(T0) + 40}"]
+    skipped = [m for e, m in job_events(h, "p") if e == "Periodic Launch Skipped"]
+    assert len(skipped) == 2 and "still running (prohibit_overlap)" in skipped[0]
+
+
+def test_force_launches_now_even_while_a_child_runs(h: Harness) -> None:
+    h.write("p.hcl", periodic(run_for=100, extra="prohibit_overlap = true"))
+    h.step()
+    h.step(10)
+    h.clock.advance(2)
+    reply = h.service.request("periodic_force", job="p")
+    h.step()
+    assert reply.result(1) == {"child": f"p/periodic-{int(T0) + 12}"}
+    assert len(children(h)) == 2
+    h.write("s.hcl", job("s"))
+    h.step()
+    bad = h.service.request("periodic_force", job="s")
+    h.step()
+    with pytest.raises(ValueError, match="can't force launch non-periodic job"):
+        bad.result(1)
+
+
+def test_launches_missed_while_down_give_one_catch_up_named_now(h: Harness) -> None:
+    h.write("p.hcl", periodic(run_for=1))
+    h.step()
+    h.step(10)
+    assert len(children(h)) == 1
+    # the service is down from +11 s to +45 s: launches at +20, +30 and +40 fall in between
+    h.clock.advance(35)
+    h.service = Service(h.jobs, h.store, h.fake, h.service.node, clock=h.clock, watch=False)
+    h.step()
+    launched = list(children(h))
+    assert launched == [f"p/periodic-{int(T0) + 10}", f"p/periodic-{int(T0) + 45}"]
+    kinds = [m for e, m in job_events(h, "p") if e == "Periodic Launch"]
+    assert "catch-up launch after downtime" in kinds[-1]
+    h.step(5)  # back on schedule, named for its scheduled time
+    assert list(children(h))[-1] == f"p/periodic-{int(T0) + 50}"
+
+
+def test_a_changed_expression_reschedules_from_now(h: Harness) -> None:
+    h.write("p.hcl", periodic())
+    h.step()
+    h.step(5)
+    h.write("p.hcl", periodic(every="0 0 * * * *"))  # hourly
+    h.step()
+    h.step(10)
+    assert children(h) == {}
+    assert "next launch" in h.job_status("p")[1] and ":00:00 UTC" in h.job_status("p")[1]
+
+
+def test_finished_children_are_collected_after_the_threshold_never_while_running(
+    h: Harness,
+) -> None:
+    h.service.host = replace(h.service.host, gc_after=60)
+    h.write("p.hcl", periodic(every="0 0 * * * *", run_for=100))
+    h.step()
+    h.service.request("periodic_force", job="p")
+    h.step()
+    child = next(iter(children(h)))
+    h.step(90)  # still running after 90 s: kept
+    assert child in children(h)
+    h.step(10)  # complete at +100
+    assert children(h) == {child: "complete"}
+    h.step(59)
+    assert child in children(h)
+    h.step(2)
+    assert children(h) == {}
+    assert h.states() == {} and h.job_status(child)[0] == "removed"
+    assert "Started" in h.events(f"{child}/g/0/t")  # its history stays
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789*/,-?LW# @abcdefghijklmnopqrstuvwxyzHR", max_size=40))
+def test_any_expression_is_a_cron_or_a_clear_error(text: str) -> None:
+    try:
+        out = cron.normalize(text)
+    except cron.CronError as e:
+        assert str(e)
+    else:
+        assert len(out.split()) == 7
+
+
+# ---- dispatch ----
+
+PARAM = job("w", typ="batch", extra_job=(
+    'parameterized {\n payload = "required"\n meta_required = ["who"]\n'
+    ' meta_optional = ["extra"]\n }'
+), extra_task='dispatch_payload { file = "in.txt" }', env='FAKE_RUN_FOR = "1"')  # fmt: skip
+
+
+def dispatch(h: Harness, **args: object) -> object:
+    reply = h.service.request("dispatch", job="w", **args)
+    h.step()
+    return reply.result(1)
+
+
+def test_dispatch_checks_in_nomads_order_and_words(h: Harness) -> None:
+    h.write("w.hcl", PARAM)
+    h.step()
+    assert h.job_status("w")[0] == "running" and h.states() == {}
+    cases = [
+        ({"meta": {"who": "a"}}, "Payload is not provided but required"),
+        ({"meta": {"who": "a"}, "payload": ("x" * 16385).encode().hex()},
+         "Payload exceeds maximum size; 16385 > 16384"),
+        ({"meta": {"who": "a", "bad": "1"}, "payload": "00"},
+         "unpermitted metadata keys: ['bad']"),
+        ({"meta": {}, "payload": "00"}, "did not provide required meta keys: ['who']"),
+    ]  # fmt: skip
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            dispatch(h, **args)
+    reply = h.service.request("dispatch", job="nothere")
+    h.step()
+    with pytest.raises(KeyError, match="not found"):
+        reply.result(1)
+    assert children(h, "w") == {}
+
+
+def test_dispatch_runs_a_child_with_meta_payload_and_a_token(h: Harness) -> None:
+    h.write("w.hcl", PARAM)
+    h.step()
+    first = dispatch(h, meta={"who": "al-ice"}, payload=b"data".hex(), token="t")
+    child = first["child"]  # type: ignore[index]
+    assert child.startswith(f"w/dispatch-{int(T0)}-") and len(child.rsplit("-", 1)[1]) == 8
+    started = h.fake.started[-1]
+    assert started.env["NOMAD_META_who"] == "al-ice" and started.env["NOMAD_META_extra"] == ""
+    assert started.payload == b"data" and started.payload_file == "in.txt"
+    assert started.env["NOMAD_JOB_PARENT_ID"] == "w"
+    again = dispatch(h, meta={"who": "bob"}, payload=b"x".hex(), token="t")
+    assert again == {"child": child, "existing": True}
+    h.step(1)
+    assert children(h, "w") == {child: "complete"}
