@@ -5,172 +5,19 @@ No I/O, no clock, no ORM objects. Every desired task instance lands in exactly o
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, replace
 
 from reconciler import constraints, lifecycle
-from reconciler.db.snapshot import ChildRecord, JobRecord, Observed, SlotKey, SlotRecord
-from reconciler.lifecycle import Gate, phase
-from reconciler.plan import admission, children, periodic
+from reconciler.db.snapshot import JobRecord, Observed, SlotKey, SlotRecord
+from reconciler.lifecycle import Gate
+from reconciler.plan import admission, parents, versions
+from reconciler.plan.digest import task_digest, template_change, variables_part
+from reconciler.plan.model import ACTIVE, Action, Builder, Host, Plan, remove
 from reconciler.spec.load import Desired, JobSpec
 from reconciler.spec.models import RUNS_TO_COMPLETION, Job, effective_update
-from reconciler.spec.template import Workload, reads_variables
 
-ACTIVE = frozenset({"running", "stopping"})
-
-
-@dataclass(frozen=True)
-class Host:
-    attributes: Mapping[str, str] = field(default_factory=dict)
-    exec_ok: bool = True
-    capacity: admission.Capacity | None = None  # None: no admission (nothing fingerprinted)
-    variables: Mapping[str, int] = field(default_factory=dict)  # path -> modify index
-    start_budget: int | None = None  # how many tasks may start now (descriptors); None: any
-    budget_reason: str = ""  # why no more may start
-    volumes: Mapping[str, bool] = field(default_factory=dict)  # host volume name: read-only
-    started_at: float = 0.0  # when this service process started (periodic catch-up)
-    gc_after: float = 4 * 3600.0  # finished children are collected this long after (Nomad's)
-
-
-@dataclass(frozen=True)
-class Action:
-    key: SlotKey
-    reason: str
-    spec: JobSpec | None = None  # the job version to run (start, restart, rerender)
-    task_digest: str = ""
-    intent: str = ""  # stop: remove | update | pause | restart
-    signal: str = ""  # rerender: signal to send, "" for noop
-
-
-@dataclass(frozen=True)
-class Plan:
-    adopt: tuple[Action, ...] = ()
-    start: tuple[Action, ...] = ()
-    restart: tuple[Action, ...] = ()
-    rerender: tuple[Action, ...] = ()
-    stop: tuple[Action, ...] = ()
-    keep: tuple[Action, ...] = ()
-    blocked: tuple[Action, ...] = ()
-    forget: tuple[SlotKey, ...] = ()  # slots with nothing running that no longer exist
-    promote: tuple[str, ...] = ()  # jobs whose attempted version became healthy
-    revert: tuple[tuple[str, str], ...] = ()  # (job, reason): roll back to last applied
-    status: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    attempt: Mapping[str, JobSpec] = field(default_factory=dict)  # versions now attempted
-    warnings: tuple[str, ...] = ()
-    # Jobs with an instance waiting for room: worth planning again when room is freed.
-    waiting: frozenset[str] = frozenset()
-    launch: tuple[periodic.Launch, ...] = ()  # periodic children to create now
-    anchor: tuple[periodic.Anchor, ...] = ()
-    collect: tuple[str, ...] = ()  # finished children to garbage-collect
-    wake: Mapping[str, float] = field(default_factory=dict)  # job -> when to plan it again
-
-    @property
-    def changes(self) -> int:
-        return sum(map(len, (self.adopt, self.start, self.restart, self.rerender, self.stop)))
-
-    def buckets(self) -> dict[str, tuple[Action, ...]]:
-        return {
-            "adopt": self.adopt, "start": self.start, "restart": self.restart,
-            "rerender": self.rerender, "stop": self.stop, "keep": self.keep,
-            "blocked": self.blocked,
-        }  # fmt: skip
-
-
-_RUNTIME_ONLY = {"restart", "kill_timeout", "kill_signal", "shutdown_delay", "constraint", "leader"}
-
-
-_DIGESTS: dict[tuple[int, str, str], tuple[Job, str]] = {}
-
-
-def task_digest(job: Job, group_name: str, task_name: str) -> str:
-    """What a running instance depends on: a change here means a restart (or a re-render).
-    Memoised per (frozen) job object: the loader hands the same object back until its file
-    changes, so a no-change pass hashes nothing."""
-    key = (id(job), group_name, task_name)
-    hit = _DIGESTS.get(key)
-    if hit is not None and hit[0] is job:
-        return hit[1]
-    if len(_DIGESTS) > 100_000:
-        _DIGESTS.clear()
-    digest = _task_digest(job, group_name, task_name)
-    _DIGESTS[key] = (job, digest)
-    return digest
-
-
-def _task_digest(job: Job, group_name: str, task_name: str) -> str:
-    group = job.group[group_name]
-    task = group.task[task_name]
-    core = task.model_dump(mode="json", exclude=_RUNTIME_ONLY | {"template"})
-    body = {
-        "type": job.type, "network": group.network.model_dump(mode="json"),
-        "meta": [job.meta, group.meta], "task": core,
-    }  # fmt: skip
-    core_hash = _hash(body)
-    tmpl_hash = _hash([t.model_dump(mode="json") for t in task.template])
-    return f"{core_hash[:16]}.{tmpl_hash[:16]}"
-
-
-def _variables_part(
-    job_id: str, job: Job, group: str, task: str, versions: Mapping[str, int]
-) -> str:
-    """For a task whose templates read Nomad Variables: the versions of the ones it may read,
-    so a changed variable is a template change (re-render, signal or restart per change_mode)."""
-    if not any(reads_variables(t) for t in job.group[group].task[task].template):
-        return ""
-    paths = Workload(job_id, group, task).readable()
-    return "." + _hash([versions.get(p, 0) for p in paths])[:16]
-
-
-def _hash(obj: object) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def _template_change(job: Job, key: SlotKey, old: str, new: str) -> str | None:
-    """When only templates changed: the signal to send ("" for noop), or None to restart."""
-    if old.split(".")[0] != new.split(".")[0]:
-        return None
-    modes = {t.change_mode for t in job.group[key.group].task[key.task].template}
-    if modes <= {"noop"}:
-        return ""
-    if modes == {"signal"}:
-        signals = {t.change_signal for t in job.group[key.group].task[key.task].template}
-        return sorted(signals)[0]
-    return None
-
-
-@dataclass
-class _Builder:
-    adopt: list[Action] = field(default_factory=list)
-    start: list[Action] = field(default_factory=list)
-    restart: list[Action] = field(default_factory=list)
-    rerender: list[Action] = field(default_factory=list)
-    stop: list[Action] = field(default_factory=list)
-    keep: list[Action] = field(default_factory=list)
-    blocked: list[Action] = field(default_factory=list)
-    forget: list[SlotKey] = field(default_factory=list)
-    promote: list[str] = field(default_factory=list)
-    revert: list[tuple[str, str]] = field(default_factory=list)
-    status: dict[str, tuple[str, str]] = field(default_factory=dict)
-    attempt: dict[str, JobSpec] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    room: admission.Room = field(default_factory=lambda: admission.Room(None))
-    short_of_room: dict[str, str] = field(default_factory=dict)  # job -> first reason
-    launch: list[periodic.Launch] = field(default_factory=list)
-    anchor: list[periodic.Anchor] = field(default_factory=list)
-    collect: list[str] = field(default_factory=list)
-    wake: dict[str, float] = field(default_factory=dict)
-
-    def freeze(self) -> Plan:
-        return Plan(
-            tuple(self.adopt), tuple(self.start), tuple(self.restart), tuple(self.rerender),
-            tuple(self.stop), tuple(self.keep), tuple(self.blocked), tuple(self.forget),
-            tuple(self.promote), tuple(self.revert), dict(self.status), dict(self.attempt),
-            tuple(self.warnings), frozenset(self.short_of_room), tuple(self.launch),
-            tuple(self.anchor), tuple(self.collect), dict(self.wake),
-        )  # fmt: skip
+__all__ = ["ACTIVE", "Action", "Host", "Plan", "leaving", "plan", "task_digest"]
 
 
 def plan(
@@ -186,7 +33,7 @@ def plan(
     pass costs what changed, not what exists. A scoped plan never stops a job whose file is
     gone; that needs every job in view (the "stop every job" guard), so it waits for a full
     plan, which the loop makes whenever a job leaves the desired state."""
-    b = _Builder()
+    b = Builder()
     held = (
         admission.Usage(*observed.held) if observed.held is not None
         else admission.total(admission.of_slot(s) for s in observed.slots.values())
@@ -236,27 +83,27 @@ def plan(
         if spec is None and scope is not None:
             continue  # removed: left to a full plan
         if spec is None:
-            _remove(b, slots, "job file removed")
+            remove(b, slots, "job file removed")
             if record and record.status != "removed" and not any(s.state in ACTIVE for s in slots):
                 b.status[job_id] = ("removed", "")
             continue
         if record and record.paused:
-            _remove(b, slots, "job stopped by operator", intent="pause")
+            remove(b, slots, "job stopped by operator", intent="pause")
             b.status[job_id] = ("stopped", "stopped by operator")
             continue
         if spec.job.launches_children:
-            _plan_parent(b, spec, record, slots, observed.children.get(job_id, ()), host, now)
+            parents.plan_parent(b, spec, record, slots, observed.children.get(job_id, ()), host, now)
             continue
         _plan_job(b, spec, record, slots, host, now)
         if record is not None and record.parent_id:
-            _collect(b, spec, record, slots, host, now)
+            parents.collect(b, spec, record, slots, host, now)
 
     if host.start_budget is not None and len(b.start) > host.start_budget:
         _hold_starts(b, host.start_budget, host.budget_reason)
     return b.freeze()
 
 
-def _hold_starts(b: _Builder, budget: int, reason: str) -> None:
+def _hold_starts(b: Builder, budget: int, reason: str) -> None:
     """The host cannot take more tasks now: starts beyond `budget` are Blocked, and their
     jobs' versions are not judged meanwhile (a deadline must not pass while they wait)."""
     b.start, over = b.start[:budget], b.start[budget:]
@@ -302,18 +149,6 @@ def _held_reason(job_id: str, desired: Desired, record: JobRecord | None) -> str
     return "nothing is stopped while the job directory is unusable"
 
 
-def _remove(b: _Builder, slots: Iterable[SlotRecord], why: str, intent: str = "remove") -> None:
-    for s in slots:
-        if s.state == "running":
-            b.stop.append(Action(s.key, why, intent=intent))
-        elif s.state == "stopping":
-            b.keep.append(Action(s.key, "stopping"))
-        elif intent == "pause":
-            b.keep.append(Action(s.key, why))
-        else:
-            b.forget.append(s.key)
-
-
 def _effective_spec(spec: JobSpec, record: JobRecord | None) -> tuple[JobSpec, str]:
     """A version that was rolled back stays rolled back until the file changes again."""
     if record and spec.digest in record.rejected and record.applied_canonical:
@@ -326,7 +161,7 @@ def _effective_spec(spec: JobSpec, record: JobRecord | None) -> tuple[JobSpec, s
 
 
 def _plan_job(
-    b: _Builder,
+    b: Builder,
     spec: JobSpec,
     record: JobRecord | None,
     slots: list[SlotRecord],
@@ -350,10 +185,10 @@ def _plan_job(
             for tname in group.task:
                 wanted[SlotKey(spec.id, gname, idx, tname)] = task_digest(
                     job, gname, tname
-                ) + _variables_part(spec.id, job, gname, tname, host.variables)
+                ) + variables_part(spec.id, job, gname, tname, host.variables)
     for key, s in current.items():
         if key not in wanted:
-            _remove(b, [s], "no longer in the job (count or tasks changed)")
+            remove(b, [s], "no longer in the job (count or tasks changed)")
     if unmet:
         reason = "blocked: " + "; ".join(unmet)
         for key in wanted:
@@ -366,7 +201,7 @@ def _plan_job(
         return
 
     update = effective_update(job, next(iter(job.group.values())))
-    inflight = _updates_in_flight(current, wanted, spec, update.min_healthy_time, now)
+    inflight = versions.in_flight(current, wanted, spec, update.min_healthy_time, now)
     budget = (update.max_parallel - inflight) if update.max_parallel > 0 else len(wanted)
     by_alloc: dict[tuple[str, int], list[SlotKey]] = {}
     for key in wanted:
@@ -382,7 +217,7 @@ def _plan_job(
         return
     failed = [s for s in current.values() if s.key in wanted and s.state == "failed"
               and s.spec_digest == wanted[s.key]]  # fmt: skip
-    _judge_version(b, spec, record, current, wanted, failed, reverted, now)
+    versions.judge(b, spec, record, current, wanted, failed, reverted, now)
     if job.type in RUNS_TO_COMPLETION and wanted and all(
         (done := current.get(k)) is not None and done.state == "complete"
         and done.spec_digest == d for k, d in wanted.items()
@@ -390,45 +225,8 @@ def _plan_job(
         b.status[spec.id] = ("complete", "")  # a batch job whose every task succeeded
 
 
-def _plan_parent(
-    b: _Builder, spec: JobSpec, record: JobRecord | None, slots: list[SlotRecord],
-    kids: tuple[ChildRecord, ...], host: Host, now: float,
-) -> None:  # fmt: skip
-    """A periodic or parameterized job runs nothing itself: its children do (Nomad's parent
-    stays "running" until it is stopped)."""
-    _remove(b, slots, "the job launches children and runs nothing itself")
-    if record is None or record.attempted_digest != spec.digest:
-        b.attempt[spec.id] = spec
-    if record is None or record.applied_digest != spec.digest:
-        b.promote.append(spec.id)
-    if spec.job.periodic is None:
-        b.status[spec.id] = ("running", "parameterized: launched by `reconciler dispatch`")
-        return
-    kids = tuple(replace(c, status=b.status[c.id][0]) if c.id in b.status else c for c in kids)
-    d = periodic.decide(spec, record, kids, now, host.started_at)
-    if d.launch is not None:
-        b.launch.append(d.launch)
-    if d.anchor is not None:
-        b.anchor.append(d.anchor)
-    if d.next_at is not None:
-        b.wake[spec.id] = d.next_at
-    b.status[spec.id] = ("running", d.reason)
-
-
-def _collect(
-    b: _Builder, spec: JobSpec, record: JobRecord, slots: list[SlotRecord], host: Host,
-    now: float,
-) -> None:  # fmt: skip
-    status = b.status.get(spec.id, (record.status, ""))[0]
-    now_due, later = children.collectable(record, status, slots, now, host.gc_after)
-    if now_due:
-        b.collect.append(spec.id)
-    elif later is not None:
-        b.wake[spec.id] = later
-
-
 def _never_fits(
-    b: _Builder, spec: JobSpec, current: Mapping[SlotKey, SlotRecord], why: str
+    b: Builder, spec: JobSpec, current: Mapping[SlotKey, SlotRecord], why: str
 ) -> None:
     """A job the empty node could not hold is blocked as a whole, before a single slot is
     built (a `count = 100000` costs one multiplication): nothing of it starts, what already
@@ -443,7 +241,7 @@ def _never_fits(
 
 
 def _claim(
-    b: _Builder, spec: JobSpec, key: SlotKey, s: SlotRecord | None, holding: AbstractSet[str]
+    b: Builder, spec: JobSpec, key: SlotKey, s: SlotRecord | None, holding: AbstractSet[str]
 ) -> str:
     """Room for a start: the task's growth over what its slot holds, or, for a group instance
     that holds nothing yet, every task of the group at once (Nomad places whole allocs)."""
@@ -462,27 +260,8 @@ def _claim(
     return why
 
 
-def _updates_in_flight(
-    current: Mapping[SlotKey, SlotRecord], wanted: Mapping[SlotKey, str], spec: JobSpec,
-    min_healthy: float, now: float,
-) -> int:  # fmt: skip
-    n = 0
-    for key, s in current.items():
-        if (s.state == "stopping" and s.stop_intent == "update") or (
-            s.state == "pending" and s.reason == "update"
-        ):
-            n += 1
-        elif (
-            s.state == "running" and key in wanted and s.spec_digest == wanted[key]
-            and s.version_digest == spec.digest and s.instance is not None
-            and now - s.instance.started_at < min_healthy
-        ):  # fmt: skip
-            n += 1
-    return n
-
-
 def _plan_slot(
-    b: _Builder, spec: JobSpec, key: SlotKey, digest: str, s: SlotRecord | None, gate: Gate,
+    b: Builder, spec: JobSpec, key: SlotKey, digest: str, s: SlotRecord | None, gate: Gate,
     budget: int, now: float, holding: AbstractSet[str],
 ) -> int:  # fmt: skip
     ph = gate.phases[key.task]
@@ -514,7 +293,7 @@ def _plan_slot(
         if s.spec_digest == digest:
             b.keep.append(Action(key, "running", spec, digest))
             return budget
-        sig = _template_change(spec.job, key, s.spec_digest, digest)
+        sig = template_change(spec.job, key, s.spec_digest, digest)
         grows = admission.of_task(spec.job.group[key.group].task[key.task]) - admission.of_slot(s)
         if sig is not None:
             b.rerender.append(Action(key, "template changed", spec, digest, signal=sig))
@@ -537,61 +316,3 @@ def _plan_slot(
         return budget
     start("restart" if s.state == "pending" and not changed else ("update" if changed else "start"))
     return budget
-
-
-def _judge_version(
-    b: _Builder, spec: JobSpec, record: JobRecord | None, current: Mapping[SlotKey, SlotRecord],
-    wanted: Mapping[SlotKey, str], failed: list[SlotRecord], reverted: str, now: float,
-) -> None:  # fmt: skip
-    """Promote a healthy attempted version, roll back a failing one (auto_revert)."""
-    job = spec.job
-    update = effective_update(job, next(iter(job.group.values())))
-    phases = {k: phase(job.group[k.group].task[k.task]) for k in wanted}
-
-    def healthy(k: SlotKey) -> bool:
-        s = current.get(k)
-        if s is None or s.spec_digest != wanted[k] or phases[k] == "poststop":
-            return phases[k] == "poststop"
-        if s.state == "complete":
-            return True
-        if s.state != "running" or s.instance is None:
-            return False
-        if phases[k] == "prestart":
-            return False
-        return now - s.instance.started_at >= update.min_healthy_time
-
-    unhealthy = [
-        s for s in current.values()
-        if s.key in wanted and s.spec_digest == wanted[s.key] and s.restarts > 0
-        and s.version_digest == spec.digest
-    ]  # fmt: skip
-    applied = record.applied_digest if record else None
-    if failed:
-        names = ", ".join(str(s.key) for s in failed[:3])
-        b.status[spec.id] = ("failed", reverted or f"task failed: {names}: {failed[0].reason}")
-    elif reverted:
-        b.status[spec.id] = ("failed", reverted)
-    if spec.digest == applied:
-        if not failed and not reverted:
-            ready = all(healthy(k) for k in wanted)
-            b.status[spec.id] = ("ready", "") if ready else ("reconciling", "")
-        return
-    attempted_at = record.attempted_at if record and record.attempted_digest == spec.digest else now
-    overdue = attempted_at is not None and now - attempted_at > update.healthy_deadline
-    if failed or unhealthy or overdue:
-        why = (
-            f"task {failed[0].key} failed" if failed
-            else f"task {unhealthy[0].key} did not stay up for min_healthy_time" if unhealthy
-            else "not healthy within healthy_deadline"
-        )  # fmt: skip
-        if update.auto_revert and applied:
-            b.revert.append((spec.id, why))
-            b.status[spec.id] = ("failed", f"version {spec.digest[:12]} {why}; rolling back")
-        elif b.status.get(spec.id, ("",))[0] != "failed":
-            b.status[spec.id] = ("failed", why)
-        return
-    if wanted and all(healthy(k) for k in wanted):
-        b.promote.append(spec.id)
-        b.status[spec.id] = ("ready", "")
-    else:
-        b.status.setdefault(spec.id, ("reconciling", ""))

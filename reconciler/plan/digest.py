@@ -1,0 +1,74 @@
+"""What a running task instance depends on: a digest whose change means a restart, or only a
+re-render when templates alone changed. Pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+from reconciler.db.snapshot import SlotKey
+from reconciler.spec.models import Job
+from reconciler.spec.template import Workload, reads_variables
+
+_RUNTIME_ONLY = {"restart", "kill_timeout", "kill_signal", "shutdown_delay", "constraint", "leader"}
+
+
+_DIGESTS: dict[tuple[int, str, str], tuple[Job, str]] = {}
+
+
+def task_digest(job: Job, group_name: str, task_name: str) -> str:
+    """What a running instance depends on: a change here means a restart (or a re-render).
+    Memoised per (frozen) job object: the loader hands the same object back until its file
+    changes, so a no-change pass hashes nothing."""
+    key = (id(job), group_name, task_name)
+    hit = _DIGESTS.get(key)
+    if hit is not None and hit[0] is job:
+        return hit[1]
+    if len(_DIGESTS) > 100_000:
+        _DIGESTS.clear()
+    digest = _task_digest(job, group_name, task_name)
+    _DIGESTS[key] = (job, digest)
+    return digest
+
+
+def _task_digest(job: Job, group_name: str, task_name: str) -> str:
+    group = job.group[group_name]
+    task = group.task[task_name]
+    core = task.model_dump(mode="json", exclude=_RUNTIME_ONLY | {"template"})
+    body = {
+        "type": job.type, "network": group.network.model_dump(mode="json"),
+        "meta": [job.meta, group.meta], "task": core,
+    }  # fmt: skip
+    core_hash = _hash(body)
+    tmpl_hash = _hash([t.model_dump(mode="json") for t in task.template])
+    return f"{core_hash[:16]}.{tmpl_hash[:16]}"
+
+
+def variables_part(
+    job_id: str, job: Job, group: str, task: str, versions: Mapping[str, int]
+) -> str:
+    """For a task whose templates read Nomad Variables: the versions of the ones it may read,
+    so a changed variable is a template change (re-render, signal or restart per change_mode)."""
+    if not any(reads_variables(t) for t in job.group[group].task[task].template):
+        return ""
+    paths = Workload(job_id, group, task).readable()
+    return "." + _hash([versions.get(p, 0) for p in paths])[:16]
+
+
+def _hash(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def template_change(job: Job, key: SlotKey, old: str, new: str) -> str | None:
+    """When only templates changed: the signal to send ("" for noop), or None to restart."""
+    if old.split(".")[0] != new.split(".")[0]:
+        return None
+    modes = {t.change_mode for t in job.group[key.group].task[key.task].template}
+    if modes <= {"noop"}:
+        return ""
+    if modes == {"signal"}:
+        signals = {t.change_signal for t in job.group[key.group].task[key.task].template}
+        return sorted(signals)[0]
+    return None
