@@ -30,7 +30,7 @@ class JobDirectory:
 
     root: str  # the job directory: nothing outside it is readable
     base: str  # the job file's directory
-    home: str = ""
+    home: str = field(default_factory=lambda: os.environ.get("HOME", ""))  # for pathexpand
     read_paths: set[str] = field(default_factory=set)
     # Absolute paths inside these host directories are readable too (the node configuration's
     # `reconciler { template_dirs }`).

@@ -176,10 +176,13 @@ def _chunklist(lst: Value, size: Value) -> list[Value]:
 
 
 def _coalesce(*xs: Value) -> Value:
+    """cty's: the first non-null argument ("" counts), as a string when any argument is one."""
     for x in xs:
-        if x is not None and x != "":
+        if x is not None:
+            if any(isinstance(y, str) for y in xs) and isinstance(x, bool | int | float):
+                return S(x)
             return x
-    raise FunctionError("no non-null, non-empty-string argument")
+    raise FunctionError("no non-null arguments")
 
 
 def _coalescelist(*xs: Value) -> Value:

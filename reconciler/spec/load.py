@@ -557,8 +557,7 @@ class Loader:
         if "\x00" in text or "\x00" in var_text:
             return fail("file contains a NUL byte: not a text file")
         var_name = self._namer()(os.path.basename(vars_path))
-        directory = JobDirectory(str(self.root), str(path.parent), self.env.get("HOME", ""),
-                                 extra_roots=self.extra_roots)  # fmt: skip
+        directory = JobDirectory(str(self.root), str(path.parent), extra_roots=self.extra_roots)
         inputs = hclbody.Inputs(
             env=self.env,
             var_files=(hclbody.VarFile(var_name, var_text),) if var_data else (),

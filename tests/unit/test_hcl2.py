@@ -86,7 +86,7 @@ def test_expressions(src: str, expected: object) -> None:
         ('split(",", "a,b")', ["a", "b"]), ('strlen("héllo")', 5), ('strrev("abc")', "cba"),
         ('substr("hello", 1, 3)', "ell"), ('trim("--a--", "-")', "a"), ('trimprefix("ab", "a")', "b"),
         ('trimsuffix("ab", "b")', "a"), ('trimspace("  a ")', "a"),
-        ("chunklist([1, 2, 3], 2)", [[1, 2], [3]]), ('coalesce("", "b")', "b"),
+        ("chunklist([1, 2, 3], 2)", [[1, 2], [3]]), ('coalesce(null, "", "b")', ""), ('coalesce(null, 1, "b")', "1"),
         ("coalescelist([], [1])", [1]), ('compact(["a", "", "b"])', ["a", "b"]),
         ("concat([1], [2, 3])", [1, 2, 3]), ('contains(["a"], "a")', True),
         ("distinct([1, 1, 2])", [1, 2]), ("element([1, 2, 3], 4)", 2), ("flatten([[1, [2]], 3])", [1, 2, 3]),
