@@ -33,6 +33,7 @@ bench: $(VENV)/.deps ## figures, never pass/fail
 	$(BIN)/python bench/executor.py
 	$(BIN)/python bench/nochange.py
 	$(BIN)/python bench/loop.py
+	$(BIN)/python bench/checks.py
 
 bench-peers: $(VENV)/.deps ## reconciler next to s6, runit and supervisord; writes bench/results/
 	@command -v s6-svscan >/dev/null && command -v runsvdir >/dev/null || \

@@ -37,6 +37,21 @@ job "web" {
       port "http" {}
     }
 
+    # Registered in reconciler's service registry while each replica runs (`reconciler
+    # services web`); a new version is healthy once this check passes for min_healthy_time.
+    service {
+      name     = "web"
+      port     = "http"
+      provider = "nomad"
+
+      check {
+        type     = "http"
+        path     = "/"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
     task "server" {
       driver = "exec"
 

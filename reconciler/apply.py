@@ -423,7 +423,9 @@ class Applier:
         # A task that will start again keeps its cgroup (emptied); others give it back.
         if slot is None or (slot.state == "stopping" and slot.stop_intent in ("remove", "pause")):
             destroy()
-        if slot is not None and slot.state == "stopping":
+        # A check_restart kill is a failure the restart policy counts, as in Nomad.
+        by_check = slot is not None and slot.state == "stopping" and slot.stop_intent == "check"
+        if slot is not None and slot.state == "stopping" and not by_check:
             intent = slot.stop_intent
             killed = Event("Killed", "task was killed by reconciler")
             if intent == "remove":
@@ -463,7 +465,7 @@ class Applier:
             )
             return
         d = restarts.after_exit(
-            successful=result.successful,
+            successful=result.successful and not by_check,
             restarts=slot.restarts if slot else 0,
             window_start=slot.window_start if slot else None,
             policy=policy[0],
@@ -515,6 +517,23 @@ class Applier:
             return False
         self._stop(Action(key, "restart requested by operator"), observed, "restart", self.clock())
         return True
+
+    def check_restart(self, keys: tuple[SlotKey, ...], reason: str, observed: Observed) -> list[SlotKey]:
+        """check_restart: stop the tasks; their exit goes through the restart policy."""
+        now, done = self.clock(), []
+        for key in keys:
+            slot = observed.slots.get(key)
+            if slot is None or slot.state != "running" or slot.instance is None:
+                continue
+            signal, timeout, delay = self._kill_settings(key, observed)
+            self.store.stopping(key, "check", now, [
+                Event("Restart Signaled", reason),
+                Event("Killing", f"sent {signal}, force kill after {timeout:g}s"),
+            ])  # fmt: skip
+            self.executor.stop(handle_of(key, slot.instance), signal, timeout, delay)
+            self.on_change(f"{key}: restarting ({reason})")
+            done.append(key)
+        return done
 
     def operator_signal(self, key: SlotKey, signal: str, observed: Observed) -> None:
         slot = observed.slots.get(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter as Tally
 from collections.abc import Iterable
 from typing import Any
@@ -24,6 +25,12 @@ PASS_FAILURES = Counter("reconciler_pass_failures_total", "Passes that failed, b
 STUCK = Counter("reconciler_stuck_passes_total", "Passes that ran longer than the stuck threshold")
 FDS = Gauge("reconciler_open_fds", "Descriptors the service has open")
 FDS_LIMIT = Gauge("reconciler_open_fds_limit", "The service's descriptor limit (soft)")
+CHECKS = Gauge(
+    "reconciler_check_status",
+    "Each registered check: 0 pending, 1 passing, 2 warning, 3 critical",
+    ["job", "group", "index", "task", "service", "check"],
+)
+CHECK_CODES = {"pending": 0, "passing": 1, "warning": 2, "critical": 3}
 STATES = ("pending", "running", "stopping", "complete", "failed", "dead")
 
 
@@ -77,3 +84,14 @@ def stuck() -> None:
 def descriptors(in_use: int, limit: int) -> None:
     FDS.set(in_use)
     FDS_LIMIT.set(limit)
+def _check_labels(entry: Any) -> tuple[str, ...]:
+    return (entry.job, entry.group, str(entry.idx), entry.task, entry.service, entry.name)
+
+
+def check_status(entry: Any, status: str) -> None:
+    CHECKS.labels(*_check_labels(entry)).set(CHECK_CODES.get(status, 0))
+
+
+def check_removed(entry: Any) -> None:
+    with contextlib.suppress(KeyError):
+        CHECKS.remove(*_check_labels(entry))

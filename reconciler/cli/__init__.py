@@ -365,9 +365,10 @@ from reconciler.cli import audit as _audit  # noqa: E402  (registers `audit`)
 from reconciler.cli import children as _children  # noqa: E402  (periodic force, dispatch)
 from reconciler.cli import live as _live  # noqa: E402  (registers `events`)
 from reconciler.cli import ops as _ops  # noqa: E402  (registers the operator verbs)
+from reconciler.cli import services as _services  # noqa: E402  (registers `services`)
 from reconciler.cli import variables as _variables  # noqa: E402  (registers `var`)
 
-del _audit, _children, _live, _ops, _variables
+del _audit, _children, _live, _ops, _services, _variables
 
 
 def main() -> None:

@@ -138,3 +138,65 @@ class SpecError(Base):
     first_seen: Mapped[float]
     last_seen: Mapped[float]
     cleared_at: Mapped[float | None]
+
+
+class ServiceRow(Base):
+    """The local service registry: one row per registered service instance."""
+
+    __tablename__ = "services"
+    __table_args__ = (Index("ix_services_owner", "job_id", "group_name", "idx", "task"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String)
+    group_name: Mapped[str] = mapped_column(String)
+    idx: Mapped[int]
+    task: Mapped[str] = mapped_column(String)  # "" for a group service
+    name: Mapped[str] = mapped_column(String, index=True)
+    tags: Mapped[str] = mapped_column(Text)  # JSON list
+    address: Mapped[str] = mapped_column(String)
+    port: Mapped[int]
+    port_label: Mapped[str] = mapped_column(String)
+    alloc_id: Mapped[str] = mapped_column(String)
+    provider: Mapped[str] = mapped_column(String)
+    registered_at: Mapped[float]
+
+
+class CheckRow(Base):
+    """Each registered check's current status; `identity` names what it probes (a task
+    instance, or a group instance's version) so a new run starts pending."""
+
+    __tablename__ = "checks"
+    __table_args__ = (UniqueConstraint("job_id", "group_name", "idx", "task", "service", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String)
+    group_name: Mapped[str] = mapped_column(String)
+    idx: Mapped[int]
+    task: Mapped[str] = mapped_column(String)
+    service: Mapped[str] = mapped_column(String)
+    name: Mapped[str] = mapped_column(String)
+    type: Mapped[str] = mapped_column(String)
+    # pending | passing | warning | critical
+    status: Mapped[str] = mapped_column(String)
+    output: Mapped[str] = mapped_column(Text)
+    since: Mapped[float]
+    on_update: Mapped[str] = mapped_column(String)
+    identity: Mapped[str] = mapped_column(String)
+    updated_at: Mapped[float]
+
+
+class CheckEvent(Base):
+    """History: a check's status transitions (not every probe)."""
+
+    __tablename__ = "check_events"
+    __table_args__ = (Index("ix_check_events_job", "job_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[float] = mapped_column(index=True)
+    job_id: Mapped[str] = mapped_column(String)
+    group_name: Mapped[str] = mapped_column(String)
+    idx: Mapped[int]
+    task: Mapped[str] = mapped_column(String)
+    service: Mapped[str] = mapped_column(String)
+    check_name: Mapped[str] = mapped_column(String)
+    previous: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    output: Mapped[str] = mapped_column(Text)
+    instance_id: Mapped[int | None]

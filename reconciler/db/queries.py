@@ -86,3 +86,30 @@ def events(
         since=since,
         limit=limit,
     )
+
+
+def services(store: Store, name: str | None = None) -> list[dict[str, Any]]:
+    """Registered service instances with their checks' worst status ("" without checks)."""
+    return _rows(
+        store,
+        """
+        SELECT s.name, s.address, s.port, s.port_label, s.tags, s.provider, s.job_id,
+               s.group_name, s.idx, s.task, s.alloc_id, s.registered_at,
+               (SELECT group_concat(c.name || '=' || c.status, char(10)) FROM checks c
+                 WHERE c.job_id = s.job_id AND c.group_name = s.group_name AND c.idx = s.idx
+                   AND c.task = s.task AND c.service = s.name) AS checks
+        FROM services s WHERE (:name IS NULL OR s.name = :name)
+        ORDER BY s.name, s.job_id, s.group_name, s.idx, s.task""",
+        name=name,
+    )
+
+
+def checks(store: Store, job: str | None = None) -> list[dict[str, Any]]:
+    return _rows(
+        store,
+        """
+        SELECT job_id, group_name, idx, task, service, name, type, status, output, since
+        FROM checks WHERE (:job IS NULL OR job_id = :job)
+        ORDER BY job_id, group_name, idx, task, service, name""",
+        job=job,
+    )

@@ -82,6 +82,19 @@ class ChildRecord:
 
 
 @dataclass(frozen=True)
+class CheckRecord:
+    """A registered check's current status (see db/registry.py)."""
+
+    task: str  # "" for a group service's check
+    service: str
+    name: str
+    status: str  # pending | passing | warning | critical
+    since: float
+    on_update: str
+    identity: str  # "i<instance id>" for a task's check, "v<version digest>" for a group's
+
+
+@dataclass(frozen=True)
 class Observed:
     jobs: Mapping[str, JobRecord] = field(default_factory=dict)
     slots: Mapping[SlotKey, SlotRecord] = field(default_factory=dict)
@@ -92,3 +105,5 @@ class Observed:
     held: tuple[int, int, int] | None = None
     # Every child not yet garbage-collected, by parent, whatever this read's scope.
     children: Mapping[str, tuple[ChildRecord, ...]] = field(default_factory=dict)
+    # Check status by group instance (job/group/idx), for health_check = "checks".
+    checks: Mapping[str, tuple[CheckRecord, ...]] = field(default_factory=dict)

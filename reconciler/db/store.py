@@ -14,6 +14,7 @@ from reconciler.db import engine as db_engine
 from reconciler.db.children import ChildJobs
 from reconciler.db.hot import Event, ProblemRow, Started, VersionRow
 from reconciler.db.models import JobRow, JobVersion, TaskEvent, TaskInstance, TaskSlot
+from reconciler.db.registry import Registry, read_checks
 from reconciler.db.snapshot import (
     ChildRecord,
     InstanceRecord,
@@ -33,7 +34,7 @@ def _slot_where(key: SlotKey) -> tuple[ColumnElement[bool], ...]:
     )  # fmt: skip
 
 
-class Store(ChildJobs):
+class Store(ChildJobs, Registry):
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
@@ -136,8 +137,9 @@ class Store(ChildJobs):
                 " WHERE parent_id IS NOT NULL AND gc_at IS NULL"
             ):
                 children.setdefault(parent, []).append(ChildRecord(cid, parent, status, finished))
+            checks = read_checks(raw, jobs)
         return Observed(records, slots, frozenset(live), (cpu, memory, cores),
-                        {p: tuple(c) for p, c in children.items()})  # fmt: skip
+                        {p: tuple(c) for p, c in children.items()}, checks)  # fmt: skip
 
     def promote(self, job_ids: Iterable[str], now: float) -> None:
         with self.session() as s, s.begin():

@@ -256,3 +256,7 @@ class Executor(Protocol):
     def release(self, alloc_id: str) -> None:
         """Forget a group instance for good (its directories, its network namespace)."""
         ...
+
+    def alloc_address(self, alloc_id: str) -> str:
+        """The address of a bridge-mode group instance inside the bridge network."""
+        ...

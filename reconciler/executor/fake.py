@@ -177,6 +177,9 @@ class FakeExecutor:
             for tid in [t for t in d if t.startswith(alloc_id + "/")]:
                 del d[tid]
 
+    def alloc_address(self, alloc_id: str) -> str:
+        return "10.99.0." + str(sum(alloc_id.encode()) % 250 + 2)
+
     def inspect(self, handle: TaskHandle) -> Literal["running", "exited", "unknown"]:
         t = self.tasks.get(handle.id)
         return "unknown" if t is None else ("running" if t.alive else "exited")

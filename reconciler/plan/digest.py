@@ -12,7 +12,10 @@ from reconciler.db.snapshot import SlotKey
 from reconciler.spec.models import Job
 from reconciler.spec.template import Workload, reads_variables
 
-_RUNTIME_ONLY = {"restart", "kill_timeout", "kill_signal", "shutdown_delay", "constraint", "leader"}
+# Services and checks change in place (registered again), as Nomad updates them.
+_RUNTIME_ONLY = {
+    "restart", "kill_timeout", "kill_signal", "shutdown_delay", "constraint", "leader", "service",
+}  # fmt: skip
 
 
 _DIGESTS: dict[tuple[int, str, str], tuple[Job, str]] = {}

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
+from types import MappingProxyType
 
 from reconciler import constraints, lifecycle
-from reconciler.db.snapshot import JobRecord, Observed, SlotKey, SlotRecord
+from reconciler.db.snapshot import CheckRecord, JobRecord, Observed, SlotKey, SlotRecord
 from reconciler.lifecycle import Gate
 from reconciler.plan import admission, parents, versions
 from reconciler.plan.digest import task_digest, template_change, variables_part
@@ -94,7 +95,7 @@ def plan(
         if spec.job.launches_children:
             parents.plan_parent(b, spec, record, slots, observed.children.get(job_id, ()), host, now)
             continue
-        _plan_job(b, spec, record, slots, host, now)
+        _plan_job(b, spec, record, slots, host, now, observed.checks)
         if record is not None and record.parent_id:
             parents.collect(b, spec, record, slots, host, now)
 
@@ -167,6 +168,7 @@ def _plan_job(
     slots: list[SlotRecord],
     host: Host,
     now: float,
+    checks: Mapping[str, tuple[CheckRecord, ...]] = MappingProxyType({}),
 ) -> None:
     spec, reverted = _effective_spec(spec, record)
     job = spec.job
@@ -201,7 +203,9 @@ def _plan_job(
         return
 
     update = effective_update(job, next(iter(job.group.values())))
-    inflight = versions.in_flight(current, wanted, spec, update.min_healthy_time, now)
+    gated = update.health_check == "checks" and (record is None or record.applied_digest != spec.digest)
+    inflight = versions.in_flight(current, wanted, spec, update.min_healthy_time, now,
+                                  checks if gated else None)  # fmt: skip
     budget = (update.max_parallel - inflight) if update.max_parallel > 0 else len(wanted)
     by_alloc: dict[tuple[str, int], list[SlotKey]] = {}
     for key in wanted:
@@ -217,7 +221,7 @@ def _plan_job(
         return
     failed = [s for s in current.values() if s.key in wanted and s.state == "failed"
               and s.spec_digest == wanted[s.key]]  # fmt: skip
-    versions.judge(b, spec, record, current, wanted, failed, reverted, now)
+    versions.judge(b, spec, record, current, wanted, failed, reverted, now, checks)
     if job.type in RUNS_TO_COMPLETION and wanted and all(
         (done := current.get(k)) is not None and done.state == "complete"
         and done.spec_digest == d for k, d in wanted.items()

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from reconciler.spec import models
+from reconciler.spec import models, services
 from reconciler.spec.units import format_duration
 
 _SERVER_SET = {
@@ -36,19 +36,20 @@ _RENAMED = {
     "RightDelim": "right_delimiter", "ErrMissingKey": "error_on_missing_key",
     "LTarget": "attribute", "RTarget": "value", "Operand": "operator",
     "Volumes": "volume", "VolumeMounts": "volume_mount", "DNS": "dns",
+    "Services": "service", "Checks": "check", "PortLabel": "port", "CheckRestart": "check_restart",
 }  # fmt: skip
 _LABELLED = {"group", "task"}
-_OPAQUE = {"config", "env", "meta"}  # maps whose keys are the user's
+_OPAQUE = {"config", "env", "meta", "header"}  # maps whose keys are the user's
 _DURATIONS = {
     "min_healthy_time", "healthy_deadline", "progress_deadline", "stagger", "interval",
-    "delay", "kill_timeout", "shutdown_delay", "splay",
+    "delay", "kill_timeout", "shutdown_delay", "splay", "timeout", "grace",
 }  # fmt: skip
 
 
 def _known() -> set[str]:
     """Every field name of the job model: these are written even when zero."""
     names: set[str] = set()
-    for obj in vars(models).values():
+    for obj in [*vars(models).values(), *vars(services).values()]:
         if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
             names |= set(obj.model_fields)
     return names
@@ -104,13 +105,14 @@ def _indent(lines: list[str]) -> str:
     return "".join("  " + line + "\n" for part in lines for line in part.splitlines())
 
 
-def _body(obj: Mapping[str, Any], top: bool = False) -> list[str]:
+def _body(obj: Mapping[str, Any], top: bool = False, named: bool = False) -> list[str]:
+    """`named`: a block whose `name` is a field (service, check), not its label."""
     out: list[str] = []
     for key, v in obj.items():
         if (top and key in _SERVER_SET) or v is None:
             continue
         name = snake(key)
-        if name == "name" and not top:
+        if name == "name" and not top and not named:
             continue  # a label, written on the block
         if name not in _KNOWN and _empty(v):
             continue
@@ -135,7 +137,8 @@ def _body(obj: Mapping[str, Any], top: bool = False) -> list[str]:
         elif isinstance(v, dict):
             out.append(f"{name} {{\n" + _indent(_body(v)) + "}")
         elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            out += [f"{name} {{\n" + _indent(_body(x)) + "}" for x in v]
+            named = name in ("service", "check")
+            out += [f"{name} {{\n" + _indent(_body(x, named=named)) + "}" for x in v]
         else:
             out.append(f"{name} = {_value(v)}")
     return out

@@ -29,10 +29,12 @@ from reconciler.executor.base import Executor, ExitResult, NodeConfig, TaskHandl
 from reconciler.faults import raise_if_transient, transient_cause
 from reconciler.plan import Host, Plan, admission, leaving, plan
 from reconciler.service import descriptors, threads
+from reconciler.service.checks import Scheduler
 from reconciler.service.children import Children
 from reconciler.service.clock import SteadyClock
 from reconciler.service.gitinfo import GitInfo
 from reconciler.service.recovery import Recovery
+from reconciler.service.registry import Registrar
 from reconciler.service.requests import Request, answer
 from reconciler.spec import hcl
 from reconciler.spec.load import Desired, JobSpec, Loader
@@ -80,6 +82,9 @@ class Service:
                                on_launch=self._launched, on_collect=self._collected,
                                variables=variable_source(self.variables))  # fmt: skip
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.checks = Scheduler(lambda t, r: self.queue.put(("checks", (t, r))), self._run_script,
+                                clock=clock)
+        self.registrar = Registrar(store, executor, self.host.attributes, self.checks, clock)
         self.git = GitInfo(jobs)
         journal = self.loader.journal  # the watcher tells the loader what changed
         self.watcher = Watcher(jobs, self._wake_scan, self._early, journal=journal) if watch else None
@@ -111,6 +116,7 @@ class Service:
         self.health = self.recovery.health
         self._unrecorded: dict[str, tuple[TaskHandle, ExitResult]] = {}
         self._ended_downloads: set[str] = set()  # task ids whose artifact download ended
+        self._check_news: list[Any] = []  # (transitions, restart requests) from the checks
         self.descriptors: Callable[[], tuple[int, int]] = descriptors.usage
         self._budget_retry: float | None = None  # starts held back: look again then
 
@@ -176,6 +182,7 @@ class Service:
 
     def start_threads(self) -> None:
         self._threads.append(threads.start(self._waiter, "exits"))
+        self.checks.start()
         if self.watcher is not None:
             self.watcher.start()
 
@@ -199,6 +206,7 @@ class Service:
                 self.stopping.wait(1.0)
         if self.watcher is not None:
             self.watcher.stop()
+        self.checks.stop()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -258,9 +266,14 @@ class Service:
             if s.state == "running" and s.instance is not None:
                 spec = self.applier.specs.get(s.key.job)
                 rec = obs.jobs.get(s.key.job)
-                if spec and rec and rec.applied_digest != spec.digest:
-                    upd = effective_update(spec.job, next(iter(spec.job.group.values())))
+                upd = effective_update(spec.job, next(iter(spec.job.group.values()))) if spec else None
+                if upd and s.instance.started_at + upd.min_healthy_time > self._last_pass:
+                    # a young instance frees max_parallel for the next one (also after a revert)
                     due.append(s.instance.started_at + upd.min_healthy_time + 0.01)
+                if spec and upd and rec and rec.applied_digest != spec.digest:
+                    due.append(s.instance.started_at + upd.min_healthy_time + 0.01)
+                    due += [c.since + upd.min_healthy_time + 0.01  # checks good long enough
+                            for c in obs.checks.get(s.key.alloc, ())]  # fmt: skip
                     if rec.attempted_at:
                         due.append(rec.attempted_at + upd.healthy_deadline + 0.01)
             if due:
@@ -289,6 +302,9 @@ class Service:
             elif k == "fetched":
                 self._ended_downloads.add(v)  # kept until written
                 self._dirty = True
+            elif k == "checks":
+                self._check_news.append(v)  # kept until written, like exits
+                self._dirty = True
         self._dirty |= any(r.action not in READ_ONLY for r in requests)
         if self._budget_retry is not None and self.clock() >= self._budget_retry:
             self._budget_retry, self._full, self._dirty = None, True, True
@@ -298,7 +314,8 @@ class Service:
                 for req in requests:  # answered (or refused with the fault) while waiting
                     answer(self, req)
                 return
-            ok = self._guarded(self._record_exits) and self._guarded(self._record_fetches)
+            ok = (self._guarded(self._record_exits) and self._guarded(self._record_fetches)
+                  and self._guarded(self._record_checks))
             for req in requests:
                 answer(self, req)
             if ok:
@@ -309,6 +326,33 @@ class Service:
                     self.recovery.check_wal(self.store)
         finally:
             self.recovery.idle()
+
+    def _run_script(self, handle: TaskHandle, argv: list[str], timeout: float) -> tuple[int, bytes]:
+        r = self.executor.exec(handle, argv, timeout)
+        return r.exit_code, r.output
+
+    def _record_checks(self) -> None:
+        """Check transitions from the scheduler: history, and check_restart's restarts. Kept
+        while the store is unavailable; anything else wrong is logged and dropped."""
+        if not self._check_news:
+            return
+        transitions = [t for ts, _ in self._check_news for t in ts]
+        restarts = [r for _, rs in self._check_news for r in rs]
+        restarted = {k.job for r in restarts for k in r.keys}
+        self._touched |= {t.check.job for t in transitions} | restarted
+        try:
+            if transitions:
+                self.store.record_transitions(transitions)
+            self._check_news = [([], restarts)] if restarts else []
+            if restarts:
+                obs = self.store.observed(self.applier.live, restarted)
+                for r in restarts:  # a repeat finds the task stopping already: no harm
+                    self.applier.check_restart(r.keys, r.reason, obs)
+        except Exception as e:
+            if transient_cause(e) is not None:
+                raise
+            self.recovery.log_once("recording check results", e)
+        self._check_news = []
 
     def _record_exits(self) -> None:
         """Write the exits seen since the last pass (and any a fault kept back)."""
@@ -438,6 +482,10 @@ class Service:
         for job, t in p.wake.items():  # periodic launches, garbage collection
             self._deadline_of.setdefault(job, []).append(t)
         self._waiting = set(p.waiting) if scope is None else (self._waiting - scope) | p.waiting
+        try:
+            self.registrar.sync(observed, self.applier.specs, scope)
+        except Exception:
+            log.exception("updating the service registry")
         if scope is None:
             self._leaving = leaving(self.children.merged(desired), observed)
         metrics.pass_done(time.perf_counter() - started, self._states_of.values())

@@ -47,6 +47,16 @@ def _do(service: Service, action: str, args: dict[str, Any]) -> Any:
         if not service.store.set_paused(job, action == "stop", now):
             raise KeyError(f"no job {job!r}")
         return {"ok": True}
+    if action == "promote":  # health_check = "manual": the operator says it is healthy
+        job = args["job"]
+        rec = service.store.observed(service.applier.live, {job}).jobs.get(job)
+        if rec is None:
+            raise KeyError(f"no job {job!r}")
+        if rec.attempted_digest is None or rec.attempted_digest == rec.applied_digest:
+            raise ValueError(f"{job}: no new version is waiting to be promoted")
+        service.store.promote([job], now)
+        service.touch({job})
+        return {"promoted": (rec.attempted_digest or "")[:12]}
     obs: Observed = service.store.observed(service.applier.live)
     files = service.desired_files()
     if action == "periodic_force":

@@ -20,7 +20,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.spec import hcl, hclbody, interpolate, jobdir, template_source
+from reconciler.spec import hcl, hclbody, interpolate, jobdir, services, template_source
 from reconciler.spec.hclfiles import JobDirectory
 from reconciler.spec.models import Job, JobFile
 from reconciler.spec.normalize import IGNORED, normalize
@@ -221,6 +221,7 @@ def semantic_problems(job_id: str, job: Job) -> Iterable[tuple[tuple[str | int, 
         if not NAME.fullmatch(gname):
             yield gp, "group names use letters, digits, '_', '-' and '.'"
         ports = list(group.network.port)
+        yield from services.problems(job_id, gname, group, gp)
         for label, port in group.network.port.items():
             if group.network.mode == "bridge" and port.to is None and port.static is None:
                 yield (*gp, "network", "port", label), "a port needs static or to"

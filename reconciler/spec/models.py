@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.spec import cron
 from reconciler.spec.artifact import Artifact
+from reconciler.spec.services import Service
 from reconciler.spec.units import CAPABILITIES, format_duration, normalize_cap, parse_duration
 
 
@@ -407,6 +408,7 @@ class Task(Strict):
     constraint: list[Constraint] = []
     volume_mount: list[VolumeMount] = []
     dispatch_payload: DispatchPayload | None = None
+    service: list[Service] = []
 
     @field_validator("driver")
     @classmethod
@@ -442,6 +444,7 @@ class Group(Strict):
     update: Update | None = None
     shutdown_delay: Duration = 0.0
     volume: dict[str, Volume] = {}
+    service: list[Service] = []
     task: dict[str, Task] = Field(min_length=1)
 
     @model_validator(mode="after")

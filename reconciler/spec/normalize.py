@@ -13,8 +13,10 @@ LABELLED = {"job", "group", "task", "port", "volume"}
 SINGLE = {
     "config", "env", "resources", "restart", "update", "lifecycle", "logs", "meta", "network",
     "dns", "options", "headers", "periodic", "parameterized", "dispatch_payload",
+    "check_restart", "header",
 }  # fmt: skip
-RAW_MAPS = {"env", "meta", "options", "headers"}  # string maps: their keys are data, not fields
+RAW_MAPS = {"env", "meta", "options", "headers", "header"}  # maps whose keys are data, not fields
+REPEATED = {"constraint", "template", "volume_mount", "artifact", "service", "check"}
 
 _ONE_NODE = "means nothing on a single node and is ignored"
 IGNORED: dict[str, dict[str, str]] = {
@@ -47,7 +49,6 @@ IGNORED: dict[str, dict[str, str]] = {
             "spread",
             "affinity",
             "ephemeral_disk",
-            "service",
             "vault",
             "consul",
             "migrate",
@@ -61,7 +62,6 @@ IGNORED: dict[str, dict[str, str]] = {
     ),
     "task": dict.fromkeys(
         [
-            "service",
             "vault",
             "consul",
             "identity",
@@ -77,9 +77,27 @@ IGNORED: dict[str, dict[str, str]] = {
     "network": dict.fromkeys(["mbits"], _ONE_NODE),
     "resources": dict.fromkeys(["device", "network", "disk", "iops", "numa", "secrets"], _ONE_NODE),
     "template": dict.fromkeys(["wait", "vault_grace", "once"], _ONE_NODE),
+    "service": dict.fromkeys(
+        ["meta", "canary_meta", "canary_tags", "enable_tag_override", "tagged_addresses",
+         "weights", "cluster", "identity"],
+        "is for Consul's catalog; reconciler's registry keeps name, tags, address and port",
+    ),  # fmt: skip
+    "check": {
+        "initial_status": "is ignored: checks start pending, as with Nomad's provider",
+        "notes": "is for Consul's catalog and is ignored",
+    },
 }
-# Fields reconciler cannot honour: an error rather than a silent difference (none today).
-REFUSED: dict[str, dict[str, str]] = {}
+# Fields reconciler cannot honour: an error rather than a silent difference.
+REFUSED: dict[str, dict[str, str]] = {
+    "service": {
+        "connect": "is not supported: reconciler has no Consul Connect service mesh",
+        "kind": "is not supported: Consul gateways need Consul Connect",
+    },
+    "check": dict.fromkeys(
+        ["grpc_service", "grpc_use_tls", "expose", "tls_server_name"],
+        "is not supported: reconciler runs http, tcp and script checks",
+    ),
+}
 
 
 @dataclass
@@ -120,7 +138,7 @@ def _body(body: dict[str, Any], path: tuple[str | int, ...], kind: str, out: Nor
                 out.found.append(Found((*p, 1), f"only one {key} block is allowed", "error"))
             inner = val[0]
             result[key] = inner if key in RAW_MAPS else _body(inner, p, key, out)
-        elif _is_block_list(val) and key in ("constraint", "template", "volume_mount", "artifact"):
+        elif _is_block_list(val) and key in REPEATED:
             result[key] = [_body(item, (*p, i), key, out) for i, item in enumerate(val)]
         else:
             result[key] = val
@@ -149,7 +167,7 @@ def _labelled(
             kind != "port"
             and len(nested) == 1
             and isinstance(inner[nested[0]], dict)
-            and (nested[0] not in LABELLED | SINGLE | {"constraint", "template", "artifact"})
+            and (nested[0] not in LABELLED | SINGLE | REPEATED)
         ):
             out.found.append(
                 Found((*path, label), f"a {kind} block takes one label, not two", "error")

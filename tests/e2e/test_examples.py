@@ -86,3 +86,14 @@ def test_greeter_env_template(svc: ServiceProc) -> None:
     assert (
         "running as task greet in alloc greeter.main[0]" in svc.cli("logs", "greeter/greet").stdout
     )
+
+
+def test_web_replicas_are_registered_and_pass_their_check(svc: ServiceProc) -> None:
+    import json
+
+    def passing() -> list[tuple[str, str]]:
+        out = json.loads(svc.cli("services", "web", "--json").stdout)["services"]
+        return sorted((s["owner"], s["health"]) for s in out)
+
+    svc.wait(lambda: passing() == [("web/site/0", "passing"),
+                                   ("web/site/1", "passing")], 60, "web checks")  # fmt: skip

@@ -19,8 +19,10 @@ def test_accepted_with_warnings_only() -> None:
     assert not d.errors
     warned = {p.path for p in d.problems}
     assert {"job.isolation_check.datacenters", "job.isolation_check.reschedule",
-            "job.templated_service.group.web.service",
             "job.templated_service.group.web.ephemeral_disk"} <= warned  # fmt: skip
+    assert "job.templated_service.group.web.service" not in warned
+    svc = d.jobs["templated_service"].job.group["web"].service[0]
+    assert (svc.name, svc.port, svc.provider) == ("templated", "http", "nomad")
     t = d.jobs["templated_service"].job.group["web"].task["server"].template
     # a heredoc keeps its last newline, as HCL (and so Nomad) reads it
     assert t[0].data == 'APP_MODE=production\nALLOC={{ env "NOMAD_ALLOC_INDEX" }}\n'

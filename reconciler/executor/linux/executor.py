@@ -484,6 +484,9 @@ class LinuxExecutor:
     def fetch_artifacts(self, config: TaskConfig, done: Callable[[str], None]) -> FetchState:
         return self.fetcher.fetch(config, done)
 
+    def alloc_address(self, alloc_id: str) -> str:
+        return self.network.address(alloc_id)
+
     def release(self, alloc_id: str) -> None:
         """Forget a group instance for good: its cgroups, directories and network namespace."""
         self.fetcher.cancel(alloc_id)

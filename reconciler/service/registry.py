@@ -1,0 +1,205 @@
+"""Keeps the service registry and the check scheduler in step with what runs: a task's
+services are registered while it runs (a group's while any of its tasks runs) and removed
+when it stops. Derived from the observed state after every pass, written only on change."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+
+from reconciler.apply import handle_of
+from reconciler.db.registry import CheckEntry, ServiceEntry
+from reconciler.db.snapshot import Observed, SlotKey, SlotRecord
+from reconciler.db.store import Store
+from reconciler.executor.base import Executor
+from reconciler.plan import health
+from reconciler.service.checks import CheckSpec, Key, Scheduler
+from reconciler.service.probes import Target
+from reconciler.spec import interpolate
+from reconciler.spec.load import JobSpec
+from reconciler.spec.models import Group, Job
+from reconciler.spec.services import Service, effective_checks, service_name
+from reconciler.taskconfig import alloc_id, dynamic_port, runtime_env
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class Registrar:
+    store: Store
+    executor: Executor
+    attributes: Mapping[str, str]
+    scheduler: Scheduler
+    clock: Callable[[], float]
+    _last: dict[str, tuple[object, ...]] = field(default_factory=dict)
+    _models: dict[str, Job] = field(default_factory=dict)
+    _synced: bool = False
+
+    def sync(self, observed: Observed, specs: Mapping[str, JobSpec],
+             scope: Collection[str] | None) -> None:  # fmt: skip
+        by_job: dict[str, list[SlotRecord]] = {}
+        for s in observed.slots.values():
+            by_job.setdefault(s.key.job, []).append(s)
+        jobs = set(by_job) | set(self._last) if scope is None else set(scope)
+        changed: dict[str, tuple[object, ...]] = {}  # job -> what is now registered
+        services: list[ServiceEntry] = []
+        checks: dict[Key, CheckSpec] = {}
+        for job_id in sorted(jobs):
+            svc, chk = self._desired(job_id, by_job.get(job_id, []), observed, specs)
+            fingerprint: tuple[object, ...] = (
+                tuple(svc), tuple(sorted(chk.values(), key=lambda c: c.entry.key())),
+            )  # fmt: skip
+            if self._last.get(job_id, ((), ())) == fingerprint:
+                continue
+            changed[job_id] = fingerprint
+            services += svc
+            checks.update(chk)
+        everything = scope is None and not self._synced
+        if not changed and not everything:
+            return
+        # The first full pass also drops what an earlier run left for jobs gone since.
+        which = None if everything else list(changed)
+        if everything:
+            services, checks = [], {}
+            for job_id in sorted(jobs):
+                svc, chk = self._desired(job_id, by_job.get(job_id, []), observed, specs)
+                services += svc
+                checks.update(chk)
+        self.store.sync_registry(which, services, [c.entry for c in checks.values()],
+                                 self.clock())  # fmt: skip
+        self.scheduler.update(which, checks)
+        self._synced = True
+        for job_id, fingerprint in changed.items():  # remembered once written
+            if fingerprint != ((), ()):
+                self._last[job_id] = fingerprint
+            else:
+                self._last.pop(job_id, None)
+
+    def _job(self, job_id: str, digest: str, observed: Observed,
+             specs: Mapping[str, JobSpec]) -> Job | None:  # fmt: skip
+        spec = specs.get(job_id)
+        if spec is not None and (spec.digest == digest or not digest):
+            return spec.job
+        if digest in self._models:
+            return self._models[digest]
+        rec = observed.jobs.get(job_id)
+        if rec is not None and rec.applied_digest == digest and rec.applied_canonical:
+            if len(self._models) > 1000:
+                self._models.clear()
+            job = self._models[digest] = Job.model_validate_json(rec.applied_canonical)
+            return job
+        return spec.job if spec is not None else None
+
+    def _desired(self, job_id: str, slots: list[SlotRecord], observed: Observed,
+                 specs: Mapping[str, JobSpec]) -> tuple[list[ServiceEntry], dict[Key, CheckSpec]]:  # fmt: skip
+        services: list[ServiceEntry] = []
+        checks: dict[Key, CheckSpec] = {}
+        running = [s for s in slots if s.state == "running" and s.instance is not None]
+        allocs: dict[tuple[str, int], list[SlotRecord]] = {}
+        for s in running:
+            allocs.setdefault((s.key.group, s.key.idx), []).append(s)
+        for (gname, idx), members in sorted(allocs.items()):
+            version = members[0].version_digest
+            job = self._job(job_id, version, observed, specs)
+            if job is None or gname not in job.group:
+                continue
+            group = job.group[gname]
+            by_task = {s.key.task: s for s in members}
+            for s in members:
+                job_s = self._job(job_id, s.version_digest, observed, specs) or job
+                g = job_s.group.get(gname)
+                task = g.task.get(s.key.task) if g else None
+                for svc in task.service if task else ():
+                    self._add(job_id, job_s, gname, idx, s.key.task, svc, by_task, s,
+                              services, checks)  # fmt: skip
+            for svc in group.service:
+                self._add(job_id, job, gname, idx, "", svc, by_task, None, services, checks,
+                          version=version)  # fmt: skip
+        return services, checks
+
+    def _add(
+        self, job_id: str, job: Job, gname: str, idx: int, tname: str, svc: Service,
+        by_task: Mapping[str, SlotRecord], owner: SlotRecord | None,
+        services: list[ServiceEntry], checks: dict[Key, CheckSpec], version: str = "",
+    ) -> None:  # fmt: skip
+        group = job.group[gname]
+        env_task = tname or svc.task or next(iter(group.task))
+        key = SlotKey(job_id, gname, idx, env_task)
+        values = _values(job_id, job, key, self.attributes)
+        name = service_name(svc, job_id, gname, tname)
+        host, port = self._endpoint(group, key, svc.port, svc.address_mode, svc.address, values)
+        tags = tuple(_resolve(t, values) for t in svc.tags)
+        services.append(ServiceEntry(job_id, gname, idx, tname, name, tags, host, port, svc.port,
+                                     alloc_id(key), svc.provider))  # fmt: skip
+        for ec in effective_checks(svc, name):
+            c = ec.check
+            of = hashlib.sha256(c.model_dump_json().encode()).hexdigest()[:8]
+            if owner and owner.instance:
+                run = f"i{owner.instance.id}"
+            else:  # a group's check: its version, and its tasks' runs (check_restart re-arms)
+                runs = sorted(str(m.instance.id) for m in by_task.values() if m.instance)
+                run = f"v{version[:16]}:{'.'.join(runs)}"
+            identity = f"{run}:{of}"  # a new run or a changed check starts pending
+            entry = CheckEntry(job_id, gname, idx, tname, name, ec.name, c.type, ec.on_update,
+                               identity)  # fmt: skip
+            restart = (owner.key,) if owner else tuple(s.key for s in by_task.values())
+            target, handle, argv = None, None, tuple[str, ...]()
+            if c.type == "script":
+                runner = owner or by_task.get(c.task or svc.task)
+                if runner is None or runner.instance is None:
+                    continue  # its task is not running: nothing to run the script in
+                handle = handle_of(runner.key, runner.instance)
+                argv = tuple(_resolve(a, values) for a in (c.command, *c.args))
+            else:
+                mode = c.address_mode or svc.address_mode
+                chost, cport = self._endpoint(group, key, c.port or svc.port, mode,
+                                              svc.address, values)  # fmt: skip
+                target = Target(
+                    c.type, chost, cport, _resolve(c.path, values), c.method,
+                    tuple((k, _resolve(v, values)) for k, vs in sorted(c.header.items())
+                          for v in vs),
+                    _resolve(c.body, values), c.protocol, c.tls_skip_verify,
+                    warn_429=svc.provider == "consul",
+                )  # fmt: skip
+            checks[entry.key()] = CheckSpec(
+                entry, c.interval, c.timeout,
+                health.Thresholds(c.success_before_passing, c.failures_before_critical,
+                                  c.failures_before_warning),
+                target, handle, argv, ec.restart_limit, ec.restart_grace, ec.ignore_warnings,
+                restart, owner.instance.id if owner and owner.instance else None,
+            )  # fmt: skip
+
+    def _endpoint(self, group: Group, key: SlotKey, port: str, mode: str, address: str,
+                  values: Mapping[str, str]) -> tuple[str, int]:  # fmt: skip
+        """auto: a bridge group's namespace address and the port inside it; a host group's
+        loopback and host port. host: loopback and the host port. alloc: the namespace's."""
+        bridge = group.network.mode == "bridge"
+        inside = host_port = int(port) if port.isdigit() else 0
+        if port and not port.isdigit():
+            p = group.network.port[port]
+            host_port = p.static or dynamic_port(key, port)
+            inside = p.to if bridge and p.to and p.to > 0 else host_port
+        if mode == "host":
+            return LOOPBACK, host_port
+        if mode == "alloc" or bridge:
+            return (_resolve(address, values) or self.executor.alloc_address(key.alloc)), inside
+        return (_resolve(address, values) or LOOPBACK), host_port
+
+
+def _values(job_id: str, job: Job, key: SlotKey, attrs: Mapping[str, str]) -> dict[str, str]:
+    spec = JobSpec(job_id, job, "", "", "")
+    values = {**attrs, **runtime_env(spec, key, attrs)}
+    task = job.group[key.group].task[key.task]
+    for k, v in task.env.items():
+        values[k] = _resolve(v, values)
+    return values
+
+
+def _resolve(text: str, values: Mapping[str, str]) -> str:
+    if "${" not in text:
+        return text
+    try:
+        return interpolate.resolve(text, values)
+    except KeyError:
+        return text
