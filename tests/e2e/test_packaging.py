@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,7 +12,16 @@ ROOT = Path(__file__).parents[2]
 
 
 def test_wheel_carries_migrations_and_shim_and_runs(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+    # Built from a copy of the tracked files: setuptools' build/ in a checkout keeps files
+    # that were renamed or removed since (an old migration would ride along).
+    src = tmp_path / "src"
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], check=True,
+                           capture_output=True).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        dest = src / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(src)],
                    check=True, capture_output=True)  # fmt: skip
     wheel = next(tmp_path.glob("reconciler-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
