@@ -24,8 +24,8 @@ e2e: $(VENV)/.deps
 	$(BIN)/python -m pytest tests/e2e
 
 lint: $(VENV)/.deps
-	$(BIN)/ruff check reconciler tests bench
-	$(BIN)/mypy reconciler
+	$(BIN)/ruff check reconciler alembic tests bench
+	$(BIN)/mypy reconciler alembic/env.py
 	$(BIN)/lint-imports
 
 bench: $(VENV)/.deps ## figures, never pass/fail

@@ -1,5 +1,5 @@
 """SQLite engines: WAL, BEGIN IMMEDIATE for writers, a read-only mode for the CLI, and
-migrations applied at start from inside the package (works from an installed wheel)."""
+migrations applied at start (the top-level alembic/, installed as reconciler/migrations/)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,14 @@ def make_engine(path: Path, *, readonly: bool = False, busy_ms: int | None = Non
 # The newest migration. A store already there is opened without importing Alembic at all
 # (about 11 MB of the service's memory); tests/unit/test_store.py keeps this in step.
 HEAD = "0004"
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: the wheel installs the top-level alembic/ as reconciler/migrations/
+    (a package-dir mapping in pyproject.toml); a checkout has them at the top."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "migrations"
+    return installed if (installed / "env.py").is_file() else package.parent / "alembic"
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -108,7 +116,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = Config()
-    cfg.set_main_option("script_location", "reconciler:migrations")
+    cfg.set_main_option("script_location", str(migrations_dir()))
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None

@@ -25,19 +25,36 @@ def test_wheel_carries_migrations_and_shim_and_runs(tmp_path: Path) -> None:
                    check=True, capture_output=True)  # fmt: skip
     wheel = next(tmp_path.glob("reconciler-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "reconciler/migrations/env.py" in names and "reconciler/executor/linux/shim.c" in names
-    assert any(n.startswith("reconciler/migrations/versions/0001") for n in names)
+    # The top-level alembic/ rides in the wheel as reconciler/migrations/ (package-dir mapping).
+    assert "reconciler/executor/linux/shim.c" in names
+    assert {"reconciler/migrations/env.py", "reconciler/migrations/script.py.mako"} <= set(names)
+    versions = {n.rsplit("/", 1)[1] for n in names if n.startswith("reconciler/migrations/versions/")}
+    assert versions == {p.name for p in (ROOT / "alembic" / "versions").glob("*.py")}
+    assert not any(n.startswith("alembic/") for n in names)  # never a top-level `alembic` package
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)  # fmt: skip
-    # The installed copy, not the checkout: migrations from package resources, cwd elsewhere.
+    # The installed copy, not the checkout: a fresh store migrated to HEAD by the installed
+    # scripts (an audit hook lists every file opened), cwd elsewhere.
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import reconciler, pathlib;"
+        "import sys; opened = [];"
+        "sys.addaudithook(lambda ev, args: opened.append(str(args[0])) if ev == 'open' else None);"
+        "sys.path.insert(0, sys.argv[1]); import reconciler, pathlib;"
         "assert reconciler.__file__.startswith(sys.argv[1]), reconciler.__file__;"
-        "from reconciler.db.store import Store; s = Store(pathlib.Path(sys.argv[2]));"
-        "print(sorted(s.observed().jobs)); s.close()"
+        "from reconciler.db.store import Store; from reconciler.db import engine;"
+        "s = Store(pathlib.Path(sys.argv[2])); print(sorted(s.observed().jobs));"
+        "print(engine.current_revision(s.engine), engine.HEAD); s.close();"
+        "print('\\n'.join(f for f in opened if 'alembic' in f or '/migrations/' in f))"
     )
     p = subprocess.run([sys.executable, "-c", code, str(target), str(tmp_path / "state.db")],
                        cwd="/", capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "[]"
+    jobs, revisions, *opened = p.stdout.strip().splitlines()
+    assert jobs == "[]"
+    current, head = revisions.split()
+    assert current == head
+    installed = str(target / "reconciler" / "migrations") + "/"
+    assert any(f.startswith(installed) and "env" in f for f in opened), opened
+    assert any(f.startswith(installed + "versions/") for f in opened), opened
+    checkout = (str(ROOT / "alembic") + "/", str(ROOT / "reconciler") + "/")
+    assert not any(f.startswith(checkout) for f in opened), opened

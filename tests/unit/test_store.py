@@ -17,7 +17,7 @@ def test_head_constant_matches_the_migrations() -> None:
     from alembic.script import ScriptDirectory
 
     cfg = Config()
-    cfg.set_main_option("script_location", "reconciler:migrations")
+    cfg.set_main_option("script_location", str(db_engine.migrations_dir()))
     assert ScriptDirectory.from_config(cfg).get_current_head() == db_engine.HEAD
 
 
