@@ -19,8 +19,7 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from reconciler.spec.jobdir import Journal
-from reconciler.spec.load import is_watched_file
+from reconciler.spec.jobdir import Journal, is_watched_file
 
 
 class _Debounce(FileSystemEventHandler):

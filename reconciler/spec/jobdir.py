@@ -17,6 +17,35 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+JOB_SUFFIXES = (".hcl", ".nomad")
+VARS_SUFFIX = ".vars.hcl"
+
+
+def is_job_file(name: str) -> bool:
+    """`*.hcl`, `*.nomad`, `*.nomad.hcl`. Var files (`*.vars.hcl`) are not job files, nor are
+    dot files (vim's `.x.hcl.swp`, emacs' `.#x.hcl` lock links, the `.x.hcl.tmp` of an atomic
+    rename), `*~` backups and `#x.hcl#` autosaves."""
+    if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp", VARS_SUFFIX)):
+        return False
+    return name.endswith(JOB_SUFFIXES)
+
+
+def is_watched_file(name: str) -> bool:
+    """A file whose change can change a job: a job file, a var file, or a file a job file
+    reads (a template source, a file() input): anything but dot files and editor temporaries."""
+    return not name.startswith((".", "#")) and not name.endswith(("~", ".swp", ".tmp"))
+
+
+def vars_file_for(job_file: str) -> str:
+    """The var file of a job file, beside it: web.nomad.hcl, web.hcl, web.nomad -> web.vars.hcl."""
+    stem = job_file
+    for suffix in (".nomad.hcl", ".hcl", ".nomad"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return stem + VARS_SUFFIX
+
+
 # What an entry that is not a regular file is, for its problem.
 KINDS = {
     stat.S_IFIFO: "a FIFO (named pipe)",

@@ -1,349 +1,44 @@
 """A directory of job files -> Desired: valid jobs plus every located problem of every file.
 
-Parses are cached by content hash, so a rescan of unchanged files only stats them.
+Parses are cached by content hash, so a rescan of unchanged files only stats them. What one file
+becomes is spec/parse.py; how the files' results make one Desired is spec/desired.py.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, get_args, get_origin
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from reconciler.spec import hcl, hclbody, interpolate, jobdir, services, template_source
+from reconciler.spec import hclbody, jobdir
+from reconciler.spec.desired import Desired, FileResult, JobSpec, assemble, canonical_json
 from reconciler.spec.hclfiles import JobDirectory
-from reconciler.spec.models import Job, JobFile
-from reconciler.spec.normalize import IGNORED, normalize
+from reconciler.spec.jobdir import (
+    JOB_SUFFIXES,
+    VARS_SUFFIX,
+    is_job_file,
+    is_watched_file,
+    vars_file_for,
+)
+from reconciler.spec.parse import parse_text
 from reconciler.spec.problems import Problem
-from reconciler.spec.template import Workload, check_template
+
+__all__ = [  # what the rest of reconciler imports from here
+    "JOB_SUFFIXES", "MAX_FILE_BYTES", "VARS_SUFFIX", "Desired", "FileResult", "JobSpec", "Loader",
+    "assemble", "canonical_json", "is_job_file", "is_watched_file", "load_paths", "parse_text",
+    "vars_file_for",
+]  # fmt: skip
 
 MAX_FILE_BYTES = 1 << 20
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-JOB_SUFFIXES = (".hcl", ".nomad")
-VARS_SUFFIX = ".vars.hcl"
 GIT_LOCKS = ("index.lock", "HEAD.lock")
 LIST_EVERY = 300.0  # with a watcher, the whole directory is still listed this often
 _NO_LINK = (0,) * 6  # the length of a key that is not a symlink's
-
-
-def is_job_file(name: str) -> bool:
-    """`*.hcl`, `*.nomad`, `*.nomad.hcl`. Var files (`*.vars.hcl`) are not job files, nor are
-    dot files (vim's `.x.hcl.swp`, emacs' `.#x.hcl` lock links, the `.x.hcl.tmp` of an atomic
-    rename), `*~` backups and `#x.hcl#` autosaves."""
-    if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp", VARS_SUFFIX)):
-        return False
-    return name.endswith(JOB_SUFFIXES)
-
-
-def is_watched_file(name: str) -> bool:
-    """A file whose change can change a job: a job file, a var file, or a file a job file
-    reads (a template source, a file() input): anything but dot files and editor temporaries."""
-    return not name.startswith((".", "#")) and not name.endswith(("~", ".swp", ".tmp"))
-
-
-def vars_file_for(job_file: str) -> str:
-    """The var file of a job file, beside it: web.nomad.hcl, web.hcl, web.nomad -> web.vars.hcl."""
-    stem = job_file
-    for suffix in (".nomad.hcl", ".hcl", ".nomad"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return stem + VARS_SUFFIX
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """One valid job as read from one file."""
-
-    id: str
-    job: Job
-    file: str
-    digest: str
-    canonical: str
-
-
-@dataclass(frozen=True)
-class FileResult:
-    path: str
-    digest: str
-    jobs: tuple[JobSpec, ...]
-    problems: tuple[Problem, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not any(p.severity == "error" for p in self.problems)
-
-
-@dataclass(frozen=True)
-class Desired:
-    """What the job directory asks for. `held` jobs keep whatever runs now (their file is
-    broken or another file defines them too); `broken_files` tells the loop which recorded
-    jobs to hold because their file no longer reads."""
-
-    jobs: Mapping[str, JobSpec]
-    files: Mapping[str, FileResult]
-    held: frozenset[str] = frozenset()
-    broken_files: frozenset[str] = frozenset()
-    directory_ok: bool = True
-    directory_error: str = ""
-
-    @property
-    def problems(self) -> list[Problem]:
-        return sorted(p for f in self.files.values() for p in f.problems)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-
-def canonical_json(job: Job) -> str:
-    return json.dumps(job.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-
-
-def parse_text(text: str, file: str, inputs: hclbody.Inputs | None = None) -> FileResult:
-    """One file's text -> its jobs and problems. Pure but for `inputs` (var files, file())."""
-    inputs = inputs or hclbody.Inputs()
-    try:
-        result = _parse_text(text, file, False, inputs, untracked_eval=False)
-    except _NeedsPositions:  # HCL2 expressions: one parse that tracks positions does it all
-        return _parse_text(text, file, True, inputs)
-    if any(p.line is None for p in result.problems):  # parse again, tracking positions
-        result = _parse_text(text, file, True, inputs)
-    return result
-
-
-class _NeedsPositions(Exception):
-    pass
-
-
-def _parse_text(
-    text: str,
-    file: str,
-    positions: bool,
-    inputs: hclbody.Inputs | None = None,
-    untracked_eval: bool = True,
-) -> FileResult:
-    inputs = inputs or hclbody.Inputs()
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    if not text.strip():
-        return FileResult(
-            file, digest, (), (Problem(file, None, "", "file is empty: no job block"),)
-        )
-    try:
-        parsed = hcl.parse(text, positions)
-    except hcl.HclSyntaxError as e:
-        return FileResult(
-            file,
-            digest,
-            (),
-            (Problem(file, e.line, "", e.message, column=e.column, excerpt=e.excerpt),),
-        )
-    if hclbody.needs_evaluation(parsed.tree):  # HCL2: variables, locals, functions, ...
-        if not positions:  # the evaluator reads each expression's text: it needs positions
-            if not untracked_eval:
-                raise _NeedsPositions
-            return _parse_text(text, file, True, inputs)
-        evaluated = hclbody.evaluate(parsed, text, inputs)
-        if evaluated.problems:
-            located = (
-                Problem(
-                    p.file or file,
-                    p.line,
-                    p.what,
-                    p.message,
-                    column=p.column,
-                    excerpt=hcl._excerpt(text, p.line, p.column)
-                    if p.line and p.column and not p.file
-                    else "",
-                )
-                for p in evaluated.problems
-            )
-            return FileResult(file, digest, (), tuple(sorted(located)))
-        parsed.body = evaluated.body
-    problems: list[Problem] = []
-
-    def add(path: tuple[str | int, ...], message: str, severity: str = "error") -> None:
-        where = ".".join(str(x) for x in path)
-        problems.append(Problem(file, parsed.line_of(path), where, message, severity))  # type: ignore[arg-type]
-
-    for path, line in parsed.duplicates:
-        problems.append(Problem(file, line, ".".join(map(str, path)), "attribute is set twice"))
-    body = parsed.body
-    for key in body:
-        if key != "job":
-            add((key,), f'unexpected top-level block "{key}"; a job file holds one job block')
-    norm = normalize({"job": body["job"]} if "job" in body else {})
-    for found in norm.found:
-        add(found.path, found.message, found.severity)
-    for path, message in template_source.resolve(norm.body, inputs.directory):
-        add(path, message)
-    if "job" not in body:
-        if not problems:
-            add((), "no job block")
-        return FileResult(file, digest, (), tuple(problems))
-    try:
-        model = JobFile.model_validate(norm.body)
-    except ValidationError as e:
-        for err in e.errors(include_url=False):
-            loc = tuple(err["loc"])
-            add(loc, _message(err, loc))
-        return FileResult(file, digest, (), tuple(problems))
-    for job_id, job in model.job.items():
-        for path, message in semantic_problems(job_id, job):
-            add(path, message)
-    if any(p.severity == "error" for p in problems):
-        return FileResult(file, digest, (), tuple(problems))
-    specs = tuple(
-        JobSpec(job_id, job, file, hashlib.sha256(c.encode()).hexdigest(), c)
-        for job_id, job in model.job.items()
-        for c in [canonical_json(job)]
-    )
-    return FileResult(file, digest, specs, tuple(problems))
-
-
-def semantic_problems(job_id: str, job: Job) -> Iterable[tuple[tuple[str | int, ...], str]]:
-    """Rules that span fields: names, interpolation, lifecycle shape."""
-    base: tuple[str | int, ...] = ("job", job_id)
-    if not NAME.fullmatch(job_id):
-        yield base, "job names use letters, digits, '_', '-' and '.' (at most 128)"
-    for gname, group in job.group.items():
-        gp = (*base, "group", gname)
-        if not NAME.fullmatch(gname):
-            yield gp, "group names use letters, digits, '_', '-' and '.'"
-        ports = list(group.network.port)
-        yield from services.problems(job_id, gname, group, gp)
-        for label, port in group.network.port.items():
-            if group.network.mode == "bridge" and port.to is None and port.static is None:
-                yield (*gp, "network", "port", label), "a port needs static or to"
-        for tname, task in group.task.items():
-            tp = (*gp, "task", tname)
-            if not NAME.fullmatch(tname):
-                yield tp, "task names use letters, digits, '_', '-' and '.'"
-            env = list(task.env)
-            strings: list[tuple[tuple[str | int, ...], str]] = [
-                ((*tp, "config", "command"), task.config.command),
-                ((*tp, "config", "work_dir"), task.config.work_dir),
-            ]
-            strings += [((*tp, "config", "args", i), a) for i, a in enumerate(task.config.args)]
-            strings += [((*tp, "env", k), v) for k, v in task.env.items()]
-            for i, t in enumerate(task.template):
-                strings.append(((*tp, "template", i, "destination"), t.destination))
-            for i, a in enumerate(task.artifact):
-                ap = (*tp, "artifact", i)
-                strings += [((*ap, "source"), a.source), ((*ap, "destination"), a.destination)]
-                strings += [((*ap, "options", k), v) for k, v in a.options.items()]
-                strings += [((*ap, "headers", k), v) for k, v in a.headers.items()]
-            for path, text in strings:
-                for ref in interpolate.references(text):
-                    if why := interpolate.unresolvable(ref, ports=ports, env=env):
-                        yield path, why
-            for i, t in enumerate(task.template):
-                if t.data is not None and (
-                    why := check_template(t, workload=Workload(job_id, gname, tname))
-                ):
-                    yield (*tp, "template", i, "data"), why
-    for path, c in _constraints(job_id, job):
-        for text in (c.attribute, c.value):
-            for ref in interpolate.references(text):
-                if not ref.startswith(interpolate.NODE_PREFIXES):
-                    yield path, f'"${{{ref}}}" is not a node attribute (attr.*, node.*, meta.*)'
-
-
-def _constraints(job_id: str, job: Job) -> Iterable[tuple[tuple[str | int, ...], Any]]:
-    base: tuple[str | int, ...] = ("job", job_id)
-    for i, c in enumerate(job.constraint):
-        yield (*base, "constraint", i), c
-    for gname, group in job.group.items():
-        for i, c in enumerate(group.constraint):
-            yield (*base, "group", gname, "constraint", i), c
-        for tname, task in group.task.items():
-            for i, c in enumerate(task.constraint):
-                yield (*base, "group", gname, "task", tname, "constraint", i), c
-
-
-def _message(err: Any, loc: tuple[Any, ...]) -> str:
-    kind, ctx = err["type"], err.get("ctx") or {}
-    if kind == "extra_forbidden":
-        known = _fields_at(loc[:-1])
-        ignored = IGNORED.get(_kind_at(loc[:-1]), {})
-        close = difflib.get_close_matches(str(loc[-1]), sorted(set(known) | set(ignored)), n=1)
-        hint = f'; did you mean "{close[0]}"?' if close else ""
-        return f'unknown field "{loc[-1]}"{hint}'
-    if kind == "missing":
-        return "is required"
-    if kind == "literal_error":
-        expected = str(ctx.get("expected", "")).replace("'", '"').replace('"", ', "")
-        return f"must be {expected}"
-    simple = {
-        "int_type": "must be a whole number",
-        "int_parsing": "must be a whole number",
-        "bool_type": "must be true or false",
-        "string_type": "must be a string",
-        "list_type": "must be a list",
-        "dict_type": "must be a block or map",
-        "model_type": "must be a block",
-        "float_type": "must be a number",
-    }
-    if kind in simple:
-        msg = simple[kind]
-        if isinstance(err.get("input"), str) and "${" in err["input"]:
-            msg += f" (got {err['input'][:60]!r}: a runtime reference cannot be used here)"
-        return msg
-    if kind in ("greater_than_equal", "less_than_equal", "too_short", "too_long"):
-        if kind == "too_short" and loc and loc[-1] in ("group", "task"):
-            return f"needs at least one {loc[-1]} block"
-        if kind == "too_long" and loc == ("job",):
-            return "a file holds exactly one job"
-        return str(err["msg"]).replace("Input should be", "must be")
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
-_LABELLED_KEYS = {"job", "group", "task", "port"}
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = JobFile
-    i = 0
-    while model is not None and i < len(loc):
-        info = model.model_fields.get(str(loc[i]))
-        if info is None:
-            return None
-        ann = info.annotation
-        i += 1
-        while get_origin(ann) in (dict, list) or (get_origin(ann) is not None and get_args(ann)):
-            args = [a for a in get_args(ann) if a is not type(None)]
-            if get_origin(ann) in (dict, list):
-                ann = args[-1]
-                i += 1
-            else:
-                ann = args[0]
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-    return model
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    model = _model_at(loc)
-    return list(model.model_fields) if model else []
-
-
-def _kind_at(loc: tuple[Any, ...]) -> str:
-    names = [x for x in loc if isinstance(x, str)]
-    for i in range(len(names) - 1, -1, -1):
-        if names[i] in _LABELLED_KEYS and i == len(names) - 2:
-            return names[i]
-        if names[i] in ("network", "resources", "template", "artifact"):
-            return names[i]
-    return ""
 
 
 @dataclass
@@ -595,41 +290,6 @@ def _read_limited(path: Path) -> bytes | str:
     if len(data) > MAX_FILE_BYTES:
         return f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused"
     return data
-
-
-def assemble(files: Mapping[str, FileResult]) -> Desired:
-    """Per-file results -> Desired; a job defined by two files is held and both are told."""
-    owners: dict[str, list[str]] = {}
-    for name, result in files.items():
-        for spec in result.jobs:
-            owners.setdefault(spec.id, []).append(name)
-    final: dict[str, FileResult] = dict(files)
-    held: set[str] = set()
-    for job_id, names in owners.items():
-        if len(names) < 2:
-            continue
-        held.add(job_id)
-        for name in names:
-            others = ", ".join(n for n in names if n != name)
-            r = final[name]
-            line = next((p.line for p in r.problems if p.line), None)
-            final[name] = FileResult(
-                r.path,
-                r.digest,
-                tuple(s for s in r.jobs if s.id != job_id),
-                (
-                    *r.problems,
-                    Problem(
-                        name,
-                        line,
-                        f"job.{job_id}",
-                        f"job is also defined in {others}; neither is applied",
-                    ),
-                ),
-            )
-    jobs = {s.id: s for r in final.values() for s in r.jobs if s.id not in held}
-    broken = frozenset(n for n, r in final.items() if not r.ok)
-    return Desired(MappingProxyType(jobs), MappingProxyType(final), frozenset(held), broken)
 
 
 def load_paths(paths: Iterable[Path]) -> Desired:

@@ -441,7 +441,7 @@ def test_parsing_without_positions_reads_every_example_the_same() -> None:
     """The fast parse (no position tracking) is used for files without problems: it must read
     them exactly as the tracked parse does; files with problems are parsed again with lines."""
     from reconciler.spec import hcl
-    from reconciler.spec.load import _parse_text
+    from reconciler.spec.parse import _parse_text
 
     assert hcl._untracked() is not None  # the fast path is in use with this lark
     root = Path(__file__).parents[2]
