@@ -206,7 +206,8 @@ class Applier:
         if a.spec is None or slot is None or slot.instance is None:
             return
         try:
-            config = task_config(a.spec, a.key, self.node, self.attributes, self.variables)
+            config = task_config(a.spec, a.key, self.node, self.attributes, self.variables,
+                                 cores=slot.core_ids)  # fmt: skip
             self.executor.render_templates(config)
         except (StartError, TemplateError) as e:  # refused or failed: recorded, and the
             # running task keeps its previous files
@@ -229,7 +230,8 @@ class Applier:
         for a in actions:
             assert a.spec is not None
             try:
-                config = task_config(a.spec, a.key, self.node, self.attributes, self.variables)
+                config = task_config(a.spec, a.key, self.node, self.attributes, self.variables,
+                                     cores=a.cores)  # fmt: skip
                 config = self._with_payload(a.spec, a.key, config)
             except KeyError as e:
                 self._start_failed(a, observed.slots.get(a.key), f"cannot resolve ${{{e.args[0]}}}",
@@ -267,7 +269,7 @@ class Applier:
             # started_at on the service's clock: health deadlines are measured against it
             handle = dataclasses.replace(result, started_at=now)
             batch.append(Started(a.key, a.task_digest, a.spec.digest, handle, events, new_spec,
-                                 (held.cpu, held.memory, held.cores)))  # fmt: skip
+                                 (held.cpu, held.memory, held.cores), a.cores))  # fmt: skip
         if batch:
             self._record_starts(batch, now)
         if host_fault is not None:

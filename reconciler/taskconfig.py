@@ -23,6 +23,7 @@ from reconciler.executor.base import (
     VolumeBind,
 )
 from reconciler.executor.netinfo import host_addresses
+from reconciler.plan.admission import core_list
 from reconciler.spec import artifact as artifact_spec
 from reconciler.spec import interpolate
 from reconciler.spec.load import JobSpec
@@ -44,7 +45,22 @@ def dynamic_port(key: SlotKey, label: str) -> int:
     return lo + h % (hi - lo)
 
 
-def runtime_env(spec: JobSpec, key: SlotKey, attrs: Mapping[str, str]) -> dict[str, str]:
+def cpu_limit(cores: tuple[int, ...], cpu: int, attrs: Mapping[str, str]) -> int:
+    """MHz: a task with reserved cores gets their bandwidth (Nomad: the cores' MHz summed),
+    any other its `cpu`."""
+    if not cores:
+        return cpu
+    try:
+        per_core = int(attrs["attr.cpu.totalcompute"]) // int(attrs["attr.cpu.numcores"])
+    except (KeyError, ValueError, ZeroDivisionError):
+        return cpu
+    return per_core * len(cores)
+
+
+def runtime_env(
+    spec: JobSpec, key: SlotKey, attrs: Mapping[str, str], cores: tuple[int, ...] = ()
+) -> dict[str, str]:
+    """`cores`: the core ids the planner chose for the task (empty without admission)."""
     job = spec.job
     group = job.group[key.group]
     task = group.task[key.task]
@@ -58,13 +74,14 @@ def runtime_env(spec: JobSpec, key: SlotKey, attrs: Mapping[str, str]) -> dict[s
         "NOMAD_ALLOC_INDEX": str(key.idx), "NOMAD_ALLOC_ID": aid, "NOMAD_SHORT_ALLOC_ID": aid[:8],
         "NOMAD_ALLOC_NAME": f"{spec.id}.{key.group}[{key.idx}]",
         "NOMAD_DC": attrs.get("node.datacenter", "dc1"), "NOMAD_REGION": "global",
-        "NOMAD_NAMESPACE": "default", "NOMAD_CPU_LIMIT": str(res.cpu),
+        "NOMAD_NAMESPACE": "default", "NOMAD_CPU_LIMIT": str(cpu_limit(cores, res.cpu, attrs)),
         "NOMAD_MEMORY_LIMIT": str(res.memory),
+        # Nomad's cpuset notation ("0,5-7"); " " (an empty cpuset as Nomad writes it) when
+        # the task reserves no cores, as Nomad sets it (taskenv/env.go)
+        "NOMAD_CPU_CORES": core_list(cores) or " ",
     }  # fmt: skip
     if res.memory_max > 0:
         env["NOMAD_MEMORY_MAX_LIMIT"] = str(res.memory_max)
-    if res.cores:
-        env["NOMAD_CPU_CORES"] = str(res.cores)
     for meta in (job.meta, group.meta, task.meta):
         for meta_key, v in meta.items():
             name = _NOT_IN_META_NAME.sub("_", meta_key)  # Nomad: "a-b" -> NOMAD_META_a_b
@@ -146,13 +163,15 @@ def task_config(
     node: NodeConfig,
     attrs: Mapping[str, str],
     variables: VariableSource | None = None,
+    *,
+    cores: tuple[int, ...] = (),
 ) -> TaskConfig:
     """Raises KeyError naming a `${...}` reference with no value (never an empty string), or
-    TemplateError when a template fails to render."""
+    TemplateError when a template fails to render. `cores`: the ids the task reserves."""
     job = spec.job
     group = job.group[key.group]
     task = group.task[key.task]
-    runtime = runtime_env(spec, key, attrs)
+    runtime = runtime_env(spec, key, attrs, cores)
     values: dict[str, str] = {**attrs, **runtime}
     env = dict(runtime)
     for k, v in task.env.items():
@@ -200,7 +219,8 @@ def task_config(
         net_mode=group.network.mode, ports=ports,
         cap_add=tuple(cfg.cap_add), cap_drop=tuple(cfg.cap_drop),
         memory_mb=task.resources.memory, memory_max_mb=task.resources.memory_max,
-        cpu_shares=task.resources.cpu, cores=task.resources.cores, pids_max=node.pids_max,
+        cpu_shares=cpu_limit(cores, task.resources.cpu, attrs), cores=task.resources.cores,
+        core_ids=cores, pids_max=node.pids_max,
         log_max_files=task.logs.max_files, log_max_file_mb=task.logs.max_file_size,
         logs_disabled=task.logs.disabled or task.logs.enabled is False,
         templates=templates, volumes=volumes, dns=dns_config,

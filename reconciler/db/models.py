@@ -81,6 +81,7 @@ class TaskSlot(Base):
     cpu: Mapped[int] = mapped_column(default=0, server_default="0")
     memory: Mapped[int] = mapped_column(default=0, server_default="0")
     cores: Mapped[int] = mapped_column(default=0, server_default="0")
+    core_ids: Mapped[str] = mapped_column(Text, default="", server_default="")  # "0,2"
     updated_at: Mapped[float]
 
 

@@ -53,6 +53,7 @@ class SlotRecord:
     cpu: int = 0
     memory: int = 0
     cores: int = 0
+    core_ids: tuple[int, ...] = ()  # which cores, exclusively (empty: none, or started before ids were kept)
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,10 @@ class Observed:
     children: Mapping[str, tuple[ChildRecord, ...]] = field(default_factory=dict)
     # Check status by group instance (job/group/idx), for health_check = "checks".
     checks: Mapping[str, tuple[CheckRecord, ...]] = field(default_factory=dict)
+    # The core ids every holding slot holds (exclusive); None: gather them from `slots`.
+    held_cores: frozenset[int] | None = None
+
+
+def core_ids_of(text: str) -> tuple[int, ...]:
+    """A slot's stored core ids ("0,2") as a tuple."""
+    return tuple(int(c) for c in text.split(",") if c)

@@ -22,6 +22,7 @@ from reconciler.db.snapshot import (
     Observed,
     SlotKey,
     SlotRecord,
+    core_ids_of,
 )
 
 __all__ = ["Event", "ProblemRow", "Started", "Store", "VersionRow"]
@@ -114,10 +115,10 @@ class Store(ChildJobs, Registry):
             }
             slots: dict[SlotKey, SlotRecord] = {}
             for (job, group, idx, task, state, spec_digest, version, restarts, window,
-                 next_at, reason, instance_id, intent, cpu, memory, cores) in q(
+                 next_at, reason, instance_id, intent, cpu, memory, cores, core_ids) in q(
                 "SELECT s.job_id, s.group_name, s.idx, s.task, s.state, s.spec_digest, v.digest,"
                 " s.restarts, s.window_start, s.next_start_at, s.reason, s.instance_id,"
-                " s.stop_intent, s.cpu, s.memory, s.cores"
+                " s.stop_intent, s.cpu, s.memory, s.cores, s.core_ids"
                 " FROM task_slots s LEFT JOIN job_versions v ON v.id = s.version_id",
                 "s.job_id",
             ):  # fmt: skip
@@ -125,12 +126,17 @@ class Store(ChildJobs, Registry):
                 slots[key] = SlotRecord(
                     key, state, spec_digest, version or "", restarts, window, next_at, reason,
                     instances.get(instance_id), intent, cpu, memory, cores,
+                    core_ids_of(core_ids),
                 )  # fmt: skip
             # what every job holds of the node, whatever this read's scope (admission)
             cpu, memory, cores = raw.execute(
                 "SELECT coalesce(sum(cpu), 0), coalesce(sum(memory), 0), coalesce(sum(cores), 0)"
                 " FROM task_slots WHERE state IN ('running', 'stopping', 'pending')"
             ).fetchone()
+            held_cores = frozenset(c for (ids,) in raw.execute(
+                "SELECT core_ids FROM task_slots WHERE core_ids != ''"
+                " AND state IN ('running', 'stopping', 'pending')"
+            ) for c in core_ids_of(ids))  # fmt: skip
             children: dict[str, list[ChildRecord]] = {}
             for cid, parent, status, finished in raw.execute(
                 "SELECT id, parent_id, status, finished_at FROM jobs"
@@ -139,7 +145,7 @@ class Store(ChildJobs, Registry):
                 children.setdefault(parent, []).append(ChildRecord(cid, parent, status, finished))
             checks = read_checks(raw, jobs)
         return Observed(records, slots, frozenset(live), (cpu, memory, cores),
-                        {p: tuple(c) for p, c in children.items()}, checks)  # fmt: skip
+                        {p: tuple(c) for p, c in children.items()}, checks, held_cores)  # fmt: skip
 
     def promote(self, job_ids: Iterable[str], now: float) -> None:
         with self.session() as s, s.begin():

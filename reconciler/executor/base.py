@@ -97,6 +97,7 @@ class TaskConfig:
     memory_max_mb: int = 0
     cpu_shares: int = 100
     cores: int = 0
+    core_ids: tuple[int, ...] = ()  # the cpuset to pin the task to; empty: the first `cores`
     pids_max: int = 4096
     log_max_files: int = 10
     log_max_file_mb: int = 10

@@ -3,7 +3,9 @@
 The node's total (fingerprinted cores × MHz, memory, core count, or the node config's
 `cpu_total_compute`/`memory_total_mb`) minus the node config's `client { reserved }` is what
 tasks may reserve. Every task slot that holds its place (running, stopping, or pending a
-restart) reserves its task's `resources` until it is done. A group instance that does not fit
+restart) reserves its task's `resources` until it is done. A task's `cores` are concrete core
+ids, the lowest free ones, never one of the node's reserved cores nor one another holding slot
+has (Nomad's scheduler, feasible/rank.go); a slot keeps its ids across restarts. A group instance that does not fit
 stays blocked with Nomad's words, "Resources exhausted: <dimension>", dimensions checked in
 Nomad's order (cpu, cores, memory; structs/funcs.go AllocsFit). Pure: no I/O.
 """
@@ -11,9 +13,10 @@ Nomad's order (cpu, cores, memory; structs/funcs.go AllocsFit). Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from reconciler.db.snapshot import SlotRecord
+from reconciler.db.snapshot import SlotKey, SlotRecord
 from reconciler.executor.base import NodeConfig
 from reconciler.spec.models import Group, Job, Task
 
@@ -100,6 +103,7 @@ class Capacity:
     total: Usage
     reserved: Usage
     mhz_per_core: int
+    usable_cores: tuple[int, ...] = ()  # core ids tasks may reserve: all but the node's own
 
     @property
     def available(self) -> Usage:
@@ -108,9 +112,12 @@ class Capacity:
         return Usage(left.cpu - self.reserved.cores * self.mhz_per_core, left.memory, left.cores)
 
 
-def capacity(attributes: Mapping[str, str], reserved: Usage = ZERO) -> Capacity | None:
+def capacity(
+    attributes: Mapping[str, str], reserved: Usage = ZERO, reserved_ids: tuple[int, ...] = ()
+) -> Capacity | None:
     """From the fingerprint's attributes (which carry the node config's overrides); None, so
-    no admission, when it reports no totals (the fake executor)."""
+    no admission, when it reports no totals (the fake executor). Without `reserved_ids`, the
+    node keeps its highest `reserved.cores` cores."""
     try:
         cores = int(attributes.get("attr.cpu.numcores", "0"))
         mhz = int(attributes.get("attr.cpu.totalcompute", "0"))
@@ -119,12 +126,14 @@ def capacity(attributes: Mapping[str, str], reserved: Usage = ZERO) -> Capacity 
         return None
     if not (cores and mhz and memory):
         return None
-    return Capacity(Usage(mhz, memory, cores), reserved, mhz // cores)
+    ids = reserved_ids or tuple(range(cores))[cores - reserved.cores:]
+    usable = tuple(c for c in range(cores) if c not in ids)
+    return Capacity(Usage(mhz, memory, cores), reserved, mhz // cores, usable)
 
 
 def node_capacity(attributes: Mapping[str, str], node: NodeConfig) -> Capacity | None:
     reserved = Usage(node.reserved_cpu, node.reserved_memory_mb, len(node.reserved_cores))
-    return capacity(attributes, reserved)
+    return capacity(attributes, reserved, node.reserved_cores)
 
 
 @dataclass
@@ -137,15 +146,17 @@ class Room:
     capacity: Capacity | None
     free: Usage = ZERO
     claimed_allocs: set[str] = field(default_factory=set)
+    free_cores: list[int] = field(default_factory=list)  # ids, ascending
+    cores_of: dict[SlotKey, tuple[int, ...]] = field(default_factory=dict)  # chosen this plan
 
     @classmethod
-    def of(cls, capacity: Capacity | None, held: Usage) -> Room:
+    def of(cls, capacity: Capacity | None, held: Usage, held_cores: AbstractSet[int] = frozenset()) -> Room:
         if capacity is None:
             return cls(None)
         # reserved cores are exclusive: their share of MHz is no longer in the cpu pool
         free = capacity.available - held
         free = Usage(free.cpu - held.cores * capacity.mhz_per_core, free.memory, free.cores)
-        return cls(capacity, free)
+        return cls(capacity, free, free_cores=[c for c in capacity.usable_cores if c not in held_cores])
 
     def _cost(self, u: Usage) -> Usage:
         assert self.capacity is not None
@@ -179,6 +190,36 @@ class Room:
             self.free = Usage(self.free.cpu - cost.cpu, self.free.memory - cost.memory,
                               self.free.cores - cost.cores)  # fmt: skip
         return why
+
+
+    def pick_cores(self, key: SlotKey, n: int, keep: tuple[int, ...] = ()) -> str:
+        """Choose `n` core ids for `key`: those it holds already first (a restart keeps its
+        cores), then the lowest free ones. Ids it holds beyond `n` go back to the pool. Call
+        after a successful claim; "" or why not (nothing taken)."""
+        if self.capacity is None or (n <= 0 and not keep):
+            return ""
+        usable = set(self.capacity.usable_cores)
+        kept = tuple(c for c in keep if c in usable)[:n]
+        more = n - len(kept)
+        if more > len(self.free_cores):
+            return f"Resources exhausted: cores (needs {n} cores, {len(self.free_cores)} cores free)"
+        taken = self.free_cores[:more]
+        del self.free_cores[:more]
+        self.free_cores = sorted({*self.free_cores, *(c for c in keep if c in usable and c not in kept)})
+        if n > 0:
+            self.cores_of[key] = tuple(sorted((*kept, *taken)))
+        return ""
+
+
+def core_list(ids: Iterable[int]) -> str:
+    """Core ids in the cpuset list notation Nomad's NOMAD_CPU_CORES uses: "0,5-7"."""
+    parts: list[str] = []
+    for c in sorted(set(ids)):
+        if parts and (last := parts[-1].rpartition("-")[2]) and int(last) == c - 1:
+            parts[-1] = f"{parts[-1].partition('-')[0]}-{c}"
+        else:
+            parts.append(str(c))
+    return ",".join(parts)
 
 
 def allocated_rows(cap: Capacity, held: Usage) -> list[tuple[str, int, int, int, int, str]]:

@@ -35,6 +35,7 @@ class Action:
     task_digest: str = ""
     intent: str = ""  # stop: remove | update | pause | restart
     signal: str = ""  # rerender: signal to send, "" for noop
+    cores: tuple[int, ...] = ()  # start: the core ids the task reserves (admission)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,12 @@ def plan(
         admission.Usage(*observed.held) if observed.held is not None
         else admission.total(admission.of_slot(s) for s in observed.slots.values())
     )  # fmt: skip
-    b.room = admission.Room.of(host.capacity, held)
+    held_cores = (
+        observed.held_cores if observed.held_cores is not None
+        else frozenset(c for s in observed.slots.values() if s.state in admission.HOLDING
+                       for c in s.core_ids)
+    )  # fmt: skip
+    b.room = admission.Room.of(host.capacity, held, held_cores)
     by_job: dict[str, list[SlotRecord]] = {}
     for slot in observed.slots.values():
         if scope is None or slot.key.job in scope:
@@ -253,14 +258,17 @@ def _claim(
     group = spec.job.group[key.group]
     need = admission.of_task(group.task[key.task])
     if s is not None and s.state in admission.HOLDING:
-        return room.claim(need - admission.of_slot(s))
+        return room.claim(need - admission.of_slot(s)) or room.pick_cores(key, need.cores, s.core_ids)
     if key.alloc in room.claimed_allocs:
-        return ""  # claimed with a sibling task earlier in this plan
+        return ""  # claimed with a sibling task earlier in this plan, cores too
     if key.alloc in holding:
-        return room.claim(need)
+        return room.claim(need) or room.pick_cores(key, need.cores)
     why = room.claim(admission.of_group(group))
-    if not why:
-        room.claimed_allocs.add(key.alloc)
+    if why:
+        return why
+    room.claimed_allocs.add(key.alloc)
+    for tname, task in group.task.items():
+        why = why or room.pick_cores(key._replace(task=tname), task.resources.cores)
     return why
 
 
@@ -285,7 +293,7 @@ def _plan_slot(
             b.blocked.append(Action(key, why, spec, digest))
             b.short_of_room.setdefault(key.job, why)
         else:
-            b.start.append(Action(key, reason, spec, digest))
+            b.start.append(Action(key, reason, spec, digest, cores=b.room.cores_of.get(key, ())))
 
     if s is None:
         start("new")

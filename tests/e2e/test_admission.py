@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,3 +72,51 @@ def test_count_100000_starts_nothing_and_answers_at_once(svc: ServiceProc) -> No
     out = svc.cli("plan", "--jobs", str(svc.jobs), "--config",
                   str(svc.data.parent / "node.hcl")).stdout  # fmt: skip
     assert "blocked" in out and "all 100000 instances" in out
+
+
+def cored(name: str, cores: int = 1) -> str:
+    script = "grep Cpus_allowed_list /proc/self/status; echo cores=[$NOMAD_CPU_CORES]; exec sleep 100000"
+    return job(name, script=script).replace("memory = 32", f"cores = {cores}\n memory = 32")
+
+
+def cpuset_of(pid: int) -> str:
+    """The cpuset the task's real cgroup holds (v1 cpuset hierarchy or the unified one)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "cpuset":
+            return Path(f"/sys/fs/cgroup/cpuset{path}/cpuset.cpus").read_text().strip()
+        if controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+            return Path(f"/sys/fs/cgroup{path}/cpuset.cpus").read_text().strip()
+    raise AssertionError(f"no cpuset cgroup for pid {pid}")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) != 2, reason="written for a 2-core machine")
+def test_reserved_cores_are_exclusive_and_kept_across_a_service_crash(svc: ServiceProc) -> None:
+    svc.start()
+    write(svc, "a.hcl", cored("a"))
+    write(svc, "b.hcl", cored("b"))
+    svc.wait(lambda: len(svc.pids()) == 2, what="a and b running")
+    pids = svc.pids()
+    sets = {k: cpuset_of(p) for k, p in pids.items()}
+    assert sorted(sets.values()) == ["0", "1"], sets
+    for key, cpus in sets.items():  # the task itself sees its core and NOMAD_CPU_CORES names it
+        svc.wait(lambda k=key: "cores=" in svc.cli("logs", k, check=False).stdout, what="output")
+        out = svc.cli("logs", key).stdout
+        assert f"Cpus_allowed_list:\t{cpus}" in out and f"cores=[{cpus}]" in out, out
+    write(svc, "c.hcl", cored("c"))
+    svc.wait(lambda: svc.query("SELECT status FROM jobs WHERE id = 'c'") == [("blocked",)],
+             what="c blocked")  # fmt: skip
+    assert "Resources exhausted: cores" in svc.query("SELECT reason FROM jobs WHERE id = 'c'")[0][0]
+    # a crash and a new service: the tasks are adopted on the cores they had, c still waits
+    svc.kill()
+    svc.start()
+    svc.wait(lambda: svc.health()["running"] == 2, what="a and b re-adopted")
+    assert {k: cpuset_of(p) for k, p in pids.items()} == sets
+    assert svc.query("SELECT core_ids FROM task_slots WHERE job_id IN ('a', 'b') ORDER BY job_id") \
+        == [(sets["a/g/0/t"],), (sets["b/g/0/t"],)]
+    assert not svc.pids("c")
+    # a ends: c starts on the core a gave back
+    (svc.jobs / "a.hcl").unlink()
+    svc.wait(lambda: "c/g/0/t" in svc.pids("c"), what="c started once a was removed")
+    assert cpuset_of(svc.pids("c")["c/g/0/t"]) == sets["a/g/0/t"]
+    assert cpuset_of(svc.pids("b")["b/g/0/t"]) == sets["b/g/0/t"]

@@ -111,6 +111,12 @@ def _kv(text: str) -> dict[str, int]:
     return out
 
 
+def cpuset_base(layout: Layout) -> Path:
+    """v1: the service's subtree in the cpuset hierarchy (beside its memory one, same name)."""
+    own = _own_paths().get("cpuset", "/").lstrip("/")
+    return Path("/sys/fs/cgroup/cpuset") / own / layout.bases["memory"].name
+
+
 @dataclass
 class Limits:
     memory_mb: int = 300
@@ -118,6 +124,7 @@ class Limits:
     cpu_shares: int = 100
     cores: int = 0
     pids_max: int = 4096
+    core_ids: tuple[int, ...] = ()  # exactly these cores (the planner's choice); empty: first `cores`
 
 
 @dataclass
@@ -127,8 +134,15 @@ class TaskCgroup:
     dirs: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
-    def at(cls, layout: Layout, name: str) -> TaskCgroup:
-        return cls(layout, name, {c: base / name for c, base in layout.bases.items()})
+    def at(cls, layout: Layout, name: str, cpuset: bool | None = None) -> TaskCgroup:
+        """`cpuset`: the task is pinned to cores, which on v1 is a hierarchy of its own that
+        the task must join from the start; None: include it when it exists (clean-up)."""
+        dirs = {c: base / name for c, base in layout.bases.items()}
+        if layout.version == 1 and cpuset is not False:
+            d = cpuset_base(layout) / name
+            if cpuset or d.is_dir():
+                dirs["cpuset"] = d
+        return cls(layout, name, dirs)
 
     @classmethod
     def from_record(cls, layout: Layout, record: str) -> TaskCgroup:
@@ -147,7 +161,8 @@ class TaskCgroup:
 
     def create(self, limits: Limits) -> None:
         fresh = True  # a cgroup made just now holds no leftovers to kill
-        for path in dict.fromkeys(self.dirs.values()):  # cpu and cpuacct may share a mount
+        made_later = self.dirs.get("cpuset") if self.layout.version == 1 else None  # _set_cores
+        for path in dict.fromkeys(p for p in self.dirs.values() if p != made_later):  # cpu and cpuacct may share a mount
             try:
                 path.mkdir()
             except FileExistsError:
@@ -193,14 +208,14 @@ class TaskCgroup:
                 _write(f"{d}/cpu.weight", shares_to_weight(limits.cpu_shares))
             if "pids" in have:
                 _write(f"{d}/pids.max", limits.pids_max)
-        if limits.cores:
-            self._set_cores(limits.cores)
+        if limits.cores or limits.core_ids:
+            self._set_cores(limits.cores, limits.core_ids)
 
-    def _set_cores(self, cores: int) -> None:
+    def _set_cores(self, cores: int, ids: tuple[int, ...] = ()) -> None:
+        """Pin the task to `ids` (exclusive: the planner gave them to this task only), or, when
+        nothing chose them (no admission), to the first `cores` cores the service may use."""
         if self.layout.version == 1:
-            cpuset_root = Path("/sys/fs/cgroup/cpuset")
-            own = _own_paths().get("cpuset", "/").lstrip("/")
-            parent = cpuset_root / own / self.layout.bases["memory"].name
+            parent = cpuset_base(self.layout)
             parent.mkdir(exist_ok=True)
             for f in ("cpuset.cpus", "cpuset.mems"):
                 if not _read(parent / f).strip():
@@ -216,6 +231,11 @@ class TaskCgroup:
                 _read(d.parent / "cpuset.cpus.effective") or _read(d.parent / "cpuset.cpus")
             )
         )
+        if ids:
+            if missing := sorted(set(ids) - set(cpus)):
+                raise OSError(errno.EINVAL, f"cores {missing} are not in the service's cpuset {cpus}")
+            _write(d / "cpuset.cpus", ",".join(str(c) for c in sorted(ids)))
+            return
         if len(cpus) < cores:
             raise OSError(errno.EINVAL, f"{cores} cores asked, {len(cpus)} available")
         _write(d / "cpuset.cpus", ",".join(str(c) for c in cpus[:cores]))

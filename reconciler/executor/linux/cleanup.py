@@ -31,7 +31,7 @@ def teardown(data_dir: Path, bridge: str = "reconciler0", cidr: str = "172.26.64
             killed += len(cg.pids())
             cg.kill_all()
             cg.remove()
-        for base in layout.bases.values():
+        for base in (*layout.bases.values(), *((cgroups.cpuset_base(layout),) if layout.version == 1 else ())):
             with contextlib.suppress(OSError):
                 base.rmdir()
     nets = network.Networks(bridge, cidr, tag)

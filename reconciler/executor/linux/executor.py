@@ -232,7 +232,8 @@ class LinuxExecutor:
             templates.write(dirs, t.destination, t.text, t.perms, pw)
             if t.env:
                 env.update(templates.env_lines(t.text))
-        cg = cgroups.TaskCgroup.at(self.layout, self._cgroup_name(config.id))
+        cg = cgroups.TaskCgroup.at(self.layout, self._cgroup_name(config.id),
+                                   cpuset=bool(config.cores or config.core_ids))  # fmt: skip
         items: list[tuple[str, str]] = []
         isolated = not config.raw_exec
         pid_mode = config.pid_mode or self.node.default_pid_mode
@@ -279,7 +280,8 @@ class LinuxExecutor:
         # The task builds its root meanwhile: on cgroup v1 a first mkdir may wait for the
         # kernel (see primer.py), and that wait now overlaps the shim's work.
         limits = cgroups.Limits(config.memory_mb, config.memory_max_mb, config.cpu_shares,
-                                config.cores, config.pids_max or self.node.pids_max)  # fmt: skip
+                                config.cores, config.pids_max or self.node.pids_max,
+                                config.core_ids)  # fmt: skip
         try:
             cg.create(limits)
         except OSError as e:
