@@ -332,11 +332,15 @@ class Applier:
         return jobs
 
     def _with_payload(self, spec: JobSpec, key: SlotKey, config: TaskConfig) -> TaskConfig:
-        """A dispatched child's payload (kept in the store) for a task with dispatch_payload."""
+        """A dispatched child's payload (kept in the store) for a task with dispatch_payload,
+        written as Nomad's dispatch hook does: once per task (a restart finds the file as the
+        task left it), and not at all when the payload is empty."""
         wants = spec.job.group[key.group].task[key.task].dispatch_payload
-        if wants is None:
+        if wants is None or self.store.has_run(*key):
             return config
-        data = self.store.payload(key.job) or b""
+        data = self.store.payload(key.job)
+        if not data:
+            return config
         return dataclasses.replace(config, payload=data, payload_file=wants.file)
 
     def _policy(self, key: SlotKey) -> tuple[EffectiveRestart, bool] | None:

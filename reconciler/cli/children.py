@@ -33,6 +33,9 @@ def dispatch(
     token: Annotated[
         str, typer.Option("--idempotency-token", help="Dispatch at most once with this token")
     ] = "",
+    prefix: Annotated[
+        str, typer.Option("--id-prefix-template", help="Child ID JOB/dispatch-PREFIX-<time>-<id>")
+    ] = "",
     data: DataDir = None,
 ) -> None:
     """Dispatch a parameterized job: a child JOB/dispatch-<time>-<id> runs with the meta
@@ -52,6 +55,7 @@ def dispatch(
         except OSError as e:
             fail(f"--payload {payload}: {e.strerror or e}", USAGE)
     body = _act(data_dir(data), "dispatch", job=job, meta=pairs,
-                payload=raw.hex() if raw is not None else None, token=token)  # fmt: skip
+                payload=raw.hex() if raw is not None else None, token=token,
+                prefix=prefix)  # fmt: skip
     note = " (existing: same idempotency token)" if body.get("existing") else ""
     console.print(f"Dispatched Job ID = {body['child']}{note}")

@@ -128,3 +128,13 @@ class ChildJobs(HotPaths):
         with self._read() as db:
             row = db.execute("SELECT payload FROM jobs WHERE id = ?", (child,)).fetchone()
         return bytes(row[0]) if row and row[0] is not None else None
+
+    def has_run(self, job: str, group: str, idx: int, task: str) -> bool:
+        """Whether a run of this task instance got as far as its process (its task directory
+        was built): Nomad's dispatch hook writes the payload once per task, not per restart."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT 1 FROM task_instances WHERE job_id = ? AND group_name = ? AND idx = ?"
+                " AND task = ? AND outcome != 'start_failed' LIMIT 1", (job, group, idx, task),
+            ).fetchone()  # fmt: skip
+        return row is not None

@@ -73,6 +73,15 @@ def dispatch_problem(parent: JobSpec | None, job_id: str, stopped: bool,
     return ""
 
 
+def prefix_problem(prefix: str) -> str:
+    """An IdPrefixTemplate becomes part of the child's ID, which lives under its parent's:
+    no "/" (a job ID of its own), no spaces or control characters (Nomad refuses those in a
+    job ID)."""
+    if any(c == "/" or c.isspace() or not c.isprintable() for c in prefix):
+        return f"id prefix template {prefix!r}: no '/', spaces or control characters"
+    return ""
+
+
 def dispatch_meta(parent: JobSpec, meta: Mapping[str, str]) -> dict[str, str]:
     """The meta a dispatched child adds to its job meta: an unsupplied optional key is ""."""
     config = parent.job.parameterized

@@ -63,16 +63,19 @@ class Children:
     def dispatch(self, applier: Applier, files: Mapping[str, JobSpec], observed: Observed,
                  job: str, meta: Mapping[str, str], payload: bytes | None, token: str,
                  now: float, suffix: Callable[[], str] = lambda: uuid.uuid4().hex[:8],
-                 ) -> dict[str, Any]:  # fmt: skip
+                 prefix: str = "") -> dict[str, Any]:  # fmt: skip
+        """`prefix`: Nomad's IdPrefixTemplate, JOB/dispatch-<prefix>-<time>-<id>."""
         parent = files.get(job) or self.specs.get(job)
         record = observed.jobs.get(job)
         why = children.dispatch_problem(parent, job, bool(record and record.paused), meta, payload)
         if why:
             raise (KeyError if parent is None else ValueError)(why)
+        if why := children.prefix_problem(prefix):
+            raise ValueError(why)
         assert parent is not None
         if token and (existing := self.store.dispatched(job, token)):
             return {"child": existing, "existing": True}
-        name = f"{job}/dispatch-{int(now)}-{suffix()}"
+        name = f"{job}/dispatch-{prefix + '-' if prefix else ''}{int(now)}-{suffix()}"
         full_meta = children.dispatch_meta(parent, meta)
         child = children.child_spec(parent, name, periodic=False, meta=full_meta)
         applier.launch(child, job, "dispatch", ("Dispatched", name), now,

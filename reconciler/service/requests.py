@@ -65,7 +65,7 @@ def _do(service: Service, action: str, args: dict[str, Any]) -> Any:
         payload = bytes.fromhex(args["payload"]) if args.get("payload") is not None else None
         return service.children.dispatch(service.applier, files, obs, args["job"],
                                          args.get("meta", {}), payload, args.get("token", ""),
-                                         now)  # fmt: skip
+                                         now, prefix=args.get("prefix", ""))  # fmt: skip
     keys = [SlotKey(*k) for k in args.get("keys", [])]
     service.touch({k.job for k in keys})
     if action == "restart":

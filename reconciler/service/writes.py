@@ -7,11 +7,15 @@
   refused: deleting the file removes a job;
 - allocation restart, stop (a restart here: one node, nowhere to move it) and signal go
   through the loop's request queue, as the CLI's verbs do;
+- `POST /v1/job/:id/dispatch` dispatches a parameterized job as `reconciler dispatch` does
+  (the same request to the loop, the same checks and words);
 - `POST /v1/jobs/parse` and `POST /v1/job/:id/plan` change nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import os
 import signal as signals
@@ -41,6 +45,7 @@ class Writes:
         r.add("POST PUT", "/v1/job/([^/]+)", self.register)
         r.add("DELETE", "/v1/job/([^/]+)", self.deregister)
         r.add("POST PUT", "/v1/job/([^/]+)/plan", self.plan)
+        r.add("POST PUT", "/v1/job/([^/]+)/dispatch", self.dispatch)
         r.add("POST PUT", "/v1/reconciler/job/([^/]+)/(stop|start)", self.stop_start)
         r.add("POST PUT", "/v1/client/allocation/([^/]+)/restart", self.restart)
         r.add("POST PUT", "/v1/allocation/([^/]+)/stop", self.restart)
@@ -165,6 +170,35 @@ class Writes:
             "Warnings": "\n".join([*(str(x) for x in result.problems), *p.warnings]),
             "reconciler": {"Actions": actions},
         }  # fmt: skip
+
+    # ---- dispatch ----
+
+    def dispatch(self, r: Request) -> dict[str, Any]:
+        """Nomad's JobDispatchRequest (Payload base64, Meta, IdPrefixTemplate, Priority; the
+        idempotency token as `?idempotency_token=` or IdempotencyToken) -> JobDispatchResponse."""
+        if r.body is not None and not isinstance(r.body, dict):
+            raise HttpError(400, "request body must be a JSON object")
+        # Go's JSON decoder matches field names whatever their case, as Nomad reads this body
+        body = {str(k).lower(): v for k, v in (r.body or {}).items()}
+        job = r.params[0]
+        if body.get("jobid") and body["jobid"] != job:
+            raise HttpError(400, "Job ID does not match")
+        meta = body.get("meta") or {}
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise HttpError(400, "Meta: must be an object of strings")
+        try:
+            payload = base64.b64decode(body.get("payload") or "", validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise HttpError(400, "Payload: not base64 (Nomad's JSON carries bytes as base64)") from None
+        priority = body.get("priority") or 0
+        if not isinstance(priority, int) or not (priority == 0 or 1 <= priority <= 100):
+            raise HttpError(400, "dispatch job priority must be between [1, 100]")
+        prefix = body.get("idprefixtemplate") or ""
+        token = r.arg("idempotency_token") or str(body.get("idempotencytoken") or "")
+        out = self._act("dispatch", job=job, meta=meta, payload=payload.hex() if payload else None,
+                        token=token, prefix=str(prefix))  # fmt: skip
+        return _OK | {"DispatchedJobID": out["child"], "JobCreateIndex": 0,
+                      "reconciler": {"Existing": bool(out.get("existing"))}}  # fmt: skip
 
     # ---- allocations ----
 

@@ -3,7 +3,9 @@
 cronexpr reads 5 fields as `min hour dom month dow`, 6 as the same plus a *year* at the end,
 and 7 as `sec min hour dom month dow year` (a 6-field expression is not "seconds first" as in
 other cron dialects). Fields past the 7th are ignored, as cronexpr does. Each is rewritten to
-croniter's 7-field, seconds-first form. Pure apart from reading the time zone database.
+croniter's 7-field, seconds-first form. Across DST changes the next time is cronexpr's: a wall
+time the change skips has no launch that day, one it repeats has two. Pure apart from reading
+the time zone database.
 """
 
 from __future__ import annotations
@@ -81,8 +83,30 @@ def next_after(exprs: tuple[str, ...], tz_name: str, after: float) -> float | No
         try:
             it = croniter(normalize(expr), start, second_at_beginning=True)
             t = float(it.get_next(float))
+            for _ in range(50):  # each skipped wall time costs one step; a day has few
+                if _on_the_clock(it.expanded, t, tz):
+                    break
+                t = float(it.get_next(float))
+            else:
+                continue
         except Exception:  # invalid (reported by validation) or no match left (a past year)
             continue
         if t > after and (best is None or t < best):
             best = t
     return best
+
+
+def _on_the_clock(expanded: list[list[int | str]], t: float, tz: tzinfo | None) -> bool:
+    """Whether `t` is a launch cronexpr (so Nomad) would make. croniter moves a time that a
+    DST change skips (02:30 on a spring-forward night) to the first time after the gap;
+    cronexpr skips it: that day has no launch. It skips the whole hour the change shortens,
+    also its part that exists (Lord Howe's 02:30-02:59 on its 30-minute change). A time the
+    fall-back repeats runs twice in both."""
+    local = datetime.fromtimestamp(t, tz).replace(tzinfo=None)  # wall clock (tz None: local)
+    minute, hour, second = expanded[0], expanded[1], expanded[5]
+    if not all(f[0] == "*" or v in f for f, v in ((hour, local.hour), (minute, local.minute),
+                                                   (second, local.second))):  # fmt: skip
+        return False
+    top = local.replace(minute=0, second=0, microsecond=0)  # does this hour begin on the clock?
+    there = top.replace(tzinfo=tz).timestamp() if tz is not None else top.timestamp()
+    return datetime.fromtimestamp(there, tz).replace(tzinfo=None) == top

@@ -19,7 +19,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -559,18 +558,6 @@ class Job(Strict):
                         {"g": gname, "t": tname},
                     )
         return self
-
-    @field_validator("group")
-    @classmethod
-    def _system_count(cls, v: dict[str, Group], info: ValidationInfo) -> dict[str, Group]:
-        if info.data.get("type") == "system":
-            for name, group in v.items():
-                if group.count > 1:
-                    raise PydanticCustomError(
-                        "count", 'group "{g}": Count cannot exceed 1 with system scheduler',
-                        {"g": name},
-                    )  # fmt: skip
-        return v
 
 
 class JobFile(Strict):

@@ -88,6 +88,10 @@ IGNORED: dict[str, dict[str, str]] = {
     },
 }
 # Fields reconciler cannot honour: an error rather than a silent difference.
+# Accepted and used, with Nomad's own warning (nomad/structs Job.Warnings).
+DEPRECATED: dict[str, dict[str, str]] = {
+    "periodic": {"cron": "cron is deprecated and may be removed in a future release. Use crons instead"},
+}
 REFUSED: dict[str, dict[str, str]] = {
     "service": {
         "connect": "is not supported: reconciler has no Consul Connect service mesh",
@@ -131,6 +135,8 @@ def _body(body: dict[str, Any], path: tuple[str | int, ...], kind: str, out: Nor
         if (why := REFUSED.get(kind, {}).get(key)) is not None:
             out.found.append(Found(p, why, "error"))
             continue
+        if (why := DEPRECATED.get(kind, {}).get(key)) is not None:
+            out.found.append(Found(p, why, "warning"))
         if key in LABELLED and _is_block_list(val):
             result[key] = _labelled(val, p, key, out)
         elif key in SINGLE and _is_block_list(val):

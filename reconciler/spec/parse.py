@@ -130,6 +130,9 @@ def semantic_problems(job_id: str, job: Job) -> Iterable[tuple[tuple[str | int, 
         gp = (*base, "group", gname)
         if not NAME.fullmatch(gname):
             yield gp, "group names use letters, digits, '_', '-' and '.'"
+        if job.type == "system" and group.count > 1:  # at the count line (structs.go wording)
+            yield ((*gp, "count"), f"Job task group {gname} has count {group.count}. "
+                   "Count cannot exceed 1 with system scheduler")  # fmt: skip
         ports = list(group.network.port)
         yield from services.problems(job_id, gname, group, gp)
         for label, port in group.network.port.items():

@@ -217,3 +217,66 @@ def test_cli_logs_follow_and_events_follow(svc: ServiceProc) -> None:
             p.wait(10)
     past = svc.cli("events", "web", "--last", "50").stdout
     assert "web/g/1/srv  Signaling" in past
+
+
+WORK = """
+job "work" {
+  type = "batch"
+  parameterized {
+    payload       = "optional"
+    meta_required = ["who"]
+  }
+  group "g" {
+    restart {
+      attempts = 1
+      delay    = "1s"
+      mode     = "fail"
+    }
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        # the first run reads the payload and removes it; the restart finds it gone: the
+        # payload is written once per task, as Nomad's dispatch hook does
+        args    = ["-c", "echo run who=$NOMAD_META_who; cat local/in.txt || echo no-payload; rm -f local/in.txt; exit 1"]
+      }
+      dispatch_payload { file = "in.txt" }
+      resources { memory = 32 }
+    }
+  }
+}
+"""
+
+
+def test_dispatch_through_the_api(client: nomad.Nomad, svc: ServiceProc) -> None:
+    (svc.jobs / "work.hcl").write_text(WORK)
+    svc.wait(lambda: svc.query("SELECT status FROM jobs WHERE id = 'work'") == [("running",)],
+             what="the parameterized job registered")  # fmt: skip
+    payload = base64.b64encode(b"hello payload\n").decode()
+    out = client.job.dispatch_job("work", payload=payload, meta={"who": "alice"})
+    child = out["DispatchedJobID"]
+    assert child.startswith("work/dispatch-") and {"EvalID", "EvalCreateIndex", "JobCreateIndex",
+                                                    "Index"} <= set(out)  # fmt: skip
+    svc.wait(lambda: svc.query("SELECT count(*) FROM task_instances WHERE job_id = ?"
+                               " AND finished_at IS NOT NULL", child) == [(2,)],
+             what="the child to run twice")  # fmt: skip
+    logs = svc.cli("logs", f"{child}/t").stdout
+    assert logs.count("run who=alice") == 2 and logs.count("hello payload") == 1, logs
+    assert "no-payload" in logs
+    # the checks and words of `reconciler dispatch`, as 400s naming the field
+    with pytest.raises(exceptions.BadRequestNomadException) as bad:
+        client.job.dispatch_job("work", meta={})
+    assert "Dispatch did not provide required meta keys: ['who']" in bad.value.nomad_resp.text
+    with pytest.raises(exceptions.BadRequestNomadException) as bad:
+        client.job.dispatch_job("web", meta={"who": "x"})
+    assert "is not a parameterized job" in bad.value.nomad_resp.text
+    with pytest.raises(exceptions.URLNotFoundNomadException):
+        client.job.dispatch_job("nothere")
+    # an idempotency token (Nomad's ?idempotency_token=) returns the first child again
+    url = f"http://127.0.0.1:{svc.port}/v1/job/work/dispatch"  # type: ignore[attr-defined]
+    body = {"Meta": {"who": "bob"}, "IdPrefixTemplate": "nightly"}
+    first = requests.post(url, params={"idempotency_token": "t1"}, json=body, timeout=30).json()
+    again = requests.post(url, params={"idempotency_token": "t1"}, json=body, timeout=30).json()
+    assert first["DispatchedJobID"].startswith("work/dispatch-nightly-")
+    assert again["DispatchedJobID"] == first["DispatchedJobID"]
+    (svc.jobs / "work.hcl").unlink()

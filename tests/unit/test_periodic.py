@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -87,6 +89,53 @@ def test_next_launch_is_the_earliest_of_all_crons(exprs: list[str], t: float) ->
     every = cron.next_after(tuple(exprs), "UTC", t)
     alone = [cron.next_after((e,), "UTC", t) for e in exprs]
     assert every is not None and every > t and every == min(a for a in alone if a is not None)
+
+
+def test_cron_is_deprecated_with_nomads_warning_and_still_used() -> None:
+    r = parse_text(job("p", typ="batch", extra_job='periodic {\n cron = "* * * * *"\n }'), "jobs/p.hcl")
+    assert r.ok and r.jobs[0].job.periodic is not None and r.jobs[0].job.periodic.specs == ("* * * * *",)
+    warned = [str(p) for p in r.problems if p.severity == "warning"]
+    assert warned and warned[0].startswith("jobs/p.hcl:5: warning: job.p.periodic.cron: cron is deprecated"), warned
+    assert "Use crons instead" in warned[0]
+    quiet = parse_text(job("p", typ="batch", extra_job='periodic {\n crons = ["* * * * *"]\n }'), "p.hcl")
+    assert quiet.ok and not quiet.problems
+
+
+def _wall(zone: str, y: int, mo: int, d: int, h: int, mi: int, later_min: int = 0) -> float:
+    """A wall time in `zone` (the first one where the clock repeats), plus minutes of real time."""
+    return datetime(y, mo, d, h, mi, tzinfo=ZoneInfo(zone)).timestamp() + later_min * 60
+
+
+LA, LH = "America/Los_Angeles", "Australia/Lord_Howe"
+
+
+@pytest.mark.parametrize(
+    ("zone", "expr", "start", "expected"),
+    [  # cronexpr_test.go's DST cases (hashicorp/cronexpr), in real zones
+        (LA, "2 2 * * * 2019", (2019, 3, 9, 1, 0), [(2019, 3, 9, 2, 2), (2019, 3, 11, 2, 2)]),
+        (LA, "0 2 * * * 2019", (2019, 3, 9, 1, 0), [(2019, 3, 9, 2, 0), (2019, 3, 11, 2, 0)]),
+        (LA, "0 1 * * * 2019", (2019, 3, 9, 0, 0), [(2019, 3, 9, 1, 0), (2019, 3, 10, 1, 0)]),
+        (LA, "30 1 * * * 2019", (2019, 11, 3, 0, 0),
+         [(2019, 11, 3, 0, 30, 60), (2019, 11, 3, 0, 30, 120), (2019, 11, 4, 1, 30)]),
+        (LA, "0 2 * * * 2019", (2019, 11, 3, 0, 0), [(2019, 11, 3, 0, 0, 180), (2019, 11, 4, 2, 0)]),
+        (LA, "30 1 * * * 2019", (2019, 11, 3, 0, 40, 120), [(2019, 11, 4, 1, 30)]),
+        (LA, "30 * * * * 2019", (2019, 11, 3, 0, 0),
+         [(2019, 11, 3, 0, 30), (2019, 11, 3, 0, 30, 60), (2019, 11, 3, 0, 30, 120),
+          (2019, 11, 3, 2, 30)]),
+        (LH, "31 1 * * * 2019", (2019, 4, 6, 0, 0),
+         [(2019, 4, 6, 1, 31), (2019, 4, 7, 0, 31, 60), (2019, 4, 7, 0, 31, 90), (2019, 4, 8, 1, 31)]),
+        (LH, "3 2 * * * 2019", (2019, 10, 5, 0, 0), [(2019, 10, 5, 2, 3), (2019, 10, 7, 2, 3)]),
+        (LH, "31 2 * * * 2019", (2019, 10, 5, 0, 0), [(2019, 10, 5, 2, 31), (2019, 10, 7, 2, 31)]),
+    ],
+)  # fmt: skip
+def test_dst_skips_and_repeats_as_cronexpr_does(
+    zone: str, expr: str, start: tuple[int, ...], expected: list[tuple[int, ...]]
+) -> None:
+    t = _wall(zone, *start)
+    for want in expected:
+        t_next = cron.next_after((expr,), zone, t)
+        assert t_next == _wall(zone, *want), (expr, datetime.fromtimestamp(t_next or 0, ZoneInfo(zone)))
+        t = t_next
 
 
 # ---- the service ----
@@ -249,3 +298,26 @@ def test_dispatch_runs_a_child_with_meta_payload_and_a_token(h: Harness) -> None
     assert again == {"child": child, "existing": True}
     h.step(1)
     assert children(h, "w") == {child: "complete"}
+
+
+def test_the_payload_is_written_once_per_task_not_at_every_restart(h: Harness) -> None:
+    """Nomad's dispatch hook is done after its first run: a restart finds local/ as the task
+    left it (client/allocrunner/taskrunner/dispatch_hook.go)."""
+    h.write("w.hcl", PARAM.replace('FAKE_RUN_FOR = "1"', 'FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "1"'))
+    h.step()
+    child = dispatch(h, meta={"who": "a"}, payload=b"data".hex())["child"]  # type: ignore[index]
+    runs = lambda: [c for c in h.fake.started if c.id.startswith(child)]  # noqa: E731
+    assert [(c.payload, c.payload_file) for c in runs()] == [(b"data", "in.txt")]
+    for _ in range(4):
+        h.step(20)
+    assert len(runs()) >= 2, h.states()  # it failed and was restarted
+    assert all(c.payload_file == "" for c in runs()[1:])
+
+
+def test_an_id_prefix_template_names_the_child_as_nomad_does(h: Harness) -> None:
+    h.write("w.hcl", PARAM)
+    h.step()
+    child = dispatch(h, meta={"who": "a"}, payload="00", prefix="nightly")["child"]  # type: ignore[index]
+    assert child.startswith(f"w/dispatch-nightly-{int(T0)}-")
+    with pytest.raises(ValueError, match="id prefix template"):
+        dispatch(h, meta={"who": "a"}, payload="00", prefix="a/b")
