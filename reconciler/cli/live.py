@@ -14,7 +14,7 @@ from reconciler.cli import DataDir, Json, app
 from reconciler.cli.common import console, data_dir, db_path, read_store
 from reconciler.db import reads
 from reconciler.db.snapshot import SlotKey
-from reconciler.service.follow import Changes, LogTail, log_dir
+from reconciler.service.follow import Changes, LogTail, log_dir, store_files
 
 
 def follow_log(data: Path, key: SlotKey, stream: str, shown: tuple[int, int] | None) -> None:
@@ -71,7 +71,7 @@ def events(
         return
     after = rows[-1]["id"] if rows else reads.last_event_id(store)
     try:
-        with Changes(db_path(d).parent) as changes:  # the store's WAL grows on each commit
+        with Changes(db_path(d).parent, store_files(db_path(d))) as changes:  # commits
             while True:
                 new = reads.task_events(store, job, after=after, limit=1000)
                 if new:

@@ -22,7 +22,8 @@ class Api:
     def __init__(self, service: Service, data_dir: Path, http_addr: str, token: str = "") -> None:
         self.service, self.data_dir, self.http_addr = service, data_dir, http_addr
         self.token = token
-        self.store = Store(data_dir / "state.db", readonly=True)
+        self.db = data_dir / "state.db"
+        self.store = Store(self.db, readonly=True)
         self._cpu: dict[str, tuple[float, float]] = {}  # task -> (when, cpu seconds)
 
     def routes(self, r: Router) -> None:

@@ -16,18 +16,34 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+# What a writer does to a file. Not "closed", "attrib" or "opened", nor the directory's own
+# events: every read-only SQLite connection causes those on the WAL, so a follower woken by
+# them woke itself with its own read, forever (bench/results/api.md).
+_WRITES = frozenset({"modified", "created", "moved", "deleted"})
+
+
+def wakes(event: FileSystemEvent, names: frozenset[str] | None = None) -> bool:
+    """Whether a watchdog event is content written to a file (of `names`, if given)."""
+    if event.is_directory or event.event_type not in _WRITES:
+        return False
+    if names is None:
+        return True
+    paths = (event.src_path, getattr(event, "dest_path", "") or "")
+    return any(os.path.basename(os.fsdecode(p)) in names for p in paths if p)
+
 
 class _Wake(FileSystemEventHandler):
-    def __init__(self, flag: threading.Event) -> None:
-        self.flag = flag
+    def __init__(self, flag: threading.Event, names: frozenset[str] | None) -> None:
+        self.flag, self.names = flag, names
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type != "opened" and event.event_type != "closed_no_write":
+        if wakes(event, self.names):
             self.flag.set()
 
 
 class Changes:
-    """Something changed in a directory (not recursive). Use as a context manager:
+    """Something was written in a directory (not recursive), or only to the files `names`.
+    Use as a context manager:
 
         with Changes(d) as changes:
             while True:
@@ -35,15 +51,15 @@ class Changes:
                 changes.wait(10)
     """
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, directory: Path, names: frozenset[str] | None = None) -> None:
+        self.directory, self.names = directory, names
         self._flag = threading.Event()
         self._observer: Any = None
 
     def __enter__(self) -> Changes:
         observer = Observer(timeout=1.0)
         observer.daemon = True
-        observer.schedule(_Wake(self._flag), str(self.directory), recursive=False)
+        observer.schedule(_Wake(self._flag, self.names), str(self.directory), recursive=False)
         observer.start()
         self._observer = observer
         return self
@@ -61,6 +77,11 @@ class Changes:
         changed = self._flag.wait(timeout)
         self._flag.clear()
         return changed
+
+
+def store_files(db: Path) -> frozenset[str]:
+    """The files a commit writes: the store and its WAL (never the -shm readers touch)."""
+    return frozenset({db.name, f"{db.name}-wal"})
 
 
 def log_dir(data_dir: Path, job: str, group: str, idx: int) -> Path:

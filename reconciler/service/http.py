@@ -67,7 +67,8 @@ class Request:
 
 
 class Stream:
-    """A streamed reply: chunks of bytes until the generator ends or the client leaves."""
+    """A streamed reply: chunks of bytes until the generator ends or the client leaves. An
+    empty chunk sends nothing; the listener only checks that the client is still there."""
 
     def __init__(self, chunks: Iterator[bytes], content_type: str = "application/json") -> None:
         self.chunks, self.content_type = chunks, content_type
@@ -241,11 +242,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.flush()
             for chunk in s.chunks:
+                # Before every write: the first write after a hang-up succeeds, so a stream
+                # that sends only heartbeats would otherwise outlive its client by two of them.
+                if self._client_gone():
+                    return
                 if chunk:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     self.wfile.flush()
-                elif self._client_gone():
-                    return
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass

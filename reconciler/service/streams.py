@@ -6,6 +6,7 @@ silence, as Nomad does."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Iterator
 from itertools import groupby
@@ -14,7 +15,7 @@ from typing import Any
 from reconciler.db import reads
 from reconciler.service import nomad
 from reconciler.service.api import Api
-from reconciler.service.follow import Changes, LogTail, log_dir
+from reconciler.service.follow import Changes, LogTail, log_dir, store_files
 from reconciler.service.http import HttpError, Request, Router, Stream
 
 HEARTBEAT = 10.0
@@ -49,7 +50,8 @@ class Streams:
             raise HttpError(404, f"task {task!r} has not written logs yet")
 
         def frames() -> Iterator[bytes]:
-            with Changes(directory) as changes:  # watching before the first read: no gap
+            # Watching before the first read (no gap); a plain read needs no watcher threads.
+            with Changes(directory) if follow else contextlib.nullcontext() as changes:
                 tail = LogTail(directory, task, stream, origin, offset)
                 while True:
                     data = tail.read(FRAME)
@@ -60,10 +62,10 @@ class Streams:
                             yield json.dumps({"Offset": tail.pos, "Data": base64.b64encode(data).decode(),
                                               "File": tail.name}).encode()  # fmt: skip
                         continue
-                    if not follow:
+                    if changes is None:
                         return
-                    if not changes.wait(HEARTBEAT):
-                        yield b"" if plain else b"{}"
+                    # b"" after a wake with nothing new: the listener checks the client is there
+                    yield b"" if changes.wait(HEARTBEAT) or plain else b"{}"
 
         return Stream(frames(), "text/plain; charset=utf-8" if plain else "application/json")
 
@@ -73,7 +75,7 @@ class Streams:
         store = self.api.store
 
         def frames() -> Iterator[bytes]:
-            with Changes(self.api.data_dir) as changes:  # the store's WAL grows on each commit
+            with Changes(self.api.db.parent, store_files(self.api.db)) as changes:  # commits
                 after = start or reads.last_event_id(store)
                 while True:
                     rows = reads.task_events(store, after=after, limit=500)
@@ -82,8 +84,8 @@ class Streams:
                         for frame in self._frames(rows, topics):
                             yield json.dumps(frame).encode() + b"\n"
                         continue
-                    if not changes.wait(HEARTBEAT):
-                        yield b"{}\n"
+                    # b"" after a wake with nothing new: the listener checks the client is there
+                    yield b"" if changes.wait(HEARTBEAT) else b"{}\n"
 
         return Stream(frames(), "application/json")
 

@@ -140,6 +140,34 @@ def test_reads_events(client: nomad.Nomad, svc: ServiceProc) -> None:
     svc.wait(lambda: len(svc.pids("web")) == 2)
 
 
+def _listener_threads(svc: ServiceProc) -> int:
+    """The service's threads serving HTTP (request threads and the watchers they started,
+    which inherit the kernel name)."""
+    n = 0
+    for task in os.listdir(f"/proc/{svc.proc.pid}/task"):  # type: ignore[union-attr]
+        try:
+            with open(f"/proc/{svc.proc.pid}/task/{task}/comm") as f:  # type: ignore[union-attr]
+                n += f.read().strip() == "rc-http-req"
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def test_dropped_event_streams_end_with_their_threads(svc: ServiceProc) -> None:
+    before = _listener_threads(svc)
+    url = f"http://127.0.0.1:{svc.port}/v1/event/stream"  # type: ignore[attr-defined]
+    streams = [requests.get(url, stream=True, timeout=30) for _ in range(3)]
+    try:
+        assert all(r.status_code == 200 for r in streams)
+        svc.wait(lambda: _listener_threads(svc) >= before + 3, 30, "three streams served")
+    finally:
+        for r in streams:
+            r.close()
+    # Reading the store meanwhile (as every request does) must not keep them awake.
+    svc.wait(lambda: bool(svc.query("SELECT count(*) FROM task_events")) and
+             _listener_threads(svc) <= before, 60, "dropped streams ended")  # fmt: skip
+
+
 def test_stats(client: nomad.Nomad, svc: ServiceProc) -> None:
     svc.wait(lambda: len(svc.pids("web")) == 2)
     stats = client.client.allocation.read_allocation_stats(_alloc(client, 1)["ID"])
