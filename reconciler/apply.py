@@ -32,7 +32,7 @@ from reconciler.lifecycle import phase
 from reconciler.plan import Action, Plan, admission
 from reconciler.spec.load import JobSpec
 from reconciler.spec.models import RUNS_TO_COMPLETION, EffectiveRestart, Job, effective_restart
-from reconciler.spec.template import TemplateError, VariableSource
+from reconciler.spec.template import ServiceSource, TemplateError, VariableSource
 from reconciler.taskconfig import task_config
 
 log = logging.getLogger("reconciler")
@@ -71,6 +71,7 @@ class Applier:
     running: dict[str, Running] = field(default_factory=dict)  # by task handle id
     specs: dict[str, JobSpec] = field(default_factory=dict)  # effective spec per job
     variables: VariableSource | None = None  # Nomad Variables for templates
+    services: ServiceSource | None = None  # the service registry for templates
     on_fetched: Callable[[str], None] = lambda _task_id: None  # called from a download thread
     fetching: dict[str, SlotKey] = field(default_factory=dict)  # by task id: downloads running
 
@@ -207,7 +208,7 @@ class Applier:
             return
         try:
             config = task_config(a.spec, a.key, self.node, self.attributes, self.variables,
-                                 cores=slot.core_ids)  # fmt: skip
+                                 self.services, cores=slot.core_ids)  # fmt: skip
             self.executor.render_templates(config)
         except (StartError, TemplateError) as e:  # refused or failed: recorded, and the
             # running task keeps its previous files
@@ -231,7 +232,7 @@ class Applier:
             assert a.spec is not None
             try:
                 config = task_config(a.spec, a.key, self.node, self.attributes, self.variables,
-                                     cores=a.cores)  # fmt: skip
+                                     self.services, cores=a.cores)  # fmt: skip
                 config = self._with_payload(a.spec, a.key, config)
             except KeyError as e:
                 self._start_failed(a, observed.slots.get(a.key), f"cannot resolve ${{{e.args[0]}}}",

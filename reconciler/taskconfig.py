@@ -28,7 +28,7 @@ from reconciler.spec import artifact as artifact_spec
 from reconciler.spec import interpolate
 from reconciler.spec.load import JobSpec
 from reconciler.spec.models import Volume
-from reconciler.spec.template import Iface, VariableSource, Workload, render
+from reconciler.spec.template import Iface, ServiceSource, VariableSource, Workload, render
 
 DYNAMIC_PORTS = (20000, 32000)
 _NOT_IN_META_NAME = re.compile(r"[^A-Za-z0-9_.]")
@@ -163,6 +163,7 @@ def task_config(
     node: NodeConfig,
     attrs: Mapping[str, str],
     variables: VariableSource | None = None,
+    services: ServiceSource | None = None,
     *,
     cores: tuple[int, ...] = (),
 ) -> TaskConfig:
@@ -188,6 +189,7 @@ def task_config(
                 interfaces=_interfaces,
                 variables=variables,
                 workload=Workload(spec.id, key.group, key.task),
+                services=services,
             ),
             perms=int(t.perms, 8),
             env=t.env,

@@ -114,6 +114,18 @@ class Registry(HotPaths):
                     (*k, c.type, now, c.on_update, c.identity, now),
                 )
 
+    def registered(self, provider: str) -> list[ServiceEntry]:
+        """Every registered instance of a provider, in a stable order."""
+        with self.engine.connect() as c:
+            raw: Any = c.connection.driver_connection
+            rows = raw.execute(
+                "SELECT job_id, group_name, idx, task, name, tags, address, port, port_label,"
+                " alloc_id, provider FROM services WHERE provider = ?"
+                " ORDER BY job_id, group_name, idx, task, name, port_label", (provider,),
+            ).fetchall()  # fmt: skip
+        return [ServiceEntry(j, g, i, t, n, tuple(json.loads(tags)), a, p, label, aid, prov)
+                for j, g, i, t, n, tags, a, p, label, aid, prov in rows]  # fmt: skip
+
     def record_transitions(self, transitions: Sequence[Transition]) -> None:
         """A check changed status: its row moves on and history gets a line (only while the
         check is still registered with the same identity)."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from reconciler.db.snapshot import SlotKey
 from reconciler.spec.models import Job
-from reconciler.spec.template import Workload, reads_variables
+from reconciler.spec.template import Workload, reads_services, reads_variables
 
 # Services and checks change in place (registered again), as Nomad updates them.
 _RUNTIME_ONLY = {
@@ -58,6 +58,19 @@ def variables_part(
         return ""
     paths = Workload(job_id, group, task).readable()
     return "." + _hash([versions.get(p, 0) for p in paths])[:16]
+
+
+def services_part(job: Job, group: str, task: str, registered: Mapping[str, str]) -> str:
+    """For a task whose templates read Nomad services: the registrations of the names they
+    read, so a service instance coming or going is a template change."""
+    names: set[str] = set()
+    for t in job.group[group].task[task].template:
+        names |= reads_services(t)
+    if not names:
+        return ""
+    if "*" in names:
+        return "." + _hash(sorted(registered.items()))[:16]
+    return "." + _hash([registered.get(n, "") for n in sorted(names)])[:16]
 
 
 def _hash(obj: object) -> str:

@@ -13,7 +13,7 @@ from reconciler import constraints, lifecycle
 from reconciler.db.snapshot import CheckRecord, JobRecord, Observed, SlotKey, SlotRecord
 from reconciler.lifecycle import Gate
 from reconciler.plan import admission, parents, versions
-from reconciler.plan.digest import task_digest, template_change, variables_part
+from reconciler.plan.digest import services_part, task_digest, template_change, variables_part
 from reconciler.plan.model import ACTIVE, Action, Builder, Host, Plan, remove
 from reconciler.spec.load import Desired, JobSpec
 from reconciler.spec.models import RUNS_TO_COMPLETION, Job, effective_update
@@ -192,7 +192,9 @@ def _plan_job(
             for tname in group.task:
                 wanted[SlotKey(spec.id, gname, idx, tname)] = task_digest(
                     job, gname, tname
-                ) + variables_part(spec.id, job, gname, tname, host.variables)
+                ) + variables_part(spec.id, job, gname, tname, host.variables) + services_part(
+                    job, gname, tname, host.services
+                )
     for key, s in current.items():
         if key not in wanted:
             remove(b, [s], "no longer in the job (count or tasks changed)")

@@ -34,11 +34,13 @@ from reconciler.service.children import Children
 from reconciler.service.clock import SteadyClock
 from reconciler.service.gitinfo import GitInfo
 from reconciler.service.recovery import Recovery
-from reconciler.service.registry import Registrar
+from reconciler.service.registry import Registrar, TemplateServices
 from reconciler.service.requests import Request, answer
 from reconciler.spec import hcl
+from reconciler.spec.gotemplate import nomadservices
 from reconciler.spec.load import Desired, JobSpec, Loader
 from reconciler.spec.models import effective_update
+from reconciler.spec.template import job_reads_services
 from reconciler.taskconfig import variable_source
 from reconciler.watch import Watcher
 
@@ -77,10 +79,13 @@ class Service:
                          started_at=clock(), gc_after=node.job_gc_threshold)  # fmt: skip
         self.variables = VariableStore(store.path.parent)
         self.children = Children(store)
+        self.template_services = TemplateServices(store, self.host.attributes)
+        self._services_read = False
         self.applier = Applier(store, executor, node, self.host.attributes, clock,
                                on_change=self._say, on_fetched=self._download_ended,
                                on_launch=self._launched, on_collect=self._collected,
-                               variables=variable_source(self.variables))  # fmt: skip
+                               variables=variable_source(self.variables),
+                               services=self.template_services)  # fmt: skip
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.checks = Scheduler(lambda t, r: self.queue.put(("checks", (t, r))), self._run_script,
                                 clock=clock)
@@ -462,6 +467,8 @@ class Service:
             desired = self.scan()
             self._scan_due = False
             self._read_variables()
+            if not self._services_read:
+                self._read_services()
             self._dirty |= desired is not before
         else:
             desired = self._recorded
@@ -483,7 +490,8 @@ class Service:
             self._deadline_of.setdefault(job, []).append(t)
         self._waiting = set(p.waiting) if scope is None else (self._waiting - scope) | p.waiting
         try:
-            self.registrar.sync(observed, self.applier.specs, scope)
+            if self.registrar.sync(observed, self.applier.specs, scope):
+                self._read_services()
         except Exception:
             log.exception("updating the service registry")
         if scope is None:
@@ -540,6 +548,30 @@ class Service:
         if versions != self.host.variables:
             self.host = dataclasses.replace(self.host, variables=versions)
             self._dirty = self._full = True
+
+    def _read_services(self) -> None:
+        """The registrations templates see (nomadService): when they change, the jobs whose
+        templates read a changed name are planned again, so re-rendered per change_mode."""
+        self.template_services.changed()
+        try:
+            now = nomadservices.fingerprints(self.template_services.registrations())
+        except Exception as e:  # an unreadable store must not stop the pass
+            self.recovery.log_once("reading the service registry", e)
+            return
+        self._services_read = True
+        before = self.host.services
+        if now == before:
+            return
+        self.host = dataclasses.replace(self.host, services=now)
+        changed = {k for k in before.keys() | now.keys() if before.get(k) != now.get(k)}
+        readers = {
+            job_id for job_id, spec in self.applier.specs.items()
+            if (names := job_reads_services(spec.job)) and ("*" in names or names & changed)
+        }  # fmt: skip
+        if readers:
+            self._touched |= readers
+            self._dirty = True
+            self.queue.put(("services", None))  # a pass follows, as after an exit
 
     def _host_now(self) -> Host:
         """The host with how many tasks may still start (descriptors)."""

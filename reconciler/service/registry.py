@@ -5,7 +5,7 @@ when it stops. Derived from the observed state after every pass, written only on
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.apply import handle_of
@@ -14,12 +14,14 @@ from reconciler.db.snapshot import Observed, SlotKey, SlotRecord
 from reconciler.db.store import Store
 from reconciler.executor.base import Executor
 from reconciler.plan import health
+from reconciler.service import nomad
 from reconciler.service.checks import CheckSpec, Key, Scheduler
 from reconciler.service.probes import Target
 from reconciler.spec import interpolate
 from reconciler.spec.load import JobSpec
 from reconciler.spec.models import Group, Job
 from reconciler.spec.services import Service, effective_checks, service_name
+from reconciler.spec.template import Registration
 from reconciler.taskconfig import alloc_id, dynamic_port, runtime_env
 
 LOOPBACK = "127.0.0.1"
@@ -37,7 +39,8 @@ class Registrar:
     _synced: bool = False
 
     def sync(self, observed: Observed, specs: Mapping[str, JobSpec],
-             scope: Collection[str] | None) -> None:  # fmt: skip
+             scope: Collection[str] | None) -> bool:  # fmt: skip
+        """Register and deregister; True when the registry changed."""
         by_job: dict[str, list[SlotRecord]] = {}
         for s in observed.slots.values():
             by_job.setdefault(s.key.job, []).append(s)
@@ -57,7 +60,7 @@ class Registrar:
             checks.update(chk)
         everything = scope is None and not self._synced
         if not changed and not everything:
-            return
+            return False
         # The first full pass also drops what an earlier run left for jobs gone since.
         which = None if everything else list(changed)
         if everything:
@@ -75,6 +78,7 @@ class Registrar:
                 self._last[job_id] = fingerprint
             else:
                 self._last.pop(job_id, None)
+        return True
 
     def _job(self, job_id: str, digest: str, observed: Observed,
              specs: Mapping[str, JobSpec]) -> Job | None:  # fmt: skip
@@ -185,6 +189,39 @@ class Registrar:
         if mode == "alloc" or bridge:
             return (_resolve(address, values) or self.executor.alloc_address(key.alloc)), inside
         return (_resolve(address, values) or LOOPBACK), host_port
+
+
+@dataclass
+class TemplateServices:
+    """The registry as templates read it (nomadService): the registrations of services with
+    provider "nomad" (a "consul" service is Consul's in Nomad, out of nomadService's sight),
+    read from the store once per change, in Nomad's ServiceRegistration shape."""
+
+    store: Store
+    attributes: Mapping[str, str]
+    _cache: tuple[Registration, ...] | None = None
+
+    def changed(self) -> None:
+        self._cache = None
+
+    def registrations(self) -> Sequence[Registration]:
+        if self._cache is None:
+            name = self.attributes.get("node.unique.name") or self.attributes.get(
+                "attr.unique.hostname", ""
+            )
+            node, dc = nomad.node_id(name), self.attributes.get("node.datacenter", "dc1")
+            self._cache = tuple(
+                Registration(service_id(e), e.name, node, e.address, e.port, dc, e.tags, e.job,
+                             e.alloc_id)  # fmt: skip
+                for e in self.store.registered("nomad")
+            )
+        return self._cache
+
+
+def service_id(e: ServiceEntry) -> str:
+    """Nomad's MakeAllocServiceID: _nomad-task-ALLOC-(TASK|group-GROUP)-NAME-PORTLABEL."""
+    owner = e.task or f"group-{e.group}"
+    return f"_nomad-task-{e.alloc_id}-{owner}-{e.name}-{e.port_label}"
 
 
 def _values(job_id: str, job: Job, key: SlotKey, attrs: Mapping[str, str]) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Template blocks: Go text/template with consul-template's functions (spec/gotemplate).
 
-Functions that need a cluster (Consul, Vault, Nomad variables and services) are refused at
-validation with the template's line and column, never rendered blank."""
+Functions that need a cluster (Consul, Vault) are refused at validation with the template's
+line and column, never rendered blank. Nomad Variables and Nomad services are read locally; what
+a template reads is found here, before it runs, so that only their changes re-render it."""
 
 from __future__ import annotations
 
@@ -9,15 +10,27 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 
 from reconciler.spec import gotemplate
-from reconciler.spec.gotemplate import Host, Iface, TemplateError, VariableSource, Workload
-from reconciler.spec.models import Template
+from reconciler.spec.gotemplate import (
+    Host,
+    Iface,
+    Registration,
+    ServiceSource,
+    TemplateError,
+    VariableSource,
+    Workload,
+)
+from reconciler.spec.models import Job, Template
 
 __all__ = [
     "Iface",
+    "Registration",
+    "ServiceSource",
     "TemplateError",
     "VariableSource",
     "Workload",
     "check_template",
+    "job_reads_services",
+    "reads_services",
     "reads_variables",
     "render",
 ]
@@ -45,10 +58,12 @@ def render(
     interfaces: Callable[[], list[Iface]] | None = None,
     variables: VariableSource | None = None,
     workload: Workload | None = None,
+    services: ServiceSource | None = None,
 ) -> str:
     """Raises TemplateError (line and column of the template) when rendering fails."""
     host = Host(env=env, now=now or (lambda: dt.datetime.now(dt.UTC)),
-                interfaces=interfaces or list, variables=variables, workload=workload)  # fmt: skip
+                interfaces=interfaces or list, variables=variables, workload=workload,
+                services=services)  # fmt: skip
     return gotemplate.render(text, host, left=t.left_delimiter, right=t.right_delimiter,
                              missing_key_error=t.error_on_missing_key)  # fmt: skip
 
@@ -56,3 +71,31 @@ def render(
 def reads_variables(t: Template) -> bool:
     """Whether the template may read Nomad Variables (then their changes re-render it)."""
     return "nomadVar" in (t.data or "")
+
+
+def reads_services(t: Template) -> frozenset[str]:
+    """The Nomad service names the template reads ("*": any; "@list": the names and tags of
+    all, for nomadServices): a change in their registrations re-renders it."""
+    return gotemplate.services_read(t.data or "", t.left_delimiter, t.right_delimiter)
+
+
+_JOB_READS: dict[int, tuple[Job, frozenset[str]]] = {}
+
+
+def job_reads_services(job: Job) -> frozenset[str]:
+    """The service names any template of the job reads (see reads_services). Memoised per
+    (frozen) job object, as the loader hands the same object back until its file changes."""
+    hit = _JOB_READS.get(id(job))
+    if hit is not None and hit[0] is job:
+        return hit[1]
+    if len(_JOB_READS) > 100_000:
+        _JOB_READS.clear()
+    names = frozenset(
+        name
+        for group in job.group.values()
+        for task in group.task.values()
+        for t in task.template
+        for name in reads_services(t)
+    )
+    _JOB_READS[id(job)] = (job, names)
+    return names

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from reconciler.spec.gotemplate import consul
+from reconciler.spec.gotemplate import consul, nomadservices
 from reconciler.spec.gotemplate.builtins import BUILTINS
 from reconciler.spec.gotemplate.consul import Host
 from reconciler.spec.gotemplate.errors import TemplateError
@@ -16,6 +16,7 @@ from reconciler.spec.gotemplate.exec import execute
 from reconciler.spec.gotemplate.funcs import Func
 from reconciler.spec.gotemplate.gofmt import MISSING, quote
 from reconciler.spec.gotemplate.nodes import String
+from reconciler.spec.gotemplate.nomadservices import Registration, ServiceSource
 from reconciler.spec.gotemplate.nomadvars import VariableSource, Workload
 from reconciler.spec.gotemplate.nomadvars import check_path as check_variable_path
 from reconciler.spec.gotemplate.parser import Parsed, parse
@@ -26,12 +27,15 @@ __all__ = [
     "MISSING",
     "Host",
     "Iface",
+    "Registration",
+    "ServiceSource",
     "TemplateError",
     "VariableSource",
     "Workload",
     "check",
     "functions",
     "render",
+    "services_read",
 ]
 
 _NAMES = frozenset(BUILTINS) | frozenset(consul.functions(Host()))
@@ -71,10 +75,31 @@ def check(text: str, left: str = "{{", right: str = "}}", workload: Workload | N
             and (why := check_variable_path(args[0].value, workload))
         ):
             raise TemplateError.at(text, cmd.pos, why)
+        if name in ("nomadService", "nomadServices"):
+            _, why = nomadservices.dependency(name, cmd)
+            if why:
+                raise TemplateError.at(text, cmd.pos, why)
         if name == "sockaddr" and args and all(isinstance(a, String) for a in args):
             why = check_sockaddr(" ".join(a.value for a in args if isinstance(a, String)))
             if why:
                 raise TemplateError.at(text, cmd.pos, why)
+
+
+@functools.lru_cache(maxsize=512)
+def services_read(text: str, left: str = "{{", right: str = "}}") -> frozenset[str]:
+    """The service names a template reads (nomadservices.ANY: any name; nomadservices.LISTING:
+    the names and tags of all); empty when it reads none or does not parse."""
+    if "nomadService" not in text:
+        return frozenset()
+    try:
+        parsed = _parse(text, left, right)
+    except TemplateError:
+        return frozenset()
+    return frozenset(
+        nomadservices.dependency(name, cmd)[0]
+        for name, cmd in parsed.functions
+        if name in ("nomadService", "nomadServices")
+    )
 
 
 def render(

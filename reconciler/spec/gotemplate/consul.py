@@ -1,5 +1,5 @@
-"""consul-template's functions that need no cluster (consul-template template/funcs.go), and
-the ones reconciler refuses, each with the reason."""
+"""consul-template's functions that need no cluster (consul-template template/funcs.go), Nomad's
+variables and services read locally, and the ones reconciler refuses, each with the reason."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.spec.gotemplate import nomadvars, sockaddr
+from reconciler.spec.gotemplate import nomadservices, nomadvars, sockaddr
 from reconciler.spec.gotemplate.encoding import (
     _b,
     _b64decode,
@@ -42,11 +42,11 @@ class Host:
     interfaces: Callable[[], list[sockaddr.Iface]] = list
     variables: nomadvars.VariableSource | None = None
     workload: nomadvars.Workload | None = None
+    services: nomadservices.ServiceSource | None = None
 
 
 _CLUSTER = "needs a Consul cluster, which reconciler does not use"
 _VAULT = "needs Vault, which reconciler does not use"
-_NOMAD_SERVICES = "reads Nomad's service registry, which templates cannot use yet"
 _SANDBOX = "is disabled in Nomad's template sandbox"
 REFUSED: dict[str, str] = {
     **dict.fromkeys(["key", "keyExists", "keyOrDefault", "ls", "safeLs", "tree", "safeTree",
@@ -55,7 +55,6 @@ REFUSED: dict[str, str] = {
                      "importedServices", "byKey", "byTag", "byPort", "byMeta", "explode"],
                     _CLUSTER),
     **dict.fromkeys(["secret", "secrets", "pkiCert"], _VAULT),
-    **dict.fromkeys(["nomadService", "nomadServices"], _NOMAD_SERVICES),
     **dict.fromkeys(["plugin", "writeToFile", "executeTemplate"], _SANDBOX),
     "file": "reads files of the task directory, which reconciler does not offer yet "
             "(put the content in the template's data)",
@@ -357,4 +356,5 @@ def functions(host: Host) -> dict[str, Func]:
         "mergeMapWithOverride": _merge_map(True),
         "explodeMap": Func(_explode_map, ("map",)),
         **nomadvars.functions(host.variables, host.workload),
+        **nomadservices.functions(host.services),
     }

@@ -41,6 +41,10 @@ class GoValue:
     def go_method(self, name: str) -> Any:
         return None
 
+    def go_json_fields(self) -> list[tuple[str, Any]] | None:
+        """A struct's exported fields for encoding/json, in order; None: not encodable."""
+        return None
+
 
 def type_name(v: Any) -> str:
     if v is None or v is MISSING:

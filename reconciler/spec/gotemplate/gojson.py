@@ -80,7 +80,14 @@ def _enc(v: Any, indent: str, level: int, html: bool) -> str:
     if isinstance(v, list | tuple):
         return _wrap("[", "]", [_enc(x, indent, level + 1, html) for x in v], indent, level)
     if isinstance(v, GoValue):
-        raise JSONError(f"json: unsupported type: {v.go_type}")
+        fields = v.go_json_fields()
+        if fields is None:
+            raise JSONError(f"json: unsupported type: {v.go_type}")
+        parts = [  # a Go struct: its fields in declaration order
+            _string(k, html) + (": " if indent else ":") + _enc(x, indent, level + 1, html)
+            for k, x in fields
+        ]
+        return _wrap("{", "}", parts, indent, level)
     raise JSONError(f"json: unsupported type: {type_name(v)}")
 
 
