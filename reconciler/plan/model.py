@@ -21,6 +21,8 @@ class Host:
     capacity: admission.Capacity | None = None  # None: no admission (nothing fingerprinted)
     variables: Mapping[str, int] = field(default_factory=dict)  # path -> modify index
     services: Mapping[str, str] = field(default_factory=dict)  # service name -> registrations
+    # jobs whose templates' `wait` holds a change back: the (variables, services) they rendered
+    held: Mapping[str, tuple[Mapping[str, int], Mapping[str, str]]] = field(default_factory=dict)
     start_budget: int | None = None  # how many tasks may start now (descriptors); None: any
     budget_reason: str = ""  # why no more may start
     volumes: Mapping[str, bool] = field(default_factory=dict)  # host volume name: read-only

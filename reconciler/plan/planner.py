@@ -187,13 +187,14 @@ def _plan_job(
         _never_fits(b, spec, current, why)
         return
     wanted: dict[SlotKey, str] = {}
+    variables, services = host.held.get(spec.id, (host.variables, host.services))
     for gname, group in job.group.items():
         for idx in range(group.count):
             for tname in group.task:
                 wanted[SlotKey(spec.id, gname, idx, tname)] = task_digest(
                     job, gname, tname
-                ) + variables_part(spec.id, job, gname, tname, host.variables) + services_part(
-                    job, gname, tname, host.services
+                ) + variables_part(spec.id, job, gname, tname, variables) + services_part(
+                    job, gname, tname, services
                 )
     for key, s in current.items():
         if key not in wanted:

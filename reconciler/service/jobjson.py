@@ -42,7 +42,7 @@ _LABELLED = {"group", "task"}
 _OPAQUE = {"config", "env", "meta", "header"}  # maps whose keys are the user's
 _DURATIONS = {
     "min_healthy_time", "healthy_deadline", "progress_deadline", "stagger", "interval",
-    "delay", "kill_timeout", "shutdown_delay", "splay", "timeout", "grace",
+    "delay", "kill_timeout", "shutdown_delay", "splay", "min", "max", "timeout", "grace",
 }  # fmt: skip
 
 

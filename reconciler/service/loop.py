@@ -28,7 +28,7 @@ from reconciler.db.variables import VariableStore
 from reconciler.executor.base import Executor, ExitResult, NodeConfig, TaskHandle
 from reconciler.faults import raise_if_transient, transient_cause
 from reconciler.plan import Host, Plan, admission, leaving, plan
-from reconciler.service import descriptors, threads
+from reconciler.service import descriptors, quiescence, threads
 from reconciler.service.checks import Scheduler
 from reconciler.service.children import Children
 from reconciler.service.clock import SteadyClock
@@ -40,7 +40,7 @@ from reconciler.spec import hcl
 from reconciler.spec.gotemplate import nomadservices
 from reconciler.spec.load import Desired, JobSpec, Loader
 from reconciler.spec.models import effective_update
-from reconciler.spec.template import job_reads_services
+from reconciler.spec.template import reads_variables
 from reconciler.taskconfig import variable_source
 from reconciler.watch import Watcher
 
@@ -81,6 +81,7 @@ class Service:
         self.children = Children(store)
         self.template_services = TemplateServices(store, self.host.attributes)
         self._services_read = False
+        self.quiescence = quiescence.Quiescence()  # templates' `wait` holding changes back
         self.applier = Applier(store, executor, node, self.host.attributes, clock,
                                on_change=self._say, on_fetched=self._download_ended,
                                on_launch=self._launched, on_collect=self._collected,
@@ -473,6 +474,10 @@ class Service:
         else:
             desired = self._recorded
         now = self.clock()
+        if released := self.quiescence.release(now):  # their `wait` is over: render now
+            self.host = dataclasses.replace(self.host, held=self.quiescence.seen())
+            self._touched |= released
+            self._dirty = True
         due = self._due(now)
         if not (force or self._dirty or due):
             return None
@@ -487,6 +492,8 @@ class Service:
             raise
         self._note_jobs(observed, scope)
         for job, t in p.wake.items():  # periodic launches, garbage collection
+            self._deadline_of.setdefault(job, []).append(t)
+        for job, t in self.quiescence.fire_times().items():
             self._deadline_of.setdefault(job, []).append(t)
         self._waiting = set(p.waiting) if scope is None else (self._waiting - scope) | p.waiting
         try:
@@ -546,8 +553,11 @@ class Service:
             self.recovery.log_once("reading variable versions", e)
             return
         if versions != self.host.variables:
+            before = self.host
             self.host = dataclasses.replace(self.host, variables=versions)
             self._dirty = self._full = True
+            self._hold_by_wait(before, quiescence.variable_readers(self.applier.specs),
+                               reads_variables)  # fmt: skip
 
     def _read_services(self) -> None:
         """The registrations templates see (nomadService): when they change, the jobs whose
@@ -559,19 +569,29 @@ class Service:
             self.recovery.log_once("reading the service registry", e)
             return
         self._services_read = True
-        before = self.host.services
-        if now == before:
+        before = self.host
+        if now == before.services:
             return
         self.host = dataclasses.replace(self.host, services=now)
-        changed = {k for k in before.keys() | now.keys() if before.get(k) != now.get(k)}
-        readers = {
-            job_id for job_id, spec in self.applier.specs.items()
-            if (names := job_reads_services(spec.job)) and ("*" in names or names & changed)
-        }  # fmt: skip
-        if readers:
-            self._touched |= readers
+        changed = {k for k in before.services.keys() | now.keys()
+                   if before.services.get(k) != now.get(k)}  # fmt: skip
+        readers = quiescence.service_readers(self.applier.specs, changed)
+        at_once = self._hold_by_wait(before, readers, quiescence.reads_any_service)
+        if at_once:
+            self._touched |= at_once
             self._dirty = True
             self.queue.put(("services", None))  # a pass follows, as after an exit
+
+    def _hold_by_wait(self, before: Host, jobs: set[str],
+                      reads: Callable[[Any], bool]) -> set[str]:  # fmt: skip
+        """Jobs whose templates set `wait` keep what they rendered until it is over; the
+        others are returned, to be planned now."""
+        at_once = quiescence.render_now(self.quiescence, jobs, self.applier.specs, reads,
+                                        (before.variables, before.services), self.clock())  # fmt: skip
+        self.host = dataclasses.replace(self.host, held=self.quiescence.seen())
+        for job, t in self.quiescence.fire_times().items():
+            self._deadline_of.setdefault(job, []).append(t)
+        return at_once
 
     def _host_now(self) -> Host:
         """The host with how many tasks may still start (descriptors)."""

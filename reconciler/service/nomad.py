@@ -60,7 +60,7 @@ _NAMES = {
 # Fields that hold a duration: Nomad's JSON has int64 nanoseconds.
 _DURATIONS = {
     "min_healthy_time", "healthy_deadline", "progress_deadline", "stagger", "interval",
-    "delay", "kill_timeout", "shutdown_delay", "splay",
+    "delay", "kill_timeout", "shutdown_delay", "splay", "min", "max",
 }  # fmt: skip
 # Blocks that stay maps with their own keys (driver config, env, meta).
 _OPAQUE = {"config", "env", "meta"}

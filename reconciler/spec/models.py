@@ -19,7 +19,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -319,6 +321,28 @@ def _signal_name(v: str) -> str:
     return name
 
 
+class TemplateWait(Strict):
+    """consul-template's quiescence: render again once the data read has been quiet for
+    `min`, and at most `max` after the first change (unset: 0 and 4 x min, as its defaults)."""
+
+    min: Duration | None = None
+    max: Duration | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TemplateWait:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError(
+                "wait",
+                "wait min {min} is greater than max {max}",
+                {"min": format_duration(self.min), "max": format_duration(self.max)},
+            )
+        return self
+
+    def bounds(self) -> tuple[float, float]:
+        low = self.min or 0.0
+        return low, self.max if self.max is not None else 4 * low
+
+
 class Template(Strict):
     data: str | None = None
     source: str | None = None
@@ -333,6 +357,16 @@ class Template(Strict):
     error_on_missing_key: bool = False
     uid: int | None = None
     gid: int | None = None
+    wait: TemplateWait | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_wait(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A template without `wait` dumps as before the field existed: same job digest, so
+        running tasks are neither re-rendered nor restarted by an upgrade."""
+        out = handler(self)
+        if self.wait is None and isinstance(out, dict):
+            out.pop("wait", None)
+        return out
 
     @field_validator("perms")
     @classmethod

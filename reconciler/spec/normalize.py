@@ -13,7 +13,7 @@ LABELLED = {"job", "group", "task", "port", "volume"}
 SINGLE = {
     "config", "env", "resources", "restart", "update", "lifecycle", "logs", "meta", "network",
     "dns", "options", "headers", "periodic", "parameterized", "dispatch_payload",
-    "check_restart", "header",
+    "check_restart", "header", "wait",
 }  # fmt: skip
 RAW_MAPS = {"env", "meta", "options", "headers", "header"}  # maps whose keys are data, not fields
 REPEATED = {"constraint", "template", "volume_mount", "artifact", "service", "check"}
@@ -76,7 +76,7 @@ IGNORED: dict[str, dict[str, str]] = {
     ),
     "network": dict.fromkeys(["mbits"], _ONE_NODE),
     "resources": dict.fromkeys(["device", "network", "disk", "iops", "numa", "secrets"], _ONE_NODE),
-    "template": dict.fromkeys(["wait", "vault_grace", "once"], _ONE_NODE),
+    "template": dict.fromkeys(["vault_grace", "once"], _ONE_NODE),
     "service": dict.fromkeys(
         ["meta", "canary_meta", "canary_tags", "enable_tag_override", "tagged_addresses",
          "weights", "cluster", "identity"],

@@ -28,6 +28,7 @@ __all__ = [
     "TemplateError",
     "VariableSource",
     "Workload",
+    "change_wait",
     "check_template",
     "job_reads_services",
     "reads_services",
@@ -99,3 +100,20 @@ def job_reads_services(job: Job) -> frozenset[str]:
     )
     _JOB_READS[id(job)] = (job, names)
     return names
+
+
+def change_wait(job: Job, reads: Callable[[Template], bool]) -> tuple[float, float] | None:
+    """How long a change of data read by the job's templates waits before they render again
+    (consul-template's quiescence: `min` of quiet, at most `max`). A task's templates render
+    together, so the job waits only when every template reading the changed data sets `wait`,
+    and then for the longest of them; None: render at once."""
+    bounds = [
+        t.wait.bounds() if t.wait else None
+        for group in job.group.values()
+        for task in group.task.values()
+        for t in task.template
+        if reads(t)
+    ]
+    if not bounds or any(b is None for b in bounds):
+        return None
+    return max(b[0] for b in bounds if b), max(b[1] for b in bounds if b)

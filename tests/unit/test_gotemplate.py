@@ -174,7 +174,7 @@ CONSUL: list[tuple[str, Any, object]] = [
     ("{{ mergeMap .x .y }}", {"x": {"a": 1}, "y": {"a": 2, "b": 3}}, "map[a:1 b:3]"),
     ('{{ key "x" }}', N, Err('function "key" needs a Consul cluster')),
     ('{{ with secret "x" }}{{ end }}', N, Err('function "secret" needs Vault')),
-    ('{{ nomadService "db" }}', N, Err('function "nomadService" reads Nomad\'s service registry')),
+    ('{{ nomadService "db" }}', N, Err("the service registry is not available here")),
     ('{{ plugin "x" }}', N, Err("is disabled in Nomad's template sandbox")),
     ('{{ sprig_upper "x" }}', N, Err("Sprig functions are not supported")),
 ]  # fmt: skip

@@ -248,3 +248,79 @@ def test_a_new_service_process_renders_nothing_again(h: Harness) -> None:
     h.step(1)
     assert (signals(h, "b/g/0/t"), rendered_for(h, "b/g/0/t")) == before
     assert len([s for s in h.fake.started if s.id == "b/g/0/t"]) <= 2
+
+
+WAITING = READER % (SIGNAL + '\n  wait {\n    min = "2s"\n    max = "5s"\n  }')
+
+
+def test_wait_renders_once_the_registry_has_been_quiet_for_min(h: Harness) -> None:
+    h.write("b.hcl", job("b", extra_task=WAITING))
+    h.step()
+    h.write("a.hcl", PRODUCER % (23461, "nomad"))
+    h.step()
+    h.step()
+    assert rendered_for(h, "b/g/0/t") == []  # held: quiet for 2 s first
+    h.step(1.5)
+    assert rendered_for(h, "b/g/0/t") == []
+    h.step(0.6)
+    assert rendered_for(h, "b/g/0/t") == ["127.0.0.1:23461 "]
+    assert signals(h, "b/g/0/t") == ["SIGHUP"]
+    h.step(10)
+    assert len(rendered_for(h, "b/g/0/t")) == 1
+
+
+def test_wait_renders_by_max_however_often_the_registry_changes(h: Harness) -> None:
+    h.write("b.hcl", job("b", extra_task=WAITING))
+    h.step()
+    for i in range(4):  # a change every 1.5 s: never quiet for 2 s
+        h.write(f"a{i}.hcl", (PRODUCER % (23470 + i, "nomad")).replace('job "a"', f'job "a{i}"'))
+        h.step()
+        h.step()
+        if i < 3:
+            assert rendered_for(h, "b/g/0/t") == [], i
+            h.step(1.5)
+    # 4.5 s after the first change, max (5 s) not yet reached
+    assert rendered_for(h, "b/g/0/t") == []
+    h.step(0.6)
+    [text] = rendered_for(h, "b/g/0/t")
+    assert sorted(text.split()) == [f"127.0.0.1:{23470 + i}" for i in range(4)]  # by ID
+
+
+def test_wait_holds_a_changed_variable_too(h: Harness) -> None:
+    from reconciler.db.variables import VariableStore
+
+    store = VariableStore(h.store.path.parent)
+    store.put("nomad/jobs/w", {"password": "one"})
+    tmpl = ('template {\n data = "{{ with nomadVar \\"nomad/jobs/w\\" }}{{ .password }}{{ end }}"\n'
+            ' destination = "local/pw"\n change_mode = "noop"\n wait {\n min = "3s"\n }\n}')  # fmt: skip
+    h.write("w.hcl", job("w", extra_task=tmpl))
+    h.step()
+    store.put("nomad/jobs/w", {"password": "two"})
+    h.service.rescan_all()
+    h.step()
+    h.step(2)
+    assert rendered_for(h, "w/g/0/t") == []
+    h.step(1.1)
+    assert rendered_for(h, "w/g/0/t") == ["two"]
+
+
+def test_wait_min_over_max_is_refused() -> None:
+    tmpl = 'template {\n data = "x"\n destination = "local/x"\n wait {\n min = "9s"\n max = "2s"\n }\n}'
+    result = parse_text(job("b", extra_task=tmpl), "jobs/b.hcl")
+    assert [str(p) for p in result.problems] == [
+        "jobs/b.hcl:15: job.b.group.g.task.t.template.0.wait: wait min 9s is greater than max 2s"
+    ]
+
+
+def test_wait_survives_nomads_json() -> None:
+    import json
+
+    from reconciler.service import jobjson, nomad
+
+    tmpl = 'template {\n data = "x"\n destination = "local/x"\n wait {\n min = "3s"\n max = "1m"\n }\n}'
+    [spec] = parse_text(job("b", extra_task=tmpl), "jobs/b.hcl").jobs
+    as_json = json.loads(json.dumps(nomad.job(spec.id, spec.job.model_dump(mode="json"), None, 0)))
+    wait = as_json["TaskGroups"][0]["Tasks"][0]["Templates"][0]["Wait"]
+    assert wait == {"Min": 3_000_000_000, "Max": 60_000_000_000}
+    again = parse_text(jobjson.to_hcl(as_json), "<json>")
+    assert [s.canonical for s in again.jobs] == [spec.canonical], again.problems
