@@ -1,0 +1,107 @@
+"""nomadService under the real service: job A serves on loopback and registers a Nomad
+service; job B's template lists it (address:port). Stopping A renders B's file again and,
+with change_mode "signal", the same process gets the signal."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.executor.linux.cleanup import teardown
+from tests.e2e.service import ServiceProc
+
+SERVER = """
+job "a" {
+  group "g" {
+    network {
+      port "http" { static = %d }
+    }
+    task "web" {
+      driver = "exec"
+      config {
+        command = "/usr/bin/python3"
+        args = ["-m", "http.server", "--bind", "127.0.0.1", "${NOMAD_PORT_http}"]
+      }
+      service {
+        name = "web"
+        provider = "nomad"
+        port = "http"
+        tags = ["v1"]
+      }
+    }
+  }
+}
+"""
+
+CLIENT = """
+job "b" {
+  group "g" {
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args = ["-c", "trap 'echo reloaded; cat /local/upstreams' HUP; cat /local/upstreams; while :; do sleep 0.1; done"]
+      }
+      template {
+        data = <<EOT
+{{ range nomadService "v1.web" }}upstream {{ .Address }}:{{ .Port }} {{ .Name }}
+{{ else }}no upstream
+{{ end }}
+EOT
+        destination = "local/upstreams"
+        change_mode = "signal"
+        change_signal = "SIGHUP"
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[ServiceProc]:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    s = ServiceProc(jobs, tmp_path / "data")
+    yield s
+    if s.proc and s.proc.poll() is None:
+        s.kill()
+    teardown(s.data)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serves(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_template_lists_a_service_and_is_signalled_when_it_goes(svc: ServiceProc) -> None:
+    port = free_port()
+    (svc.jobs / "a.hcl").write_text(SERVER % port)
+    (svc.jobs / "b.hcl").write_text(CLIENT)
+    svc.start()
+    want = f"upstream 127.0.0.1:{port} web"
+    svc.wait(lambda: serves(port), 30, "job a serving on loopback")
+    svc.wait(lambda: want in svc.cli("logs", "b/t").stdout, 30, "b's template listing a")
+    pid = svc.pids("b")["b/g/0/t"]
+    [rendered] = svc.data.glob("**/t/local/upstreams")
+    assert rendered.read_text() == want + "\n\n"
+    before = svc.cli("logs", "b/t").stdout.count("reloaded")  # 1 if b started before a
+
+    (svc.jobs / "a.hcl").unlink()
+    svc.wait(lambda: "no upstream" in rendered.read_text(), 30, "b's file rendered again")
+    svc.wait(lambda: svc.cli("logs", "b/t").stdout.count("reloaded") > before, 30, "b signalled")
+    assert svc.pids("b")["b/g/0/t"] == pid  # signalled, not restarted
+    assert svc.cli("logs", "b/t").stdout.endswith("reloaded\nno upstream\n\n")
+    assert not serves(port)
