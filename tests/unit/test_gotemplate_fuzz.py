@@ -11,8 +11,19 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.spec.gotemplate import MISSING, Host, Iface, TemplateError, Workload, check, render
+from reconciler.spec.gotemplate import (
+    MISSING,
+    Host,
+    Iface,
+    TemplateError,
+    Workload,
+    check,
+    render,
+    services_read,
+)
 from tests.unit.test_gotemplate import CONSUL, LANGUAGE
+from tests.unit.test_nomad_services import CASES as SERVICE_CASES
+from tests.unit.test_nomad_services import REGS, Registry
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 
@@ -33,8 +44,9 @@ HOST = Host(
     env={"A": "1", "B": ""},
     now=lambda: dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
     interfaces=lambda: [Iface("eth0", ipaddress.ip_interface("10.1.2.3/8"), default_route=True)],
+    services=Registry(REGS),
 )
-SEEDS = [text for text, _, _ in LANGUAGE + CONSUL]
+SEEDS = [text for text, _, _ in LANGUAGE + CONSUL] + [text for text, _ in SERVICE_CASES]
 TOKENS = ["{{", "}}", "{{-", "-}}", " ", "\n", "$x", ":=", "=", "$", ".", ".a", ".b.c", "|",
           "(", ")", ",", '"s"', "`r`", "'c'", "1", "-2", "1.5", "0x1f", "1e400", "true", "nil",
           "if", "else", "end", "range", "with", "define", "template", "block", "break",
@@ -43,6 +55,7 @@ TOKENS = ["{{", "}}", "{{-", "-}}", " ", "\n", "$x", ":=", "=", "$", ".", ".a", 
           "split", "join", "toJSON", "parseJSON", "toYAML", "parseYAML", "loop", "add",
           "divide", "modulo", "env", "timestamp", "sockaddr", "regexMatch", '"(a+)+$"',
           "base64Decode", "key", '"nomad/jobs/j"', "nomadVar", "nomadVarList", ".Keys", ".k.Value",
+          "nomadService", "nomadServices", '"v1.api"', '"api@eu"', '"@global"', ".Port", ".Tags",
           "\\", "\x00", "\ufffd", "\ud800"]  # fmt: skip
 DATA = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
@@ -64,6 +77,7 @@ def attempt(text: str, data: Any = MISSING) -> None:
         check(text)
     except TemplateError as e:
         assert str(e)
+    assert isinstance(services_read(text), frozenset)  # never raises
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
