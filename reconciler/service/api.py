@@ -109,6 +109,16 @@ class Api:
             raise HttpError(404, f"alloc not found: {alloc}")
         return found[0]
 
+    def alloc_tasks(self, alloc: str, task: str = "") -> list[list[Any]]:
+        """The slot keys [job, group, index, task] of an allocation's tasks (only `task` if one
+        is named): what a route naming an allocation acts on. 404 for an unknown one."""
+        found = self.find_alloc(alloc)
+        job, group, idx = found["reconciler"]["Address"].rsplit("/", 2)
+        tasks = [t for t in found["TaskStates"] if not task or t == task]
+        if not tasks:
+            raise HttpError(404, f"unknown task name {task!r}")
+        return [[job, group, int(idx), t] for t in tasks]
+
     # ---- routes ----
 
     def agent_self(self, _: Request) -> dict[str, Any]:
@@ -181,9 +191,7 @@ class Api:
         return self.find_alloc(r.params[0])
 
     def alloc_stats(self, r: Request) -> dict[str, Any]:
-        alloc = self.find_alloc(r.params[0])
-        job, group, idx = alloc["reconciler"]["Address"].rsplit("/", 2)
-        keys = [[job, group, int(idx), t] for t in alloc["TaskStates"]]
+        keys = self.alloc_tasks(r.params[0])
         raw: dict[str, dict[str, Any]] = self.service.request("stats", keys=keys).result(timeout=30)
         now = time.time()
         tasks: dict[str, dict[str, Any]] = {}

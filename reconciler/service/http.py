@@ -45,6 +45,14 @@ class Request:
             method, path, query, body, params,
         )  # fmt: skip
 
+    def fields(self) -> dict[str, Any]:
+        """The JSON body as an object ({} when there is none); anything else is refused."""
+        if self.body is None:
+            return {}
+        if not isinstance(self.body, dict):
+            raise HttpError(400, "request body must be a JSON object")
+        return self.body
+
     def arg(self, name: str, default: str = "") -> str:
         return self.query.get(name, [default])[0]
 

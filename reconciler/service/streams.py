@@ -31,12 +31,9 @@ class Streams:
         r.add("GET", "/v1/event/stream", self.events)
 
     def logs(self, r: Request) -> Stream:
-        alloc = self.api.find_alloc(r.params[0])
         task = r.arg("task")
         if not task:
             raise HttpError(400, "must provide task name")
-        if task not in alloc["TaskStates"]:
-            raise HttpError(404, f"unknown task name {task!r}")
         stream = r.arg("type")
         if stream not in ("stdout", "stderr"):
             raise HttpError(400, "must provide log type (stdout/stderr)")
@@ -44,8 +41,8 @@ class Streams:
         if origin not in ("start", "end"):
             raise HttpError(400, "origin must be start or end")
         follow, plain, offset = r.flag("follow"), r.flag("plain"), r.number("offset")
-        job, group, idx = alloc["reconciler"]["Address"].rsplit("/", 2)
-        directory = log_dir(self.api.data_dir, job, group, int(idx))
+        [(job, group, idx, _task)] = self.api.alloc_tasks(r.params[0], task)
+        directory = log_dir(self.api.data_dir, job, group, idx)
         if not directory.is_dir():
             raise HttpError(404, f"task {task!r} has not written logs yet")
 

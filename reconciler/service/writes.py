@@ -63,11 +63,9 @@ class Writes:
     # ---- job source ----
 
     @staticmethod
-    def _source(body: Any) -> str:
+    def _source(body: dict[str, Any]) -> str:
         """The job file's text: the HCL source a client sent (Submission.Source, as `nomad
         job run` sends it, or JobHCL), else one written from the JSON job."""
-        if not isinstance(body, dict):
-            raise HttpError(400, "request body must be a JSON object")
         if isinstance(body.get("JobHCL"), str):
             return str(body["JobHCL"])
         sub = body.get("Submission") or {}
@@ -92,19 +90,19 @@ class Writes:
         return result
 
     def parse(self, r: Request) -> dict[str, Any]:
-        result = self._parsed(self._source(r.body), "<request>")
+        result = self._parsed(self._source(r.fields()), "<request>")
         spec = result.jobs[0]
         return nomad.job(spec.id, spec.job.model_dump(mode="json"), None, 0)
 
     def register(self, r: Request) -> dict[str, Any]:
-        text = self._source(r.body)
+        text = self._source(r.fields())
         result = self._parsed(text, "<request>")
         spec = result.jobs[0]
         if r.params and r.params[0] != spec.id:
             raise HttpError(400, f"Job ID does not match name: the URL names {r.params[0]!r}, the file {spec.id!r}")
         name = self._file_for(spec.id)
         _write_job_file(self.api.service.jobs, name, text)
-        job = r.body.get("Job") if isinstance(r.body, dict) else None
+        job = r.fields().get("Job")
         if not (isinstance(job, dict) and job.get("Stop")):
             with contextlib.suppress(HttpError):
                 self._act("start", job=spec.id)  # registering runs a stopped job, as in Nomad
@@ -136,7 +134,7 @@ class Writes:
         return {"ok": True}
 
     def plan(self, r: Request) -> dict[str, Any]:
-        result = self._parsed(self._source(r.body), "<request>")
+        result = self._parsed(self._source(r.fields()), "<request>")
         spec = result.jobs[0]
         if r.params[0] != spec.id:
             raise HttpError(400, "Job ID does not match")
@@ -176,10 +174,8 @@ class Writes:
     def dispatch(self, r: Request) -> dict[str, Any]:
         """Nomad's JobDispatchRequest (Payload base64, Meta, IdPrefixTemplate, Priority; the
         idempotency token as `?idempotency_token=` or IdempotencyToken) -> JobDispatchResponse."""
-        if r.body is not None and not isinstance(r.body, dict):
-            raise HttpError(400, "request body must be a JSON object")
         # Go's JSON decoder matches field names whatever their case, as Nomad reads this body
-        body = {str(k).lower(): v for k, v in (r.body or {}).items()}
+        body = {str(k).lower(): v for k, v in r.fields().items()}
         job = r.params[0]
         if body.get("jobid") and body["jobid"] != job:
             raise HttpError(400, "Job ID does not match")
@@ -202,27 +198,20 @@ class Writes:
 
     # ---- allocations ----
 
-    def _keys(self, alloc_id: str, task: str = "") -> list[list[Any]]:
-        alloc = self.api.find_alloc(alloc_id)
-        job, group, idx = alloc["reconciler"]["Address"].rsplit("/", 2)
-        tasks = [t for t in alloc["TaskStates"] if not task or t == task]
-        if not tasks:
-            raise HttpError(404, f"unknown task name {task!r}")
-        return [[job, group, int(idx), t] for t in tasks]
-
     def restart(self, r: Request) -> dict[str, Any]:
-        body = r.body if isinstance(r.body, dict) else {}
+        body = r.fields()
         task = "" if body.get("AllTasks") else str(body.get("TaskName") or body.get("Task") or "")
-        self._act("restart", keys=self._keys(r.params[0], task))
+        self._act("restart", keys=self.api.alloc_tasks(r.params[0], task))
         return {"EvalID": "", "Index": 0}
 
     def signal(self, r: Request) -> dict[str, Any]:
-        body = r.body if isinstance(r.body, dict) else {}
+        body = r.fields()
         sig = str(body.get("Signal") or "SIGKILL").upper()
         name = sig if sig.startswith("SIG") else "SIG" + sig
         if name not in signals.Signals.__members__:
             raise HttpError(400, f"unknown signal {sig!r}")
-        self._act("signal", keys=self._keys(r.params[0], str(body.get("Task") or "")), signal=name)
+        self._act("signal", keys=self.api.alloc_tasks(r.params[0], str(body.get("Task") or "")),
+                  signal=name)  # fmt: skip
         return {}
 
 

@@ -21,6 +21,7 @@ def _server(token: str) -> Iterator[int]:
     router = http.Router()
     router.add("GET", "/v1/thing/([^/]+)", lambda r: {"id": r.params[0], "n": r.number("n")})
     router.add("GET", "/v1/stream", lambda r: http.Stream(iter([b"a\n", b"", b"b\n"])))
+    router.add("POST", "/v1/fields", lambda r: r.fields())
     server = http.serve(router, "127.0.0.1:0", token, poll=0.05)
     yield server.server_address[1]
     server.shutdown()
@@ -52,6 +53,23 @@ def test_routes_params_and_errors(open_port: int) -> None:
     assert _get(open_port, "/v1/thing/x?n=zz")[0] == 400
     code, body, _ = _get(open_port, "/v1/nothing")
     assert code == 404 and b"Invalid URL path" in body
+
+
+def test_a_body_is_a_json_object_or_refused(open_port: int) -> None:
+    def post(body: bytes) -> tuple[int, bytes]:
+        conn = client.HTTPConnection("127.0.0.1", open_port, timeout=10)
+        conn.request("POST", "/v1/fields", body=body)
+        resp = conn.getresponse()
+        out = resp.status, resp.read()
+        conn.close()
+        return out
+
+    assert post(b'{"Task": "t"}') == (200, b'{"Task": "t"}')
+    assert post(b"") == (200, b"{}")
+    code, body = post(b'["t"]')
+    assert code == 400 and b"must be a JSON object" in body
+    code, body = post(b"{nope")
+    assert code == 400 and b"not JSON" in body
 
 
 def test_streams_are_chunked(open_port: int) -> None:
