@@ -111,7 +111,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="rcloop"))
     jobs = root / "jobs"
     jobs.mkdir()
-    svc = ServiceProc(jobs, root / "data")
+    # admission is on: a node with room for every task (each reserves 100 MHz and 16 MB)
+    config = root / "node.hcl"
+    config.write_text("client {\n  cpu_total_compute = 1000000\n  memory_total_mb = 100000\n}\n")
+    svc = ServiceProc(jobs, root / "data", "--config", str(config))
     try:
         print(calibration())
         svc.start()
