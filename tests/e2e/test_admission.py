@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,11 @@ def test_reserved_cores_are_exclusive_and_kept_across_a_service_crash(svc: Servi
     assert {k: cpuset_of(p) for k, p in pids.items()} == sets
     assert svc.query("SELECT core_ids FROM task_slots WHERE job_id IN ('a', 'b') ORDER BY job_id") \
         == [(sets["a/g/0/t"],), (sets["b/g/0/t"],)]
+    assert not svc.pids("c")
+    # b's task dies and is restarted: on the same core, c still waits
+    os.kill(pids["b/g/0/t"], signal.SIGKILL)
+    svc.wait(lambda: svc.pids("b").get("b/g/0/t") not in (None, pids["b/g/0/t"]), what="b restarted")
+    assert cpuset_of(svc.pids("b")["b/g/0/t"]) == sets["b/g/0/t"]
     assert not svc.pids("c")
     # a ends: c starts on the core a gave back
     (svc.jobs / "a.hcl").unlink()
