@@ -4,6 +4,7 @@ re-render when templates alone changed. Pure.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -63,14 +64,21 @@ def variables_part(
 def services_part(job: Job, group: str, task: str, registered: Mapping[str, str]) -> str:
     """For a task whose templates read Nomad services: the registrations of the names they
     read, so a service instance coming or going is a template change."""
-    names: set[str] = set()
-    for t in job.group[group].task[task].template:
-        names |= reads_services(t)
+    templates = job.group[group].task[task].template
+    if not templates:
+        return ""
+    names = frozenset().union(*(reads_services(t) for t in templates))
     if not names:
         return ""
     if "*" in names:
-        return "." + _hash(sorted(registered.items()))[:16]
-    return "." + _hash([registered.get(n, "") for n in sorted(names)])[:16]
+        return _services_hash(tuple(sorted(registered.items())))
+    return _services_hash(tuple(registered.get(n, "") for n in sorted(names)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _services_hash(values: tuple[object, ...]) -> str:
+    """Every reader of the same names hashes the same values: once per registry change."""
+    return "." + _hash(list(values))[:16]
 
 
 def _hash(obj: object) -> str:

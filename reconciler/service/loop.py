@@ -9,7 +9,6 @@ wake it through a queue.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import queue
 import threading
@@ -28,19 +27,18 @@ from reconciler.db.variables import VariableStore
 from reconciler.executor.base import Executor, ExitResult, NodeConfig, TaskHandle
 from reconciler.faults import raise_if_transient, transient_cause
 from reconciler.plan import Host, Plan, admission, leaving, plan
-from reconciler.service import descriptors, quiescence, threads
+from reconciler.service import descriptors, threads
 from reconciler.service.checks import Scheduler
 from reconciler.service.children import Children
 from reconciler.service.clock import SteadyClock
 from reconciler.service.gitinfo import GitInfo
+from reconciler.service.inputs import TemplateInputs
 from reconciler.service.recovery import Recovery
-from reconciler.service.registry import Registrar, TemplateServices
+from reconciler.service.registry import Registrar
 from reconciler.service.requests import Request, answer
 from reconciler.spec import hcl
-from reconciler.spec.gotemplate import nomadservices
 from reconciler.spec.load import Desired, JobSpec, Loader
 from reconciler.spec.models import effective_update
-from reconciler.spec.template import reads_variables
 from reconciler.taskconfig import variable_source
 from reconciler.watch import Watcher
 
@@ -50,7 +48,7 @@ SETTLE = 0.5  # at most this long, a directory that is still changing is read ag
 READ_ONLY = ("health", "stats")  # requests that change nothing: no pass follows them
 
 
-class Service:
+class Service(TemplateInputs):
     def __init__(
         self,
         jobs: Path,
@@ -79,9 +77,7 @@ class Service:
                          started_at=clock(), gc_after=node.job_gc_threshold)  # fmt: skip
         self.variables = VariableStore(store.path.parent)
         self.children = Children(store)
-        self.template_services = TemplateServices(store, self.host.attributes)
-        self._services_read = False
-        self.quiescence = quiescence.Quiescence()  # templates' `wait` holding changes back
+        self._init_inputs(store)
         self.applier = Applier(store, executor, node, self.host.attributes, clock,
                                on_change=self._say, on_fetched=self._download_ended,
                                on_launch=self._launched, on_collect=self._collected,
@@ -467,17 +463,12 @@ class Service:
             before = self._recorded
             desired = self.scan()
             self._scan_due = False
-            self._read_variables()
-            if not self._services_read:
-                self._read_services()
+            self._read_inputs()
             self._dirty |= desired is not before
         else:
             desired = self._recorded
         now = self.clock()
-        if released := self.quiescence.release(now):  # their `wait` is over: render now
-            self.host = dataclasses.replace(self.host, held=self.quiescence.seen())
-            self._touched |= released
-            self._dirty = True
+        self._release_waits(now)
         due = self._due(now)
         if not (force or self._dirty or due):
             return None
@@ -493,8 +484,7 @@ class Service:
         self._note_jobs(observed, scope)
         for job, t in p.wake.items():  # periodic launches, garbage collection
             self._deadline_of.setdefault(job, []).append(t)
-        for job, t in self.quiescence.fire_times().items():
-            self._deadline_of.setdefault(job, []).append(t)
+        self._note_waits()
         self._waiting = set(p.waiting) if scope is None else (self._waiting - scope) | p.waiting
         try:
             if self.registrar.sync(observed, self.applier.specs, scope):
@@ -544,54 +534,6 @@ class Service:
                 break
         self.change_passes += changed
         return p, observed, scope  # grown by launched children, or full after a collection
-
-    def _read_variables(self) -> None:
-        """Nomad Variables' versions (no secrets): a change plans every job again."""
-        try:
-            versions = self.variables.versions()
-        except Exception as e:  # an unreadable store must not stop the pass
-            self.recovery.log_once("reading variable versions", e)
-            return
-        if versions != self.host.variables:
-            before = self.host
-            self.host = dataclasses.replace(self.host, variables=versions)
-            self._dirty = self._full = True
-            self._hold_by_wait(before, quiescence.variable_readers(self.applier.specs),
-                               reads_variables)  # fmt: skip
-
-    def _read_services(self) -> None:
-        """The registrations templates see (nomadService): when they change, the jobs whose
-        templates read a changed name are planned again, so re-rendered per change_mode."""
-        self.template_services.changed()
-        try:
-            now = nomadservices.fingerprints(self.template_services.registrations())
-        except Exception as e:  # an unreadable store must not stop the pass
-            self.recovery.log_once("reading the service registry", e)
-            return
-        self._services_read = True
-        before = self.host
-        if now == before.services:
-            return
-        self.host = dataclasses.replace(self.host, services=now)
-        changed = {k for k in before.services.keys() | now.keys()
-                   if before.services.get(k) != now.get(k)}  # fmt: skip
-        readers = quiescence.service_readers(self.applier.specs, changed)
-        at_once = self._hold_by_wait(before, readers, quiescence.reads_any_service)
-        if at_once:
-            self._touched |= at_once
-            self._dirty = True
-            self.queue.put(("services", None))  # a pass follows, as after an exit
-
-    def _hold_by_wait(self, before: Host, jobs: set[str],
-                      reads: Callable[[Any], bool]) -> set[str]:  # fmt: skip
-        """Jobs whose templates set `wait` keep what they rendered until it is over; the
-        others are returned, to be planned now."""
-        at_once = quiescence.render_now(self.quiescence, jobs, self.applier.specs, reads,
-                                        (before.variables, before.services), self.clock())  # fmt: skip
-        self.host = dataclasses.replace(self.host, held=self.quiescence.seen())
-        for job, t in self.quiescence.fire_times().items():
-            self._deadline_of.setdefault(job, []).append(t)
-        return at_once
 
     def _host_now(self) -> Host:
         """The host with how many tasks may still start (descriptors)."""
