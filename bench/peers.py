@@ -11,10 +11,12 @@ timestamp is when the process exec'd. Definitions:
 - restart: SIGKILL of the service until it exec'd again (reconciler: restart delay "0s");
 - stop: definition removed (plus apply) until the process is gone;
 - up N: N definitions written at once (plus apply) until all N have exec'd;
-- memory: PSS of every process the supervisor runs besides the services, with N services;
+- memory: with N services, PSS of the supervisor's own process (reconciler's service, s6-svscan,
+  runsvdir, supervisord), of each per-service helper (reconciler's shim, s6-supervise, runsv;
+  supervisord has none), and the total of every process the supervisor runs besides the services;
 - idle CPU: CPU time of those processes over 10 s, with N services.
 
-    sudo .venv/bin/python bench/peers.py [--sizes 100,500]     # or: make bench-peers
+    sudo .venv/bin/python bench/peers.py [--sizes 100,500,1000]     # or: make bench-peers
 Writes bench/results/peers.md and bench/results/peers.png.
 """
 
@@ -106,18 +108,23 @@ class Peer:
         except psutil.Error:
             return []
 
-    def overhead(self) -> tuple[int, float]:
-        """(PSS kB, CPU seconds) of everything but the services."""
-        pss, cpu = 0, 0.0
+    def overhead(self) -> tuple[int, int, int, float]:
+        """(PSS kB of the supervisor's own process, PSS kB of its other processes, how many
+        of those, CPU seconds of all of them), leaving out the services themselves."""
+        own, helpers, count, cpu = 0, 0, 0, 0.0
         for p in self.tree():
             try:
                 if p.cmdline()[:2] == ["sleep", SLEEP]:
                     continue
-                pss += pss_kb(p.pid)
+                pss = pss_kb(p.pid)
                 cpu += sum(p.cpu_times()[:2])
             except (psutil.Error, OSError):
                 continue
-        return pss, cpu
+            if self.proc is not None and p.pid == self.proc.pid:
+                own += pss
+            else:
+                helpers, count = helpers + pss, count + 1
+        return own, helpers, count, cpu
 
     def service_dir(self, svc: str, into: Path) -> None:
         """An s6/runit service directory with a `run` script, moved in atomically."""
@@ -250,7 +257,10 @@ JOB = """job "{s}" {{
         args    = ["-c", "date +%s%N > /alloc/data/marker; exec sleep {sleep}"]
       }}
       kill_signal = "SIGKILL"
-      resources {{ memory = 16 }}
+      resources {{
+        cpu    = 1  # Nomad's minimum: 1,000 tasks fit the node (admission counts MHz)
+        memory = 16
+      }}
       logs {{
         max_files     = 1
         max_file_size = 1
@@ -336,14 +346,16 @@ def measure(peer: Peer, sizes: list[int], samples: int) -> dict[str, object]:
             names = [f"n{size}-{i}" for i in range(size)]
             t0 = now_ns()
             peer.add(names)
-            ok = wait(lambda ns=names: all(peer.started_ns(x) is not None for x in ns), 120)
+            ok = wait(lambda ns=names: all(peer.started_ns(x) is not None for x in ns), 300)
             last = max((peer.started_ns(x) or 0) for x in names)
             out[f"up{size}"] = (last - t0) / 1e9 if ok else None
             time.sleep(12)  # past reconciler's min_healthy_time: nothing is due any more
-            pss0, cpu0 = peer.overhead()
+            own, helpers, count, cpu0 = peer.overhead()
             time.sleep(10)
-            _, cpu1 = peer.overhead()
-            out[f"pss{size}"] = pss0
+            *_, cpu1 = peer.overhead()
+            out[f"own{size}"] = own
+            out[f"helper{size}"] = round(helpers / count) if count else "-"
+            out[f"pss{size}"] = own + helpers
             out[f"cpu{size}"] = (cpu1 - cpu0) / 10 * 100
             t0 = time.monotonic()
             pids = [peer.service_pid(x) for x in names[:20]]
@@ -368,7 +380,7 @@ def fmt(v: object, unit: str = "") -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="100,500")
+    ap.add_argument("--sizes", default="100,500,1000")
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--peers", default="reconciler,s6,runit,supervisord")
     args = ap.parse_args()
@@ -388,7 +400,9 @@ def main() -> None:
     rows = [("pickup p50 (ms)", "pickup", ""), ("restart after SIGKILL p50 (ms)", "restart", ""),
             ("stop p50 (ms)", "stop", "")]  # fmt: skip
     for n in sizes:
-        rows += [(f"up {n} (s)", f"up{n}", ""), (f"supervisor PSS at {n} (kB)", f"pss{n}", ""),
+        rows += [(f"up {n} (s)", f"up{n}", ""), (f"supervisor process PSS at {n} (kB)", f"own{n}", ""),
+                 (f"per-service helper PSS at {n} (kB)", f"helper{n}", ""),
+                 (f"total PSS at {n}: supervisor + helpers (kB)", f"pss{n}", ""),
                  (f"idle CPU at {n} (% core)", f"cpu{n}", ""), (f"stop all {n} (s)", f"down{n}", "")]  # fmt: skip
     names = list(results)
     head = (
@@ -427,7 +441,7 @@ def main() -> None:
 
         fig, axes = plt.subplots(1, 3, figsize=(13, 4))
         for ax, (label, key) in zip(axes, [("pickup p50 (ms)", "pickup"), ("restart p50 (ms)", "restart"),
-                                           (f"supervisor PSS at {sizes[0]} (kB)", f"pss{sizes[0]}")], strict=True):  # fmt: skip
+                                           (f"total PSS at {sizes[-1]} (kB)", f"pss{sizes[-1]}")], strict=True):  # fmt: skip
             vals = []
             for p in names:
                 v = results[p].get(key)
