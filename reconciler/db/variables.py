@@ -15,8 +15,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NAMESPACE = "default"
 MAX_ITEMS_BYTES = 64 * 1024
@@ -33,6 +35,14 @@ CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), last 
 
 class VariableError(ValueError):
     pass
+
+
+def _aead(key: bytes) -> AESGCM:
+    # imported on first use: a service whose jobs use no variables never loads cryptography
+    # (~7 MB resident)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,7 @@ class VariableStore:
         except FileExistsError:
             return os.open(self.key_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            os.write(fd, AESGCM.generate_key(bit_length=256))
+            os.write(fd, os.urandom(32))  # what AESGCM.generate_key(256) returns
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -139,7 +149,7 @@ class VariableStore:
         key = self._read_key(create=True)
         assert key is not None
         nonce = os.urandom(12)
-        sealed = AESGCM(key).encrypt(nonce, body, f"{NAMESPACE}/{path}".encode())
+        sealed = _aead(key).encrypt(nonce, body, f"{NAMESPACE}/{path}".encode())
         stamp = int((time.time() if now is None else now) * 1e9)
         conn = self._connect(write=True)
         assert conn is not None
@@ -213,7 +223,7 @@ class VariableStore:
         if key is None:
             raise VariableError(f"{self.key_path} is missing: the variables cannot be read")
         try:
-            body = AESGCM(key).decrypt(row[0], row[1], f"{NAMESPACE}/{path}".encode())
+            body = _aead(key).decrypt(row[0], row[1], f"{NAMESPACE}/{path}".encode())
         except Exception as e:  # InvalidTag: a wrong key or a tampered row
             raise VariableError(f"variable {path} does not decrypt with {self.key_path}") from e
         items = json.loads(body)

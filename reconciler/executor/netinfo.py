@@ -7,8 +7,6 @@ import socket
 from pathlib import Path
 from typing import NamedTuple
 
-import psutil
-
 
 class Address(NamedTuple):
     interface: str
@@ -31,6 +29,8 @@ def _default_route_interfaces() -> set[str]:
 
 
 def host_addresses() -> list[Address]:
+    import psutil  # only when a template asks (~2.5 MB resident)
+
     defaults = _default_route_interfaces()
     stats = psutil.net_if_stats()
     out: list[Address] = []

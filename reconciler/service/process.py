@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import logging
 import os
 import resource
@@ -96,8 +97,14 @@ def run_until_stopped(service: Service, grace: float = SHUTDOWN_GRACE) -> bool:
     the stop: the caller then exits without it (tasks keep running; SQLite rolls back the
     unfinished transaction)."""
     loop = threads.start(service.run, "loop")
+    frozen = False
     while loop.is_alive() and not service.stopping.wait(1.0):
         service.check_stuck()
+        if not frozen and service.startup_seconds:
+            # What start-up made (modules, schemas, the first jobs' models) lives as long as
+            # the service: out of the collector's way, so a collection never walks it again.
+            gc.freeze()
+            frozen = True
     loop.join(grace)
     if not loop.is_alive():
         return True

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import yaml
-
 from reconciler.spec import hcltypes as ht
 from reconciler.spec.hclexpr import FunctionError
 from reconciler.spec.hclformat import jsonish
@@ -90,6 +88,8 @@ def _from_data(v: Any, depth: int = 0) -> Value:
 
 
 def _yamldecode(s: Value) -> Value:
+    import yaml  # PyYAML is loaded by the first file that calls a yaml function
+
     try:
         return _from_data(yaml.safe_load(S(s)))
     except (yaml.YAMLError, RecursionError) as e:
@@ -97,6 +97,8 @@ def _yamldecode(s: Value) -> Value:
 
 
 def _yamlencode(v: Value) -> str:
+    import yaml
+
     return str(yaml.safe_dump(v, default_flow_style=False, sort_keys=True, allow_unicode=True))
 
 

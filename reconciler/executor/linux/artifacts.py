@@ -24,9 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-import urllib3
 
 from reconciler.executor.base import (
     Artifact,
@@ -36,6 +35,9 @@ from reconciler.executor.base import (
     TaskConfig,
 )
 from reconciler.executor.linux import gitsource, rootfs, safefs, unpack
+
+if TYPE_CHECKING:
+    import urllib3
 
 log = logging.getLogger("reconciler")
 FETCH_THREADS = 3  # Nomad fetches up to 3 artifacts at once
@@ -256,6 +258,8 @@ class Fetcher:
                 os.close(base)
 
     def _pool_for(self, insecure: bool) -> urllib3.PoolManager:
+        import urllib3  # on the first http download: ~12 MB the service needs only then
+
         if insecure:
             if self._http_insecure is None:  # the artifact's own `insecure = true`
                 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -271,6 +275,8 @@ class Fetcher:
         read = self.node.artifact_read_timeout or None  # Nomad: the whole download's deadline
         limit = self.node.artifact_max_size
         started = time.monotonic()
+        import urllib3
+
         try:
             r = self._pool_for(a.insecure).request(
                 "GET", src.url, headers=dict(a.headers), preload_content=False,

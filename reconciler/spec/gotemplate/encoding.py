@@ -12,8 +12,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from reconciler.spec.gotemplate import gojson
 from reconciler.spec.gotemplate.funcs import FuncError
 from reconciler.spec.gotemplate.gofmt import MISSING, quote, type_name
@@ -102,12 +100,16 @@ def _yaml_value(v: Any) -> Any:
 
 
 def _to_yaml(v: Any) -> str:
+    import yaml  # PyYAML is loaded by the first template that uses it
+
     value = _yaml_value(v)
     return str(yaml.safe_dump(value, default_flow_style=False, sort_keys=True,
                               allow_unicode=True)).strip()  # fmt: skip
 
 
 def _parse_yaml(s: str) -> Any:
+    import yaml
+
     if s == "":
         return {}
     try:

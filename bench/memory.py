@@ -1,0 +1,204 @@
+"""Memory of a running `reconciler run` with 0, 100, 1,000 trivial tasks (root).
+
+For each size: a fresh data dir and job dir with N one-task job files (`sleep`), the service
+started as `reconciler run`, every task up, then a quiet spell; then the figures:
+- service PSS / Private (kB): smaps_rollup of the service process alone;
+- helpers PSS (kB): every other process of the service's tree that is not a task (shims);
+- modules: which heavy third-party packages the service has imported (from a dump the
+  service writes on SIGUSR1 when started with --trace).
+
+    sudo .venv/bin/python bench/memory.py [--sizes 0,100,1000] [--trace]
+
+--trace starts the service under tracemalloc (which itself costs memory: use it for where
+the bytes are, not for the PSS figure) and prints the top allocation sites by file:line and
+the bytes per task between the two largest sizes.
+Everything started is stopped at the end (tasks killed by their cgroups).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from reconciler.executor.linux.cleanup import teardown
+
+SLEEP = "100000"
+JOB = """job "{s}" {{
+  group "g" {{
+    task "t" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "echo up > /alloc/data/marker; exec sleep {sleep}"]
+      }}
+      kill_signal = "SIGKILL"
+      resources {{
+        cpu    = 2
+        memory = 16
+      }}
+      logs {{
+        max_files     = 1
+        max_file_size = 1
+      }}
+    }}
+  }}
+}}
+"""
+
+# Runs the service exactly as `reconciler run` does, under tracemalloc, and writes the top
+# allocation sites and the loaded heavy packages to DUMP on SIGUSR1.
+TRACED = """
+import os, signal, sys, tracemalloc
+tracemalloc.start(1)
+dump = os.environ["RECONCILER_BENCH_DUMP"]
+HEAVY = ("sqlalchemy", "alembic", "pyroute2", "prometheus_client", "cryptography", "hcl2",
+         "lark", "pydantic", "typer", "rich", "watchdog", "croniter", "psutil", "yaml", "urllib3")
+def _dump(*_):
+    snap = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)])
+    with open(dump + ".tmp", "w") as f:
+        f.write("modules " + " ".join(m for m in HEAVY if m in sys.modules) + "\\n")
+        f.write(f"total {sum(s.size for s in snap.statistics('filename'))}\\n")
+        for s in snap.statistics("lineno")[:400]:
+            fr = s.traceback[0]
+            f.write(f"{s.size} {s.count} {fr.filename}:{fr.lineno}\\n")
+    os.rename(dump + ".tmp", dump)
+signal.signal(signal.SIGUSR1, _dump)
+from reconciler.cli import main
+sys.argv = ["reconciler", *sys.argv[1:]]
+main()
+"""
+
+
+def smaps(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1])
+    return out
+
+
+def wait(pred: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def helpers_pss(service: int) -> tuple[int, int]:
+    """(PSS kB, count) of the service's descendants that are not tasks."""
+    total = n = 0
+    for p in psutil.Process(service).children(recursive=True):
+        try:
+            if p.cmdline()[:2] == ["sleep", SLEEP]:
+                continue
+            total += smaps(p.pid)["Pss"]
+            n += 1
+        except (psutil.Error, OSError, KeyError):
+            continue
+    return total, n
+
+
+def measure(size: int, trace: bool, root: Path) -> dict[str, object]:
+    jobs, data = root / "jobs", root / "data"
+    jobs.mkdir()
+    for i in range(size):
+        (jobs / f"m{i}.hcl").write_text(JOB.format(s=f"m{i}", sleep=SLEEP))
+    dump = root / "trace.txt"
+    argv = ["run", "--jobs", str(jobs), "--data-dir", str(data)]
+    if trace:
+        cmd = [sys.executable, "-c", TRACED, *argv]
+    else:
+        cmd = [str(Path(sys.executable).parent / "reconciler"), *argv]
+    env = dict(os.environ, RECONCILER_BENCH_DUMP=str(dump))
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    out: dict[str, object] = {"size": size}
+    try:
+        markers = [data / "allocs" / f"m{i}" / "g" / "0" / "alloc" / "data" / "marker"
+                   for i in range(size)]  # fmt: skip
+        wait(lambda: (data / "control.sock").exists(), 60)
+        t0 = time.monotonic()
+        up = wait(lambda: all(m.exists() for m in markers), 300)
+        out["up_s"] = round(time.monotonic() - t0, 2) if up else None
+        time.sleep(12)  # past min_healthy_time: nothing is due any more
+        r = smaps(proc.pid)
+        out["pss_kb"] = r["Pss"]
+        out["private_kb"] = r["Private_Clean"] + r["Private_Dirty"]
+        out["helpers_pss_kb"], out["helpers"] = helpers_pss(proc.pid)
+        cpu = psutil.Process(proc.pid).cpu_times()
+        out["cpu_s"] = round(cpu.user + cpu.system, 2)
+        if trace:
+            proc.send_signal(signal.SIGUSR1)
+            wait(dump.exists, 60)
+            out["trace"] = dump.read_text()
+        out["load"] = os.getloadavg()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        teardown(data)
+    return out
+
+
+def sites(trace: str) -> dict[str, tuple[int, int]]:
+    out = {}
+    for line in trace.splitlines()[2:]:
+        size, count, where = line.split(" ", 2)
+        out[where] = (int(size), int(count))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="0,100,1000")
+    ap.add_argument("--trace", action="store_true")
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args()
+    results = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        with tempfile.TemporaryDirectory(prefix="rc-mem-") as tmp:
+            r = measure(size, args.trace, Path(tmp))
+        results.append(r)
+        load = "/".join(f"{x:.2f}" for x in r["load"])  # type: ignore[attr-defined]
+        print(f"{size:5d} tasks: service PSS {r['pss_kb']} kB (private {r['private_kb']}), "
+              f"helpers {r['helpers_pss_kb']} kB in {r['helpers']}, up {r['up_s']} s, "
+              f"cpu {r['cpu_s']} s, load {load}", flush=True)  # fmt: skip
+        if args.trace:
+            trace = str(r["trace"])
+            print("  " + trace.splitlines()[0] + "; traced " + trace.splitlines()[1])
+    if args.trace and len(results) >= 2:
+        a, b = results[-2], results[-1]
+        n = int(b["size"]) - int(a["size"])  # type: ignore[call-overload]
+        sa, sb = sites(str(a["trace"])), sites(str(b["trace"]))
+        growth = sorted(
+            ((sb[k][0] - sa.get(k, (0, 0))[0], k, sb[k][1] - sa.get(k, (0, 0))[1]) for k in sb),
+            reverse=True,
+        )
+        total = int(str(b["trace"]).splitlines()[1].split()[1]) - int(
+            str(a["trace"]).splitlines()[1].split()[1]
+        )
+        print(f"traced bytes per task ({a['size']} -> {b['size']}): {total / max(n, 1):.0f}")
+        for grew, where, count in growth[: args.top]:
+            print(f"  {grew / max(n, 1):8.0f} B/task {count / max(n, 1):6.1f} blocks/task  {where}")
+
+
+if __name__ == "__main__":
+    main()
