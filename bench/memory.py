@@ -74,7 +74,7 @@ def _dump(*_):
             f.write(f"{s.size} {s.count} {fr.filename}:{fr.lineno}\\n")
     os.rename(dump + ".tmp", dump)
 signal.signal(signal.SIGUSR1, _dump)
-from reconciler.cli import main
+from reconciler.entry import main
 sys.argv = ["reconciler", *sys.argv[1:]]
 main()
 """

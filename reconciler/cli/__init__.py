@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +12,6 @@ from reconciler import __version__
 from reconciler.cli.common import (
     DATA_DIR_HELP,
     FAILED,
-    REFUSED,
     USAGE,
     console,
     data_dir,
@@ -28,14 +23,9 @@ from reconciler.cli.common import (
 from reconciler.db.snapshot import Observed
 from reconciler.db.store import Store
 from reconciler.executor.base import NodeConfig
+from reconciler.service import start
+from reconciler.service.start import node_config as node_config  # the CLI's verbs use it
 from reconciler.spec.load import Loader, load_paths
-from reconciler.spec.node import (
-    NodeConfigError,
-    NodeSettings,
-    load_node_config,
-    parse_bytes,
-    parse_cpuset,
-)
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Make this machine run exactly what a directory of Nomad job files says.")  # fmt: skip
@@ -63,34 +53,11 @@ def version() -> None:
     console.print(f"reconciler {__version__}")
 
 
-def node_config(settings: NodeSettings) -> NodeConfig:
-    ex, rc = settings.exec, settings.reconciler
-    return NodeConfig(
-        no_pivot_root=ex.no_pivot_root, default_pid_mode=ex.default_pid_mode,
-        default_ipc_mode=ex.default_ipc_mode,
-        allow_caps=frozenset(ex.allow_caps) if ex.allow_caps is not None else None,
-        chroot_env=settings.chroot_env, allow_raw_exec=settings.raw_exec.enabled,
-        allow_root=rc.allow_root, cgroup_version=rc.cgroup_version, pids_max=rc.pids_max,
-        bridge_name=rc.bridge_name, bridge_cidr=rc.bridge_cidr, meta=dict(settings.meta),
-        cpu_total_compute=settings.cpu_total_compute, memory_total_mb=settings.memory_total_mb,
-        reserved_cpu=settings.reserved.cpu, reserved_memory_mb=settings.reserved.memory,
-        reserved_cores=parse_cpuset(settings.reserved.cores),
-        host_volumes={n: (v.path, v.read_only) for n, v in settings.host_volume.items()},
-        template_dirs=tuple(rc.template_dirs),
-        artifact_read_timeout=settings.artifact.http_read_timeout,
-        artifact_max_size=parse_bytes(settings.artifact.http_max_size),
-        artifact_git_timeout=settings.artifact.git_timeout,
-        artifact_decompression_size_limit=parse_bytes(settings.artifact.decompression_size_limit),
-        artifact_decompression_file_count_limit=settings.artifact.decompression_file_count_limit,
-        job_gc_threshold=rc.job_gc_threshold,
-    )  # fmt: skip
-
-
 def load_node(config: Path | None) -> NodeConfig:
     try:
-        return node_config(load_node_config(config))
-    except NodeConfigError as e:
-        fail(f"node configuration:\n{e}", USAGE)
+        return start.load_node(config)
+    except start.StartRefused as e:
+        fail(str(e), e.code)
 
 
 @app.command()
@@ -208,90 +175,13 @@ def run(
     ] = None,  # fmt: skip
 ) -> None:
     """Run the service: keep this machine converged on the job directory."""
-    from reconciler import metrics
-    from reconciler.db.engine import StoreRefused
-    from reconciler.executor.linux.executor import LinuxExecutor
-    from reconciler.service import control
-    from reconciler.service.loop import Service
-    from reconciler.service.process import (
-        AlreadyRunning,
-        install_signal_handlers,
-        lock_data_dir,
-        raise_file_limit,
-        run_until_stopped,
-        wait_out,
-    )
-
-    _setup_logging(log_format)
-    d = data_dir(data).resolve()
+    # `reconciler run` itself starts through reconciler.entry, without this CLI; this is the
+    # same service for callers of the typer app.
     try:
-        wait_out("locking the data dir", lambda: lock_data_dir(d))
-    except AlreadyRunning as e:
-        fail(str(e))
-    except OSError as e:
-        fail(f"cannot write the data dir {d} ({e.strerror}): reconciler keeps its store and "
-             "task directories there; make it writable (remount read-write, fix ownership), "
-             "then start reconciler again (running tasks are left alone)", REFUSED)  # fmt: skip
-    node = load_node(config)
-    try:
-        store = wait_out("opening the store", lambda: Store(db_path(d)))
-    except StoreRefused as e:
-        fail(str(e), REFUSED)
-    soft, _hard = raise_file_limit()
-    executor = LinuxExecutor(d, node)
-    fp = executor.fingerprint()
-    log = logging.getLogger("reconciler")
-    log.info("reconciler %s on %s (data %s): %s; open files limit %d", __version__, jobs, d,
-             fp.description, soft)  # fmt: skip
-    if not jobs.is_dir():
-        log.warning("%s is not a directory yet: waiting for it", jobs)
-    service = Service(jobs.resolve(), store, executor, node, allow_empty=allow_empty,
-                      stuck_after=stuck_after)  # fmt: skip
-
-    def reload() -> None:
-        new = load_node(config)
-        if new != service.node:
-            log.info("node configuration reloaded (applies to tasks started from now on)")
-            service.node = service.applier.node = new
-            executor.node = new
-
-    install_signal_handlers(service, reload)
-    # The start threads hand the interpreter lock back and forth around many short syscalls;
-    # at the default 5 ms a thread back from one waits behind the others. 0.5 ms converged
-    # 1,000 tasks 10 % faster here (4.5 s against 5.0 s, same machine, alternating runs).
-    sys.setswitchinterval(0.0005)
-    control.serve(service, d)
-    if metrics_addr:
-        metrics.serve(metrics_addr)
-    if http_addr:
-        from reconciler.service import listener
-
-        token = load_node_config(config).reconciler.http_token if config else ""
-        listener.start(service, d, http_addr, token)
-    if not run_until_stopped(service):
-        logging.shutdown()
-        os._exit(0)  # the loop is stuck in a call that does not return: leave without it
-    store.close()
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"ts": round(record.created, 3), "level": record.levelname.lower(),
-                           "msg": record.getMessage()})  # fmt: skip
-
-
-def _setup_logging(fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    elif fmt == "human":
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
-        )
-    else:
-        fail("--log-format is human or json", USAGE)
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+        start.serve(jobs, data, config, log_format, allow_empty, metrics_addr, stuck_after,
+                    http_addr)  # fmt: skip
+    except start.StartRefused as e:
+        fail(str(e), e.code)
 
 
 @app.command()

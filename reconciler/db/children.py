@@ -40,8 +40,8 @@ class ChildRow:
 class ChildJobs(HotPaths):
     @contextmanager
     def _read(self) -> Iterator[Any]:
-        with self.engine.connect() as c:
-            yield c.connection.driver_connection
+        with self._connection() as db:
+            yield db
 
     def launch(
         self, child: Launched, now: float, event: tuple[str, str],

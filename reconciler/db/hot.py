@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from sqlalchemy import Engine
+from typing import Protocol
 
 from reconciler.db.snapshot import SlotKey
 
@@ -70,12 +68,12 @@ class Started:
 
 
 class HotPaths:
-    engine: Engine
+    def _connection(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self.engine.connect() as c:
-            raw: Any = c.connection.driver_connection
+        with self._connection() as raw:
             raw.execute("BEGIN IMMEDIATE")
             try:
                 yield raw

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
-
 from reconciler.db.store import Store
 
 
 def _rows(store: Store, sql: str, **params: Any) -> list[dict[str, Any]]:
-    with store.engine.connect() as c:
-        return [dict(r._mapping) for r in c.execute(text(sql), params)]
+    return store.rows(sql, **params)
 
 
 def jobs(store: Store) -> list[dict[str, Any]]:

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
-
 from reconciler.db.store import Store
 
 Row = dict[str, Any]
 
 
 def _rows(store: Store, sql: str, **params: Any) -> list[Row]:
-    with store.engine.connect() as c:
-        return [dict(r._mapping) for r in c.execute(text(sql), params)]
+    return store.rows(sql, **params)
 
 
 def jobs(store: Store, job: str | None = None) -> list[Row]:

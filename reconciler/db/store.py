@@ -1,19 +1,19 @@
-"""The store: the only module with a Session. Each method is one transaction, so a state
-change and the history that explains it are written together or not at all."""
+"""The store: one transaction per method, so a state change and the history that explains it
+are written together or not at all. Plain sqlite3 throughout: the running service never loads
+SQLAlchemy (see db/engine.py); `engine` and `session` make one on demand for the CLI's
+history queries and for tests."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import ColumnElement, delete, select
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
 from reconciler.db import engine as db_engine
 from reconciler.db.children import ChildJobs
 from reconciler.db.hot import Event, ProblemRow, Started, VersionRow
-from reconciler.db.models import JobRow, JobVersion, TaskEvent, TaskInstance, TaskSlot
 from reconciler.db.registry import Registry, read_checks
 from reconciler.db.snapshot import (
     ChildRecord,
@@ -25,18 +25,24 @@ from reconciler.db.snapshot import (
     core_ids_of,
 )
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
 __all__ = ["Event", "ProblemRow", "Started", "Store", "VersionRow"]
 
-
-def _slot_where(key: SlotKey) -> tuple[ColumnElement[bool], ...]:
-    return (
-        TaskSlot.job_id == key.job, TaskSlot.group_name == key.group,
-        TaskSlot.idx == key.idx, TaskSlot.task == key.task,
-    )  # fmt: skip
+SLOT_WHERE = "job_id = ? AND group_name = ? AND idx = ? AND task = ?"
+# What `set_slot` may change (the column names are put into SQL text: never a caller's string)
+SLOT_FIELDS = frozenset({
+    "state", "reason", "version_id", "spec_digest", "restarts", "window_start", "next_start_at",
+    "instance_id", "stop_intent", "cpu", "memory", "cores",
+})  # fmt: skip
 
 
 class Store(ChildJobs, Registry):
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, migrate_apart: bool = False) -> None:
+        """`migrate_apart`: a store that needs migrating is migrated by a child process (the
+        service: SQLAlchemy and Alembic stay out of its memory)."""
         self.path = path
         self.readonly = readonly
         if not readonly:
@@ -45,23 +51,46 @@ class Store(ChildJobs, Registry):
             raise FileNotFoundError(
                 f"no state store at {path} (has `reconciler run` been started?)"
             )
-        self.engine = db_engine.make_engine(path, readonly=readonly)
+        self.pool = db_engine.Pool(path, readonly=readonly)
+        self._engine: Engine | None = None
         if not readonly:
-            db_engine.check(self.engine, path)
-            db_engine.upgrade(self.engine)
+            db_engine.check(self.pool, path)
+            db_engine.upgrade(self.pool, apart=migrate_apart)
+
+    @property
+    def engine(self) -> Engine:
+        """An SQLAlchemy engine on this store, made on first use (the CLI, tests)."""
+        if self._engine is None:
+            self._engine = db_engine.make_engine(self.path, readonly=self.readonly)
+        return self._engine
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.pool.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self.pool.connection() as conn:
+            yield conn
+
+    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        """One read: each row as a dict by column name (`:name` parameters)."""
+        with self._connection() as db:
+            cur = db.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur]
 
     def checkpoint(self) -> tuple[int, int]:
         """A passive checkpoint (never waits for readers): (pages in the WAL, pages copied
         into the database). Fewer copied than present: a reader holds the rest back."""
-        with self.engine.connect() as c:
-            raw: Any = c.connection.driver_connection
+        with self._connection() as raw:
             _busy, pages, done = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         return int(pages), int(done)
 
     def session(self) -> Session:
+        from sqlalchemy.orm import Session
+
         return Session(self.engine, expire_on_commit=False)
 
     # ---- reading ----
@@ -73,9 +102,7 @@ class Store(ChildJobs, Registry):
             jobs = None  # more is harmless to a scoped plan; SQLite limits bound parameters
         args = tuple(jobs or ())
         where = f" IN ({','.join('?' * len(args))})"
-        with self.engine.connect() as c:
-            raw = c.connection.driver_connection
-            assert raw is not None
+        with self._connection() as raw:
 
             def q(sql: str, column: str) -> Any:
                 if jobs is None:
@@ -148,91 +175,92 @@ class Store(ChildJobs, Registry):
                         {p: tuple(c) for p, c in children.items()}, checks, held_cores)  # fmt: skip
 
     def promote(self, job_ids: Iterable[str], now: float) -> None:
-        with self.session() as s, s.begin():
+        with self._tx() as db:
             for job_id in job_ids:
-                self._promote(s, job_id, now)
+                self._promote(db, job_id, now)
 
-    def _promote(self, s: Session, job_id: str, now: float) -> None:
-        job = s.get(JobRow, job_id)
-        if job is None or job.attempted_version_id is None:
+    @staticmethod
+    def _promote(db: sqlite3.Connection, job_id: str, now: float) -> None:
+        row = db.execute(
+            "SELECT applied_version_id, attempted_version_id FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        if row is None or row[1] is None:
             return
-        if job.applied_version_id and job.applied_version_id != job.attempted_version_id:
-            old = s.get(JobVersion, job.applied_version_id)
-            if old is not None and old.state == "applied":
-                old.state = "superseded"
-        job.applied_version_id = job.attempted_version_id
-        v = s.get(JobVersion, job.attempted_version_id)
-        if v is not None:
-            v.state = "applied"
-        job.updated_at = now
+        applied, attempted = row
+        if applied and applied != attempted:
+            db.execute(
+                "UPDATE job_versions SET state = 'superseded' WHERE id = ? AND state = 'applied'",
+                (applied,),
+            )
+        db.execute(
+            "UPDATE jobs SET applied_version_id = ?, updated_at = ? WHERE id = ?",
+            (attempted, now, job_id),
+        )
+        db.execute("UPDATE job_versions SET state = 'applied' WHERE id = ?", (attempted,))
 
     def reject(self, job_id: str, reason: str, now: float) -> None:
         """The attempted version failed: never retried until the file changes again."""
-        with self.session() as s, s.begin():
-            job = s.get(JobRow, job_id)
-            if job is None or job.attempted_version_id is None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT attempted_version_id FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None or row[0] is None:
                 return
-            v = s.get(JobVersion, job.attempted_version_id)
-            if v is not None:
-                v.state, v.error = "rejected", reason
-            s.add(TaskEvent(at=now, job_id=job_id, group_name="", idx=None, task="",
-                            type="Rolled Back", message=reason))  # fmt: skip
+            db.execute(
+                "UPDATE job_versions SET state = 'rejected', error = ? WHERE id = ?",
+                (reason, row[0]),
+            )
+            self._job_event(db, job_id, ("Rolled Back", reason), now)
 
     def set_paused(self, job_id: str, paused: bool, now: float) -> bool:
-        with self.session() as s, s.begin():
-            job = s.get(JobRow, job_id)
-            if job is None:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET paused = ?, updated_at = ? WHERE id = ?", (paused, now, job_id)
+            )
+            if cur.rowcount == 0:
                 return False
-            job.paused, job.updated_at = paused, now
-            s.add(TaskEvent(at=now, job_id=job_id, group_name="", idx=None, task="",
-                            type="Job Stopped" if paused else "Job Started",
-                            message="by operator"))  # fmt: skip
+            event = ("Job Stopped" if paused else "Job Started", "by operator")
+            self._job_event(db, job_id, event, now)
             return True
 
     # ---- task slots and instances ----
 
-    def _slot(self, s: Session, key: SlotKey, now: float) -> TaskSlot:
-        row = s.scalars(select(TaskSlot).where(*_slot_where(key))).first()
-        if row is None:
-            row = TaskSlot(job_id=key.job, group_name=key.group, idx=key.idx, task=key.task,
-                           state="pending", reason="", spec_digest="", restarts=0,
-                           stop_intent="", updated_at=now)  # fmt: skip
-            s.add(row)
-        return row
-
-    def _version_id(self, s: Session, job_id: str, digest: str) -> int | None:
-        return s.scalars(
-            select(JobVersion.id).where(JobVersion.job_id == job_id, JobVersion.digest == digest)
-        ).first()
+    @staticmethod
+    def _slot_id(db: sqlite3.Connection, key: SlotKey, now: float) -> int:
+        """The slot's row id; a pending slot is made when there is none."""
+        row = db.execute(f"SELECT id FROM task_slots WHERE {SLOT_WHERE}", tuple(key)).fetchone()
+        if row is not None:
+            return int(row[0])
+        cur = db.execute(
+            "INSERT INTO task_slots (job_id, group_name, idx, task, state, reason, spec_digest,"
+            " restarts, stop_intent, cpu, memory, cores, updated_at)"
+            " VALUES (?, ?, ?, ?, 'pending', '', '', 0, '', 0, 0, 0, ?)",
+            (*key, now),
+        )
+        return int(cur.lastrowid or 0)
 
     def start_failed(
         self, key: SlotKey, spec_digest: str, version_digest: str, error: str, now: float,
         state: str, next_start_at: float | None, restarts: int, window_start: float | None,
         events: Sequence[Event],
     ) -> None:  # fmt: skip
-        with self.session() as s, s.begin():
-            vid = self._version_id(s, key.job, version_digest)
-            inst = TaskInstance(
-                job_id=key.job, group_name=key.group, idx=key.idx, task=key.task, version_id=vid,
-                spec_digest=spec_digest, started_at=now, finished_at=now, outcome="start_failed",
-                error=error, cgroup="", task_dir="", oom_killed=False,
-            )  # fmt: skip
-            s.add(inst)
-            s.flush()
-            slot = self._slot(s, key, now)
-            slot.state, slot.reason, slot.spec_digest, slot.version_id = (
-                state,
-                error,
-                spec_digest,
-                vid,
+        with self._tx() as db:
+            vid = self._vid(db, key.job, version_digest)
+            cur = db.execute(
+                "INSERT INTO task_instances (job_id, group_name, idx, task, version_id,"
+                " spec_digest, started_at, finished_at, outcome, error, cgroup, task_dir,"
+                " oom_killed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'start_failed', ?, '', '', 0)",
+                (*key, vid, spec_digest, now, now, error),
             )
-            slot.next_start_at, slot.restarts, slot.window_start = (
-                next_start_at,
-                restarts,
-                window_start,
+            iid = int(cur.lastrowid or 0)
+            slot = self._slot_id(db, key, now)
+            db.execute(
+                "UPDATE task_slots SET state = ?, reason = ?, spec_digest = ?, version_id = ?,"
+                " next_start_at = ?, restarts = ?, window_start = ?, instance_id = NULL,"
+                " stop_intent = '', updated_at = ? WHERE id = ?",
+                (state, error, spec_digest, vid, next_start_at, restarts, window_start, now, slot),
             )
-            slot.instance_id, slot.stop_intent, slot.updated_at = None, "", now
-            self._events(s, key, inst.id, events, now)
+            self._insert_events(db, key, iid, events, now)
 
     def defer_start(
         self, key: SlotKey, spec_digest: str, version_digest: str, next_start_at: float,
@@ -240,66 +268,55 @@ class Store(ChildJobs, Registry):
     ) -> None:  # fmt: skip
         """A start that waits (for its artifacts): the slot is pending with this spec until
         `next_start_at`, or until `hurry` brings that forward."""
-        with self.session() as s, s.begin():
-            slot = self._slot(s, key, now)
-            if slot.spec_digest != spec_digest:  # a new spec starts a fresh restart window
-                slot.restarts, slot.window_start = 0, None
-                slot.reason = "downloading artifacts" if slot.reason != "update" else "update"
-            elif not slot.reason:
-                slot.reason = "downloading artifacts"
-            slot.state, slot.spec_digest = "pending", spec_digest
-            slot.version_id = self._version_id(s, key.job, version_digest)
-            slot.next_start_at, slot.instance_id, slot.stop_intent = next_start_at, None, ""
-            slot.updated_at = now
-            self._events(s, key, None, events, now)
+        with self._tx() as db:
+            slot = self._slot_id(db, key, now)
+            old_digest, reason = db.execute(
+                "SELECT spec_digest, reason FROM task_slots WHERE id = ?", (slot,)
+            ).fetchone()
+            if old_digest != spec_digest:  # a new spec starts a fresh restart window
+                db.execute(
+                    "UPDATE task_slots SET restarts = 0, window_start = NULL WHERE id = ?", (slot,)
+                )
+                reason = "downloading artifacts" if reason != "update" else "update"
+            elif not reason:
+                reason = "downloading artifacts"
+            db.execute(
+                "UPDATE task_slots SET state = 'pending', reason = ?, spec_digest = ?,"
+                " version_id = ?, next_start_at = ?, instance_id = NULL, stop_intent = '',"
+                " updated_at = ? WHERE id = ?",
+                (reason, spec_digest, self._vid(db, key.job, version_digest), next_start_at, now,
+                 slot),
+            )  # fmt: skip
+            self._insert_events(db, key, None, events, now)
 
     def hurry(self, key: SlotKey, now: float) -> bool:
         """A pending slot may start now (what it waited for is there); False if it is gone."""
-        with self.session() as s, s.begin():
-            slot = s.scalars(select(TaskSlot).where(*_slot_where(key))).first()
-            if slot is None or slot.state != "pending":
-                return False
-            slot.next_start_at, slot.updated_at = now, now
-            return True
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE task_slots SET next_start_at = ?, updated_at = ?"
+                f" WHERE {SLOT_WHERE} AND state = 'pending'",
+                (now, now, *key),
+            )
+            return cur.rowcount > 0
 
     def set_slot(self, key: SlotKey, now: float, **fields: object) -> None:
-        with self.session() as s, s.begin():
-            slot = self._slot(s, key, now)
-            for k, v in fields.items():
-                setattr(slot, k, v)
-            slot.updated_at = now
+        unknown = fields.keys() - SLOT_FIELDS
+        if unknown:
+            raise ValueError(f"not a task slot field: {', '.join(sorted(unknown))}")
+        with self._tx() as db:
+            slot = self._slot_id(db, key, now)
+            sets = "".join(f"{name} = ?, " for name in fields)
+            db.execute(
+                f"UPDATE task_slots SET {sets}updated_at = ? WHERE id = ?",
+                (*fields.values(), now, slot),
+            )
 
     def forget(self, keys: Iterable[SlotKey]) -> None:
-        with self.session() as s, s.begin():
-            for key in keys:
-                s.execute(delete(TaskSlot).where(*_slot_where(key)))
+        with self._tx() as db:
+            db.executemany(f"DELETE FROM task_slots WHERE {SLOT_WHERE}", [tuple(k) for k in keys])
 
     def event(
         self, key: SlotKey, type: str, message: str, now: float, instance_id: int | None = None
     ) -> None:
-        with self.session() as s, s.begin():
-            self._events(s, key, instance_id, [Event(type, message)], now)
-
-    def _events(
-        self, s: Session, key: SlotKey, instance_id: int | None, events: Iterable[Event], now: float
-    ) -> None:
-        for e in events:
-            s.add(TaskEvent(at=now, job_id=key.job, group_name=key.group, idx=key.idx,
-                            task=key.task, instance_id=instance_id, type=e.type,
-                            message=e.message))  # fmt: skip
-
-
-def _instance(i: TaskInstance, versions: dict[int, JobVersion]) -> InstanceRecord:
-    v = versions.get(i.version_id) if i.version_id else None
-    return InstanceRecord(
-        i.id,
-        i.pid or 0,
-        i.shim_pid or 0,
-        i.shim_start_ticks or 0,
-        i.boot_id or "",
-        i.cgroup,
-        i.task_dir,
-        i.started_at,
-        i.spec_digest,
-        v.digest if v else "",
-    )
+        with self._tx() as db:
+            self._insert_events(db, key, instance_id, [Event(type, message)], now)

@@ -12,6 +12,11 @@ from pathlib import Path
 # docs/operations.md): a module that imports one of these at its top and is on the run path
 # puts it back into every service's memory.
 NOT_ON_THE_RUN_PATH = (
+    "sqlalchemy",  # the service reads and writes with sqlite3; a migration runs in a child
+    "alembic",
+    "typer",  # `reconciler run` starts through reconciler.entry and argparse
+    "click",
+    "rich",
     "prometheus_client",  # only with --metrics-addr
     "cryptography",  # only when a job uses variables
     "croniter",  # only when a periodic job exists
@@ -26,12 +31,14 @@ NOT_ON_THE_RUN_PATH = (
 RUN_PATH = """
 import json, sys, pathlib
 root = pathlib.Path(sys.argv[1])
+import reconciler.entry, reconciler.service.start  # what `reconciler run` imports
 from reconciler.db.store import Store
 from reconciler.executor.base import NodeConfig
 from reconciler.executor.fake import FakeExecutor
 import reconciler.executor.linux.executor, reconciler.service.process, reconciler.service.control
 import reconciler.metrics, reconciler.service.listener
 from reconciler.service.loop import Service
+reconciler.service.start.parser().parse_args(["--jobs", str(root / "jobs")])
 (root / "jobs").mkdir()
 (root / "jobs" / "web.hcl").write_text('''job "web" {
   group "g" {
@@ -41,9 +48,12 @@ from reconciler.service.loop import Service
     }
   }
 }''')
-service = Service(root / "jobs", Store(root / "state.db"), FakeExecutor(lambda: 1e9),
+store = Store(root / "state.db", migrate_apart=True)  # a new store: migrated by a child
+service = Service(root / "jobs", store, FakeExecutor(lambda: 1e9),
                   NodeConfig(), clock=lambda: 1e9, watch=False)
 service.reconcile()
+from reconciler.executor.linux import fingerprint
+fingerprint.probe(None, NodeConfig(), root)  # the real executor's start-up attributes
 assert service.store.observed().slots, "the pass started nothing"
 print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 """
@@ -97,3 +107,44 @@ def _registry(metrics: object) -> object:
     registry = CollectorRegistry()
     registry.register(metrics._Collector())  # type: ignore[attr-defined]
     return registry
+
+
+def test_run_takes_the_same_options_as_the_clis_run() -> None:
+    """`reconciler run` parses its options with argparse (reconciler.service.start); the
+    CLI's `run` (typer: `--help`, the app) must offer the same ones with the same defaults."""
+    import typer.main
+
+    from reconciler.cli import app
+    from reconciler.service import start
+
+    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    typer_options = {p.opts[0]: p.default for p in command.params}
+    argparse_options = {
+        a.option_strings[0]: a.default for a in start.parser()._actions if a.option_strings
+    }
+    assert {o: str(d) for o, d in argparse_options.items()} == {
+        o: str(d) for o, d in typer_options.items()
+    }
+
+
+def test_run_refuses_a_bad_option_and_a_bad_log_format(tmp_path: Path) -> None:
+    from reconciler.service import start
+
+    p = subprocess.run([sys.executable, "-c", "from reconciler.entry import main; main()",
+                        "run", "--no-such-option"], capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "--no-such-option" in p.stderr
+    assert start.main(["--log-format", "xml", "--data-dir", str(tmp_path)]) == start.USAGE
+
+
+def test_core_mhz_reads_what_psutil_reads(tmp_path: Path) -> None:
+    from reconciler.executor.linux.fingerprint import _core_mhz
+
+    cpu, info = tmp_path / "cpu", tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu MHz\t\t: 2596.120\nprocessor\t: 1\ncpu MHz\t\t: 2400.0\n")
+    assert _core_mhz(cpu, info) == 2498  # no cpufreq: the mean current MHz
+    for n, top in enumerate((3000000, 3400000)):
+        d = cpu / "cpufreq" / f"policy{n}"
+        d.mkdir(parents=True)
+        (d / "scaling_max_freq").write_text(f"{top}\n")
+    assert _core_mhz(cpu, info) == 3200  # cpufreq's maximum, as psutil.cpu_freq().max
+    assert _core_mhz(tmp_path / "none", tmp_path / "none") == 1000
