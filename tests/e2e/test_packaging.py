@@ -43,7 +43,7 @@ def test_wheel_carries_migrations_and_shim_and_runs(tmp_path: Path) -> None:
         "assert reconciler.__file__.startswith(sys.argv[1]), reconciler.__file__;"
         "from reconciler.db.store import Store; from reconciler.db import engine;"
         "s = Store(pathlib.Path(sys.argv[2])); print(sorted(s.observed().jobs));"
-        "print(engine.current_revision(s.engine), engine.HEAD); s.close();"
+        "print(engine.current_revision(s.pool), engine.HEAD); s.close();"
         "print('\\n'.join(f for f in opened if 'alembic' in f or '/migrations/' in f))"
     )
     p = subprocess.run([sys.executable, "-c", code, str(target), str(tmp_path / "state.db")],

@@ -24,6 +24,7 @@ NOT_ON_THE_RUN_PATH = (
     "urllib3",  # only for an http artifact
     "psutil",  # only for a template's sockaddr
     "yaml",  # only for yamldecode/yamlencode/toYAML
+    "tarfile",  # only for an artifact (archives, git); zipfile comes with pydantic's plugins
 )
 
 # One real pass of the service (fake executor, a real store, a plain job file), then the

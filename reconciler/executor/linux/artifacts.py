@@ -34,7 +34,7 @@ from reconciler.executor.base import (
     NodeConfig,
     TaskConfig,
 )
-from reconciler.executor.linux import gitsource, rootfs, safefs, unpack
+from reconciler.executor.linux import rootfs, safefs
 
 if TYPE_CHECKING:
     import urllib3
@@ -71,6 +71,9 @@ class Source:
 
 
 def parse_source(source: str) -> Source:
+    # archive formats and git (~2.7 MB with unpack) are loaded by the first artifact
+    from reconciler.executor.linux import gitsource
+
     forced, rest = "", source
     head, sep, tail = source.partition("::")
     if sep and head.isalnum():
@@ -237,6 +240,8 @@ class Fetcher:
 
     def _git(self, src: Source, a: Artifact, dirs: rootfs.TaskDirs, repo: Path,
              owner: tuple[int, int] | None, cancel: threading.Event) -> None:  # fmt: skip
+        from reconciler.executor.linux import gitsource, unpack
+
         if a.mode == "file":
             raise Failed('mode "file" cannot hold a git checkout')
         try:
@@ -311,6 +316,8 @@ class Fetcher:
 
     def _place(self, src: Source, a: Artifact, dirs: rootfs.TaskDirs, download: Path,
                owner: tuple[int, int] | None) -> None:  # fmt: skip
+        from reconciler.executor.linux import unpack
+
         base_path, rel = destination(dirs, a.destination)
         kind = unpack.kind_of(src.path, src.archive)
         limits = unpack.Limits(self.node.artifact_decompression_size_limit,
