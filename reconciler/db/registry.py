@@ -116,8 +116,7 @@ class Registry(HotPaths):
 
     def registered(self, provider: str) -> list[ServiceEntry]:
         """Every registered instance of a provider, in a stable order."""
-        with self.engine.connect() as c:
-            raw: Any = c.connection.driver_connection
+        with self._connection() as raw:
             rows = raw.execute(
                 "SELECT job_id, group_name, idx, task, name, tags, address, port, port_label,"
                 " alloc_id, provider FROM services WHERE provider = ?"
