@@ -141,6 +141,25 @@ class SpecError(Base):
     cleared_at: Mapped[float | None]
 
 
+class ParseCacheRow(Base):
+    """A job file's parse result, kept across restarts (spec/parsecache.py, db/parsecache.py)."""
+
+    __tablename__ = "parse_cache"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    checksum: Mapped[str] = mapped_column(String)
+
+
+class NodeHeld(Base):
+    """One row: what the task slots hold of the node, kept by triggers (db/held.py)."""
+
+    __tablename__ = "node_held"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cpu: Mapped[int]
+    memory: Mapped[int]
+    cores: Mapped[int]
+
+
 class ServiceRow(Base):
     """The local service registry: one row per registered service instance."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.db import engine as db_engine
+from reconciler.db import held
 from reconciler.db.children import ChildJobs
 from reconciler.db.hot import Event, ProblemRow, Started, VersionRow
 from reconciler.db.registry import Registry, read_checks
@@ -56,6 +57,8 @@ class Store(ChildJobs, Registry):
         if not readonly:
             db_engine.check(self.pool, path)
             db_engine.upgrade(self.pool, apart=migrate_apart)
+            with self.pool.connection() as conn:
+                held.install(conn)  # a running total for admission: no sum of every slot
 
     @property
     def engine(self) -> Engine:
@@ -156,10 +159,7 @@ class Store(ChildJobs, Registry):
                     core_ids_of(core_ids),
                 )  # fmt: skip
             # what every job holds of the node, whatever this read's scope (admission)
-            cpu, memory, cores = raw.execute(
-                "SELECT coalesce(sum(cpu), 0), coalesce(sum(memory), 0), coalesce(sum(cores), 0)"
-                " FROM task_slots WHERE state IN ('running', 'stopping', 'pending')"
-            ).fetchone()
+            cpu, memory, cores = held.read(raw)  # kept by triggers: no sum of every slot
             held_cores = frozenset(c for (ids,) in raw.execute(
                 "SELECT core_ids FROM task_slots WHERE core_ids != ''"
                 " AND state IN ('running', 'stopping', 'pending')"
@@ -167,7 +167,7 @@ class Store(ChildJobs, Registry):
             children: dict[str, list[ChildRecord]] = {}
             for cid, parent, status, finished in raw.execute(
                 "SELECT id, parent_id, status, finished_at FROM jobs"
-                " WHERE parent_id IS NOT NULL AND gc_at IS NULL"
+                " WHERE parent_id > '' AND gc_at IS NULL"  # (its index: not a scan of every job)
             ):
                 children.setdefault(parent, []).append(ChildRecord(cid, parent, status, finished))
             checks = read_checks(raw, jobs)

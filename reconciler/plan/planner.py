@@ -70,9 +70,12 @@ def plan(
         b.warnings.append(f"{why}: nothing is stopped (start with --allow-empty to allow it)")
         held_jobs |= would_stop
 
-    every = set(observed.jobs) | set(desired.jobs) | set(by_job)
+    if scope is None:
+        every = set(observed.jobs) | set(desired.jobs) | set(by_job)
+    else:  # what the scope names, never a walk over every desired job
+        every = {j for j in scope if j in observed.jobs or j in desired.jobs or j in by_job}
     # children before parents: a parent's overlap check sees what this plan says of them
-    for job_id in sorted(every if scope is None else every & scope, key=_children_first):
+    for job_id in sorted(every, key=_children_first):
         slots = by_job.get(job_id, [])
         if any(s.key in pending_adopt for s in slots):
             continue  # decided on the next pass, once its running tasks are adopted

@@ -21,6 +21,7 @@ from typing import Any
 
 from reconciler import metrics
 from reconciler.apply import Applier
+from reconciler.db.parsecache import ParseRows
 from reconciler.db.snapshot import Observed
 from reconciler.db.store import ProblemRow, Store, VersionRow
 from reconciler.db.variables import VariableStore
@@ -36,7 +37,6 @@ from reconciler.service.inputs import TemplateInputs
 from reconciler.service.recovery import Recovery
 from reconciler.service.registry import Registrar
 from reconciler.service.requests import Request, answer
-from reconciler.spec import hcl
 from reconciler.spec.load import Desired, JobSpec, Loader
 from reconciler.spec.models import effective_update
 from reconciler.taskconfig import variable_source
@@ -67,8 +67,8 @@ class Service(TemplateInputs):
         self.node = node
         self.clock = clock = clock or SteadyClock()
         self.allow_empty = allow_empty
-        self.loader = Loader(jobs, extra_roots=node.template_dirs)
-        hcl.parse('job "warm" {}', positions=False)  # load the grammar now, not on the first file event
+        # parse results are kept in the store: a restart with unchanged files parses none
+        self.loader = Loader(jobs, extra_roots=node.template_dirs, cache=ParseRows(store.pool))
         fp = executor.fingerprint()
         self.fingerprint = fp
         self.host = Host(dict(fp.attributes), fp.healthy,
@@ -111,7 +111,8 @@ class Service(TemplateInputs):
         self._new_children: set[str] = set()  # launched during this pass: planned in it too
         self._leaving: set[str] = set()  # jobs whose file is gone: plans stay full till they are
         self._deadline_of: dict[str, list[float]] = {}  # job -> when it is due without events
-        self._states_of: dict[str, Tally[str]] = {}  # job -> its slots by state: the tasks gauge
+        self._states_of: dict[str, Tally[str]] = {}  # job -> its slots by state
+        self._states: Tally[str] = Tally()  # their sum: the tasks gauge
         # Faults: what the service is waiting out, and the exits it could not write yet (at
         # most one per task: a task whose exit is unwritten is not restarted).
         self.recovery = Recovery(clock, stuck_after)
@@ -255,13 +256,16 @@ class Service(TemplateInputs):
         """What is kept per planned job between passes: its slots by state, and when it is due
         without any event (a delayed restart, a health check)."""
         if scope is None:
-            self._deadline_of, self._states_of = {}, {}
+            self._deadline_of, self._states_of, self._states = {}, {}, Tally()
         else:
             for job in scope:
                 self._deadline_of.pop(job, None)
-                self._states_of.pop(job, None)
+                self._states.subtract(self._states_of.pop(job, {}))
         for s in obs.slots.values():
+            if scope is not None and s.key.job not in scope:
+                continue  # read along (a wide scope reads every job): its note stands
             self._states_of.setdefault(s.key.job, Tally())[s.state] += 1
+            self._states[s.state] += 1
             due: list[float] = []
             if s.state == "pending" and s.next_start_at:
                 due.append(s.next_start_at)
@@ -415,8 +419,10 @@ class Service(TemplateInputs):
         self._last_scan = self.clock()
         if desired is self._recorded:
             return desired
-        changed = _changed_jobs(self._recorded, desired)
-        self._note_changes(self._recorded, desired, changed)
+        # with the loader's own record of what its scans changed, only those jobs are compared
+        candidates = self.loader.changed_since(self._recorded) if self._recorded else None
+        changed = _changed_jobs(self._recorded, desired, candidates)
+        self._note_changes(self._recorded, desired, changed, candidates)
         self.git.new_scan()
         # only what changed since the last recorded scan: 1 file, not 1,000
         versions = [VersionRow(s.id, s.digest, s.canonical, s.file) for s in changed]
@@ -434,11 +440,17 @@ class Service(TemplateInputs):
         self._recorded = desired
         return desired
 
-    def _note_changes(self, before: Desired | None, after: Desired, changed: list[JobSpec]) -> None:
-        """Which jobs a new desired state asks the next pass to plan."""
+    def _note_changes(self, before: Desired | None, after: Desired, changed: list[JobSpec],
+                      candidates: frozenset[str] | None = None) -> None:
+        """Which jobs a new desired state asks the next pass to plan. `candidates`: the only
+        jobs that may differ between the two (None: any may)."""
+        left = False
+        if before is not None:
+            olds = before.jobs.keys() if candidates is None else candidates & before.jobs.keys()
+            left = any(job not in after.jobs for job in olds)
         if (
             before is None or not (before.directory_ok and after.directory_ok)
-            or set(before.jobs) - set(after.jobs) or before.held != after.held
+            or left or before.held != after.held
             or before.broken_files != after.broken_files
         ):  # fmt: skip
             self._full = True  # a job left or is held: only a plan of every job may stop it
@@ -493,7 +505,7 @@ class Service(TemplateInputs):
             log.exception("updating the service registry")
         if scope is None:
             self._leaving = leaving(self.children.merged(desired), observed)
-        metrics.pass_done(time.perf_counter() - started, self._states_of.values())
+        metrics.pass_done(time.perf_counter() - started, (self._states,))
         if self._first_event is not None:
             metrics.pickup(time.monotonic() - self._first_event)
             self._first_event = None
@@ -540,11 +552,15 @@ class Service(TemplateInputs):
         return descriptors.host_now(self.host, self.descriptors(), self.executor.fds_per_task)
 
 
-def _changed_jobs(before: Desired | None, after: Desired) -> list[JobSpec]:
-    """Jobs that are new, or whose spec or file differs from `before`."""
+def _changed_jobs(
+    before: Desired | None, after: Desired, candidates: frozenset[str] | None = None
+) -> list[JobSpec]:
+    """Jobs that are new, or whose spec or file differs from `before`; only `candidates` may."""
     old = before.jobs if before else {}
+    specs = after.jobs.values() if candidates is None else (
+        after.jobs[job] for job in sorted(candidates) if job in after.jobs)  # fmt: skip
     return [
-        spec for spec in after.jobs.values()
+        spec for spec in specs
         if (b := old.get(spec.id)) is None or (b.digest, b.file) != (spec.digest, spec.file)
     ]  # fmt: skip
 

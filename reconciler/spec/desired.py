@@ -46,9 +46,12 @@ class Desired:
     broken_files: frozenset[str] = frozenset()
     directory_ok: bool = True
     directory_error: str = ""
+    noted: frozenset[str] | None = None  # the files with problems, when known
 
     @property
     def problems(self) -> list[Problem]:
+        if self.noted is not None:  # a few files of many: not a walk over every file
+            return sorted(p for name in self.noted for p in self.files[name].problems)
         return sorted(p for f in self.files.values() for p in f.problems)
 
     @property
@@ -62,34 +65,86 @@ def canonical_json(job: Job) -> str:
 
 def assemble(files: Mapping[str, FileResult]) -> Desired:
     """Per-file results -> Desired; a job defined by two files is held and both are told."""
-    owners: dict[str, list[str]] = {}
-    for name, result in files.items():
-        for spec in result.jobs:
-            owners.setdefault(spec.id, []).append(name)
-    final: dict[str, FileResult] = dict(files)
-    held: set[str] = set()
-    for job_id, names in owners.items():
-        if len(names) < 2:
-            continue
-        held.add(job_id)
-        for name in names:
-            others = ", ".join(n for n in names if n != name)
-            r = final[name]
-            line = next((p.line for p in r.problems if p.line), None)
-            final[name] = FileResult(
-                r.path,
-                r.digest,
-                tuple(s for s in r.jobs if s.id != job_id),
-                (
-                    *r.problems,
-                    Problem(
-                        name,
-                        line,
-                        f"job.{job_id}",
-                        f"job is also defined in {others}; neither is applied",
-                    ),
-                ),
+    assembly = Assembly()
+    assembly.update(files)
+    return assembly.desired()
+
+
+class Assembly:
+    """Desired kept up to date file by file, so that one changed file among 10,000 costs what
+    it touches: the jobs it defines (or defined), and the other files that define them too."""
+
+    def __init__(self) -> None:
+        self.raw: dict[str, FileResult] = {}  # each file as parsed
+        self.final: dict[str, FileResult] = {}  # as Desired shows it (duplicates noted)
+        self.owners: dict[str, dict[str, None]] = {}  # job id -> the files defining it, in order
+        self.jobs: dict[str, JobSpec] = {}
+        self.held: set[str] = set()
+        self.broken: set[str] = set()
+        self.noted: set[str] = set()  # files with problems
+
+    def update(self, changes: Mapping[str, FileResult | None]) -> set[str]:
+        """Files changed (None: gone). Returns the ids of the jobs that may have changed."""
+        ids: set[str] = set()
+        for name, result in changes.items():
+            old = self.raw.pop(name, None)
+            for spec in old.jobs if old is not None else ():
+                ids.add(spec.id)
+                names = self.owners[spec.id]
+                del names[name]
+                if not names:
+                    del self.owners[spec.id]
+            if result is not None:
+                self.raw[name] = result
+                for spec in result.jobs:
+                    ids.add(spec.id)
+                    self.owners.setdefault(spec.id, {})[name] = None
+        touched = dict.fromkeys(changes)
+        for job_id in ids:
+            touched.update(self.owners.get(job_id, {}))
+        for name in touched:
+            result = self.raw.get(name)
+            if result is None:
+                self.final.pop(name, None)
+                self.broken.discard(name)
+                self.noted.discard(name)
+                continue
+            final = self.final[name] = self._noted(name, result)
+            (self.broken.discard if final.ok else self.broken.add)(name)
+            (self.noted.add if final.problems else self.noted.discard)(name)
+        for job_id in ids:
+            names = self.owners.get(job_id, {})
+            (self.held.add if len(names) > 1 else self.held.discard)(job_id)
+            if len(names) == 1:
+                self.jobs[job_id] = next(
+                    s for s in self.raw[next(iter(names))].jobs if s.id == job_id
+                )
+            else:
+                self.jobs.pop(job_id, None)
+        return ids
+
+    def _noted(self, name: str, result: FileResult) -> FileResult:
+        """A file's result with a problem for each job another file defines too."""
+        twice = [s.id for s in result.jobs if len(self.owners.get(s.id, ())) > 1]
+        if not twice:
+            return result
+        line = next((p.line for p in result.problems if p.line), None)
+        notes = tuple(
+            Problem(
+                name, line, f"job.{job_id}", f"job is also defined in {others}; neither is applied"
             )
-    jobs = {s.id: s for r in final.values() for s in r.jobs if s.id not in held}
-    broken = frozenset(n for n, r in final.items() if not r.ok)
-    return Desired(MappingProxyType(jobs), MappingProxyType(final), frozenset(held), broken)
+            for job_id in twice
+            for others in [", ".join(n for n in self.owners[job_id] if n != name)]
+        )
+        jobs = tuple(s for s in result.jobs if s.id not in twice)
+        return FileResult(result.path, result.digest, jobs, (*result.problems, *notes))
+
+    def desired(self) -> Desired:
+        """A snapshot: other threads may read it while the assembly moves on."""
+        return Desired(
+            MappingProxyType(dict(self.jobs)),
+            MappingProxyType(dict(self.final)),
+            frozenset(self.held),
+            frozenset(self.broken),
+            noted=frozenset(self.noted),
+        )

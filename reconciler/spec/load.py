@@ -10,14 +10,15 @@ import hashlib
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.spec import hclbody, jobdir
-from reconciler.spec.desired import Desired, FileResult, JobSpec, assemble, canonical_json
+from reconciler.spec import jobdir, parsecache
+from reconciler.spec.desired import Assembly, Desired, FileResult, JobSpec, assemble, canonical_json
 from reconciler.spec.hclfiles import JobDirectory
 from reconciler.spec.jobdir import (
     JOB_SUFFIXES,
@@ -26,7 +27,6 @@ from reconciler.spec.jobdir import (
     is_watched_file,
     vars_file_for,
 )
-from reconciler.spec.parse import parse_text
 from reconciler.spec.problems import Problem
 
 __all__ = [  # what the rest of reconciler imports from here
@@ -36,14 +36,28 @@ __all__ = [  # what the rest of reconciler imports from here
 ]  # fmt: skip
 
 MAX_FILE_BYTES = 1 << 20
+
 GIT_LOCKS = ("index.lock", "HEAD.lock")
 LIST_EVERY = 300.0  # with a watcher, the whole directory is still listed this often
 _NO_LINK = (0,) * 6  # the length of a key that is not a symlink's
 
 
+def parse_text(text: str, file: str, inputs: Any = None) -> FileResult:
+    """spec/parse.py's, imported on the first parse: python-hcl2 and lark (~12 MB resident)
+    are not loaded by a service whose files all come from the parse cache."""
+    from reconciler.spec import parse
+
+    return parse.parse_text(text, file, inputs)
+
+
 @dataclass
 class Loader:
     """Scans one directory. Keeps parses keyed by content hash across scans.
+
+    With a watcher's journal a scan costs what changed: it looks at the entries the journal
+    names, the job files those can change (a var file's, a file() input's readers), and keeps
+    Desired up to date file by file (spec/desired.py, Assembly). Everything is looked at again
+    only when the whole directory is listed.
 
     `scan` belongs to one thread; `warm` may run on another, ahead of the scan."""
 
@@ -58,7 +72,7 @@ class Loader:
     # job file name -> the other files its result was made from (var file, file() reads)
     _inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _last: Desired | None = None
-    _last_key: dict[str, Any] | None = None
+    _last_key: dict[str, Any] | None = None  # job file -> its key as the last scan read it
     _reading: threading.Lock = field(default_factory=threading.Lock)
     # what a watcher saw change (spec/jobdir.py): with it, a scan stats only those entries
     journal: jobdir.Journal = field(default_factory=jobdir.Journal)
@@ -66,9 +80,21 @@ class Loader:
     _listed_at: float = 0.0  # when the directory was last listed in full
     _dir: tuple[int, ...] = ()  # the directory's identity and mtime then
     _changed: set[str] = field(default_factory=set)  # entries the last scan found changed
+    _links: set[str] = field(default_factory=set)  # symlinks: their targets are not watched
     _var_of: dict[str, str] = field(default_factory=dict)  # job file -> its var file's name
-    _files: dict[str, FileResult] = field(default_factory=dict)  # the last scan's, unassembled
     _shown: dict[str, str] = field(default_factory=dict)  # file name -> as problems show it
+    # file() inputs: an entry of the directory -> the job files that read it; job files that
+    # read outside it (stat'ed on every scan: no watcher sees them)
+    _readers: dict[str, set[str]] = field(default_factory=dict)
+    _external: set[str] = field(default_factory=set)
+    _assembly: Assembly = field(default_factory=Assembly)
+    # the last scans' Desired (weakly) and the ids of the jobs each may have changed
+    _log: list[tuple[weakref.ref[Desired], frozenset[str]]] = field(default_factory=list)
+    # parse results kept in the store across restarts (spec/parsecache.py); None: not kept
+    cache: parsecache.Rows | None = None
+    _rows: dict[str, str] = field(default_factory=dict)  # file -> its row's key
+    _unsaved: list[tuple[str, str, str]] = field(default_factory=list)
+    _rows_added = True  # since the last full listing: rows no file uses may be left
 
     def display(self, path: Path) -> str:
         try:
@@ -81,11 +107,13 @@ class Loader:
         shown = self.display(self.root)
         return (lambda n: n) if shown == "." else (lambda n: os.path.join(shown, n))
 
-    def _entries(self) -> dict[str, jobdir.Key | None]:
-        """Every job file and var file with its entry's key; raises OSError for the directory.
-        With a watcher's journal only the entries it names (and symlinks, whose targets it
-        cannot see) are looked at; the whole directory is listed at first, after missed
-        events, when the directory was replaced, and every LIST_EVERY seconds."""
+    def _entries(self) -> tuple[dict[str, jobdir.Key | None], set[str] | None]:
+        """Every job file and var file with its entry's key, and the names that may have
+        changed since the last scan (None: the directory was listed, look at every entry);
+        raises OSError for the directory. With a watcher's journal only the entries it names
+        (and symlinks, whose targets it cannot see) are looked at; the whole directory is listed
+        at first, after missed events, when the directory was replaced, and every LIST_EVERY
+        seconds."""
         names = self.journal.take()
         st = os.stat(self.root)
         ident = (st.st_ino, st.st_dev, st.st_mtime_ns)
@@ -99,38 +127,64 @@ class Loader:
             self._listed_at = time.monotonic()
             self._changed = {n for n in entries.keys() | (old or {}).keys()
                              if entries.get(n) != (old or {}).get(n)}  # fmt: skip
-        else:
-            entries = dict(old)
-            links = {n for n, k in old.items() if k is not None and len(k) > len(_NO_LINK)}
-            self._changed = set()
-            for name in names | links:
-                if not is_watched_file(name):
-                    continue
-                key = jobdir.stat_entry(self.root, name)
-                if key != entries.get(name):
-                    self._changed.add(name)
-                if key is None:
-                    entries.pop(name, None)
-                else:
-                    entries[name] = key
-        self._listed, self._dir = entries, ident
-        return entries
+            self._links = {
+                n for n, k in entries.items() if k is not None and len(k) > len(_NO_LINK)
+            }
+            self._listed, self._dir = entries, ident
+            return entries, None
+        entries = old  # kept up to date in place: only the loop thread reads it
+        self._changed = set()
+        for name in names | self._links:
+            if not is_watched_file(name):
+                continue
+            key = jobdir.stat_entry(self.root, name)
+            if key != entries.get(name):
+                self._changed.add(name)
+            if key is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = key
+            (
+                self._links.add
+                if key is not None and len(key) > len(_NO_LINK)
+                else self._links.discard
+            )(name)
+        self._dir = ident
+        return entries, self._changed
+
+    def _key_of(self, name: str, entries: Mapping[str, jobdir.Key | None]) -> Any:
+        """A job file's key: its entry's, with those of the files it was made from (its var
+        file, what file() read)."""
+        var = self._var_of.get(name)
+        if var is None:
+            var = self._var_of[name] = vars_file_for(name)
+        if name in self._inputs:
+            return (entries.get(name), self._inputs_key(name, entries))
+        return (entries.get(name), (entries.get(var),))  # not read yet, or its var file alone
 
     def _keys(self, entries: Mapping[str, jobdir.Key | None]) -> dict[str, Any]:
-        """Each job file's key: its entry's, with those of the files it was made from (its var
-        file, what file() read)."""
-        out: dict[str, Any] = {}
+        """Every job file's key."""
         var_of = self._var_of
-        for name, key in entries.items():
-            var = var_of.get(name)
-            if var is None:
-                if not is_job_file(name):
-                    continue
-                var = var_of[name] = vars_file_for(name)
-            if name in self._inputs:
-                out[name] = (key, self._inputs_key(name, entries))
-            else:  # not read yet, or made from its var file alone
-                out[name] = (key, (entries.get(var),))
+        return {
+            name: self._key_of(name, entries)
+            for name in entries
+            if name in var_of or is_job_file(name)
+        }
+
+    def _affected(self, names: set[str], entries: Mapping[str, jobdir.Key | None]) -> set[str]:
+        """The job files whose key changed entries may have changed."""
+        last = self._last_key or {}
+        out = set(self._external)
+        for name in names:
+            if is_job_file(name):
+                out.add(name)
+            elif name.endswith(VARS_SUFFIX):
+                stem = name[: -len(VARS_SUFFIX)]
+                out.update(
+                    job for suffix in (".hcl", ".nomad", ".nomad.hcl")
+                    if (job := stem + suffix) in entries or job in last
+                )  # fmt: skip
+            out.update(self._readers.get(name, ()))
         return out
 
     def _inputs_key(self, name: str, entries: Mapping[str, jobdir.Key | None]) -> tuple[Any, ...]:
@@ -145,6 +199,20 @@ class Loader:
             else _stat_of(p)
             for p in inputs
         )
+
+    def _index_inputs(self, name: str) -> None:
+        """Which entries a job file read (a watcher names them), and whether it read outside
+        the directory (stat'ed on every scan)."""
+        for readers in self._readers.values():
+            readers.discard(name)
+        self._external.discard(name)
+        root = str(self.root)
+        for p in self._inputs.get(name, ())[1:]:  # the var file first: known by its name
+            base = os.path.basename(p)
+            if os.path.dirname(p) == root and is_watched_file(base):
+                self._readers.setdefault(base, set()).add(name)
+            else:
+                self._external.add(name)
 
     def settled(self) -> bool:
         """Whether the directory still looks as the last scan found it (a `git checkout`
@@ -176,7 +244,7 @@ class Loader:
     def scan(self) -> Desired:
         try:
             self._notes_seen = self.journal.notes
-            entries = self._entries()
+            entries, names = self._entries()
         except OSError as e:
             self._last_key = self._listed = None
             return Desired(
@@ -185,49 +253,67 @@ class Loader:
                 directory_ok=False,
                 directory_error=f"{self.root}: {e.strerror or e}",
             )
-        keys = self._keys(entries)
-        if self._last is not None and keys == self._last_key:
+        last = self._last_key
+        if self._last is None or last is None:  # from nothing
+            self._assembly, self._log, last = Assembly(), [], {}
+            self._shown = {}
+        if names is None:  # listed in full: every job file is looked at
+            keys = self._keys(entries)
+        else:
+            keys = {base: self._key_of(base, entries) for base in self._affected(names, entries)}
+        todo = [
+            base for base, key in keys.items()
+            if key != last.get(base) and (key[0] is not None or base in last)
+        ]  # fmt: skip
+        gone = [base for base in last if base not in entries] if names is None else []
+        if self._last is not None and self._last_key is not None and not todo and not gone:
             return self._last
         named = self._namer()
-        last = self._last_key
-        if self._last is not None and last is not None and keys.keys() == last.keys():
-            files, seen = dict(self._files), dict(last)  # the same entries: read the changed
-            todo = [base for base, key in keys.items() if key != last[base]]
-        else:
-            files, seen, todo = {}, {}, sorted(keys)  # (sorting 10,000 names: 3 ms)
-        for base in todo:
-            key, name = keys[base], self._shown.get(base) or named(base)
-            if key[0] is None:  # gone between listing and stat
-                files.pop(name, None)
-                seen.pop(base, None)
+        changes: dict[str, FileResult | None] = {}
+        for base in sorted(todo) + gone:  # (sorting 10,000 names: 3 ms, at the first scan)
+            key, name = keys.get(base, (None,)), self._shown.get(base) or named(base)
+            if key[0] is None:  # gone (or between listing and stat)
+                changes[name] = None
+                last.pop(base, None)
+                self._shown.pop(base, None)
+                self._by_stat.pop(name, None)
+                self._rows.pop(name, None)
                 continue
             cached = self._by_stat.get(name)
             if cached is not None and cached[0] == key:
-                files[name] = cached[1]
-                seen[base] = key
-                continue
-            with self._reading:  # a `warm` of this file finishes first, then is a cache hit
-                result = self._read(self.root / base, name)
-            files[name] = result
-            seen[base] = key = (key[0], self._inputs_key(base, entries))  # known now
-            self._by_stat[name] = (key, result)
-        if len(self._by_stat) > len(files):
-            self._by_stat = {k: v for k, v in self._by_stat.items() if k in files}
-        self._shown = (
-            {base: named(base) for base in seen} if len(todo) == len(keys) else self._shown
-        )
-        desired = assemble(files)
-        self._last, self._last_key, self._files = desired, seen, files
+                result = cached[1]
+            else:
+                with self._reading:  # a `warm` of this file finishes first, then is a cache hit
+                    result = self._read(self.root / base, name)
+                key = (key[0], self._inputs_key(base, entries))  # known now
+                self._by_stat[name] = (key, result)
+                self._index_inputs(base)
+            changes[name], last[base], self._shown[base] = result, key, name
+        self._flush(listed=names is None)
+        ids = self._assembly.update(changes)
+        desired = self._assembly.desired()
+        self._log = [*self._log[-15:], (weakref.ref(desired), frozenset(ids))]
+        self._last, self._last_key = desired, last
         return desired
+
+    def changed_since(self, earlier: Desired) -> frozenset[str] | None:
+        """The ids of the jobs that may differ between `earlier` (a scan's) and the last scan's
+        Desired; None when that is not known (compare every job)."""
+        ids: set[str] = set()
+        for ref, changed in reversed(self._log):
+            if ref() is earlier:
+                return frozenset(ids)
+            ids |= changed
+        return None
 
     def warm(self, path: Path) -> None:
         """Parse one file into the cache, so that the next scan finds it done."""
         if not is_job_file(path.name):
             return  # a var file: the scan reads its job file again
-        with self._reading:
-            self._read(path, self._namer()(path.name))
+        with self._reading:  # (the store is read by the loop thread only)
+            self._read(path, self._namer()(path.name), lookup=False)
 
-    def _read(self, path: Path, name: str) -> FileResult:
+    def _read(self, path: Path, name: str, lookup: bool = True) -> FileResult:
         def fail(message: str) -> FileResult:
             return FileResult(name, "", (), (Problem(name, None, "", message),))
 
@@ -252,8 +338,17 @@ class Loader:
             )
         if "\x00" in text or "\x00" in var_text:
             return fail("file contains a NUL byte: not a text file")
-        var_name = self._namer()(os.path.basename(vars_path))
         directory = JobDirectory(str(self.root), str(path.parent), extra_roots=self.extra_roots)
+        stored = self._stored(name, data, var_data, directory, lookup)
+        if stored is not None:
+            result, read = stored
+            self._inputs[path.name] = (vars_path, *read)
+            if not read:
+                self._by_digest[key] = result
+            return result
+        from reconciler.spec import hclbody  # the HCL parser: loaded only to parse a file
+
+        var_name = self._namer()(os.path.basename(vars_path))
         inputs = hclbody.Inputs(
             env=self.env,
             var_files=(hclbody.VarFile(var_name, var_text),) if var_data else (),
@@ -265,12 +360,60 @@ class Loader:
         except Exception as e:  # a bug or an exhausted resource: this file only, not the scan
             return fail(f"could not be read ({type(e).__name__}: {e}); please report this")
         self._inputs[path.name] = (vars_path, *sorted(directory.read_paths))
+        self._keep(name, data, var_data, directory, result)
         if directory.read_paths:
             return result  # file() contents are not in `key`: re-read when their stat changes
         if len(self._by_digest) > 20000:
             self._by_digest.clear()
         self._by_digest[key] = result
         return result
+
+    # ---- the parse cache in the store (spec/parsecache.py) ----
+
+    def _row_key(self, name: str, data: bytes, var_data: bytes, directory: JobDirectory) -> str:
+        roots = (str(self.root), directory.home, *self.extra_roots)
+        return parsecache.key(name, data, var_data, self.env, roots)
+
+    def _stored(
+        self, name: str, data: bytes, var_data: bytes, directory: JobDirectory, lookup: bool
+    ) -> tuple[FileResult, list[str]] | None:
+        if self.cache is None or not lookup:
+            return None
+        row_key = self._row_key(name, data, var_data, directory)
+        try:
+            row = self.cache.get_parses([row_key]).get(row_key)
+        except Exception:  # the store is unavailable: parse (the loop reports the store)
+            return None
+        found = parsecache.decode(*row, directory) if row is not None else None
+        if found is not None:
+            self._rows[name] = row_key
+        return found
+
+    def _keep(self, name: str, data: bytes, var_data: bytes, directory: JobDirectory,
+              result: FileResult) -> None:  # fmt: skip
+        """A new parse's row, written with the scan's (`_flush`)."""
+        if self.cache is None:
+            return
+        read = parsecache.fingerprints(directory)
+        if read is None:
+            return
+        row_key = self._row_key(name, data, var_data, directory)
+        self._rows[name] = row_key
+        if len(self._unsaved) < 20_000:
+            self._unsaved.append((row_key, *parsecache.encode(result, read)))
+
+    def _flush(self, listed: bool) -> None:
+        """Write new rows; after a full listing, drop the rows no file uses any more."""
+        if self.cache is None or not (self._unsaved or (listed and self._rows_added)):
+            return
+        with self._reading:  # (`warm` adds rows on its own thread)
+            rows, self._unsaved = self._unsaved, []
+            keep = set(self._rows.values()) if listed else None
+        try:
+            self.cache.put_parses(rows, keep)
+        except Exception:  # the store is unavailable: the rows are only an optimisation
+            return
+        self._rows_added = not listed and (self._rows_added or bool(rows))
 
 
 def _stat_of(path: str) -> tuple[int, int, int] | None:

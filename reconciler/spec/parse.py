@@ -18,11 +18,20 @@ from reconciler.spec.problems import Problem
 from reconciler.spec.template import Workload, check_template
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# What makes a file HCL2 to evaluate (hclbody.needs_evaluation), seen without parsing: such a
+# file is parsed once, with positions (the evaluator reads each expression's text). A miss
+# costs only time: a file that needs evaluation after all is parsed again. (Linear: no
+# pattern may span lines, so none rescans a run of blank lines.)
+_LIKELY_HCL2 = re.compile(
+    r"\$\{|%\{|\b(?:var|local)\.|^[ \t]*(?:variables?|locals)\b|\bdynamic[ \t]+\"|\w\(", re.M
+)
 
 
 def parse_text(text: str, file: str, inputs: hclbody.Inputs | None = None) -> FileResult:
     """One file's text -> its jobs and problems. Pure but for `inputs` (var files, file())."""
     inputs = inputs or hclbody.Inputs()
+    if _LIKELY_HCL2.search(text):  # the faster parse would only find it needs the other
+        return _parse_text(text, file, True, inputs)
     try:
         result = _parse_text(text, file, False, inputs, untracked_eval=False)
     except _NeedsPositions:  # HCL2 expressions: one parse that tracks positions does it all
