@@ -138,6 +138,39 @@ def test_dst_skips_and_repeats_as_cronexpr_does(
         t = t_next
 
 
+TRANSITIONS = [  # (zone, a day before a DST change)
+    (LA, (2019, 3, 9)), (LA, (2019, 11, 2)), (LH, (2019, 4, 6)), (LH, (2019, 10, 5)),
+    ("Europe/Berlin", (2026, 3, 28)), ("Europe/Berlin", (2026, 10, 24)),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(TRANSITIONS), st.integers(0, 23), st.integers(0, 59))
+def test_launches_across_a_dst_change_are_exactly_cronexprs(
+    where: tuple[str, tuple[int, int, int]], hour: int, minute: int
+) -> None:
+    """Against every minute of three days, walked in real time: a launch at each instant whose
+    wall clock shows the time (twice where the clock repeats it), none where the clock skips
+    it, and none in an hour that does not begin on the clock (cronexpr's rule)."""
+    zone, (y, mo, d) = where
+    tz = ZoneInfo(zone)
+    start = datetime(y, mo, d, tzinfo=tz).timestamp()
+    end = start + 3 * 86400
+    want = []
+    for t in range(int(start), int(end), 60):
+        wall = datetime.fromtimestamp(t, tz)
+        top = wall.replace(minute=0, tzinfo=None)
+        begins = datetime.fromtimestamp(top.replace(tzinfo=tz).timestamp(), tz).replace(tzinfo=None) == top
+        if (wall.hour, wall.minute) == (hour, minute) and begins:
+            want.append(float(t))
+    got: list[float] = []
+    t_next = cron.next_after((f"{minute} {hour} * * *",), zone, start - 1)
+    while t_next is not None and t_next < end:
+        got.append(t_next)
+        t_next = cron.next_after((f"{minute} {hour} * * *",), zone, t_next)
+    assert got == want
+
+
 # ---- the service ----
 
 def test_children_launch_on_schedule_with_their_own_history(h: Harness) -> None:
