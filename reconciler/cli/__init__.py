@@ -200,10 +200,16 @@ def node(
     fp = ex.fingerprint()
     cap = admission.node_capacity(fp.attributes, node_cfg)
     held = admission.ZERO
+    held_ids: frozenset[int] = frozenset()
     if db_path(d).exists():
         obs = Store(db_path(d), readonly=True).observed()
         held = admission.Usage(*obs.held) if obs.held else admission.ZERO
+        held_ids = obs.held_cores or frozenset()
     rows = admission.allocated_rows(cap, held) if cap else []
+    core_ids = {  # which cores: tasks hold them exclusively, the node keeps its reserved ones
+        "held": sorted(held_ids), "free": sorted(set(cap.usable_cores) - held_ids),
+        "reserved": sorted(node_cfg.reserved_cores),
+    } if cap else {}  # fmt: skip
     files = _file_limits(d, ex.fds_per_task)
     if as_json:
         emit_json({"healthy": fp.healthy, "description": fp.description,
@@ -211,7 +217,7 @@ def node(
                    "resources": {name: {"allocated": a, "available": v, "total": t,
                                         "reserved": r, "unit": u}
                                  for name, a, v, t, r, u in rows},
-                   "open_files": files,
+                   "core_ids": core_ids, "open_files": files,
                    "host_volumes": {n: {"path": p, "read_only": ro}
                                     for n, (p, ro) in sorted(node_cfg.host_volumes.items())}})  # fmt: skip
         return
@@ -220,6 +226,8 @@ def node(
         console.print("allocated / available (total - reserved):")
         for name, a, avail, t, r, u in rows:
             console.print(f"  {name:<7} {a} / {avail} {u}  (total {t}, reserved {r})")
+        console.print("  core ids: " + ", ".join(
+            f"{k} {admission.core_list(v) or '-'}" for k, v in core_ids.items()))  # fmt: skip
     line = (f"open files: the service may use {files['service_limit']} (hard limit; soft "
             f"{files['soft']}), {files['per_task']} per task")  # fmt: skip
     if "service_in_use" in files:

@@ -108,6 +108,8 @@ def test_reserved_cores_are_exclusive_and_kept_across_a_service_crash(svc: Servi
     svc.wait(lambda: svc.query("SELECT status FROM jobs WHERE id = 'c'") == [("blocked",)],
              what="c blocked")  # fmt: skip
     assert "Resources exhausted: cores" in svc.query("SELECT reason FROM jobs WHERE id = 'c'")[0][0]
+    node = svc.cli("node", "--config", str(svc.data.parent / "node.hcl")).stdout
+    assert "core ids: held 0-1, free -, reserved -" in node, node
     # a crash and a new service: the tasks are adopted on the cores they had, c still waits
     svc.kill()
     svc.start()
