@@ -219,3 +219,38 @@ def test_any_json_gives_a_file_or_problems(body: object) -> None:
            "Meta": body if isinstance(body, dict) else None}  # fmt: skip
     result = parse_text(jobjson.to_hcl(job), "<json>")
     assert result.ok or result.problems
+
+
+def test_a_dispatch_request_is_read_as_nomad_reads_it() -> None:
+    """Field names in any case (Go's decoder), Payload in base64, the token from the query
+    first; what is malformed is a 400 before the service is asked."""
+    import base64
+    from types import SimpleNamespace
+
+    from reconciler.service.writes import Writes
+
+    asked: list[tuple[str, dict[str, object]]] = []
+
+    class Service:
+        def request(self, action: str, **args: object) -> object:
+            asked.append((action, args))
+            return SimpleNamespace(result=lambda timeout: {"child": "w/dispatch-1-ab", "existing": True})
+
+    writes = Writes(SimpleNamespace(service=Service()))  # type: ignore[arg-type]
+
+    def post(body: object, query: dict[str, list[str]] | None = None) -> dict[str, object]:
+        return writes.dispatch(http.Request("POST", "/v1/job/w/dispatch", query or {}, body, ("w",)))
+
+    for body, message in [({"JobID": "x"}, "Job ID does not match"), ({"Meta": {"a": 1}}, "Meta"),
+                          ({"Payload": "%%"}, "Payload: not base64"), ({"Priority": 101}, "priority"),
+                          ([1], "JSON object")]:  # fmt: skip
+        with pytest.raises(http.HttpError, match=message) as e:
+            post(body)
+        assert e.value.code == 400
+    assert not asked
+    out = post({"payload": base64.b64encode(b"hi").decode(), "META": {"who": "a"},
+                "IdempotencyToken": "body", "IdPrefixTemplate": "p"},
+               {"idempotency_token": ["query"]})  # fmt: skip
+    assert out["DispatchedJobID"] == "w/dispatch-1-ab" and out["EvalID"] == ""
+    assert asked == [("dispatch", {"job": "w", "meta": {"who": "a"}, "payload": b"hi".hex(),
+                                   "token": "query", "prefix": "p"})]  # fmt: skip
