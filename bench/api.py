@@ -3,7 +3,7 @@ the service's idle CPU and RSS without the listener and with it, then RSS again 
 has served a round of requests (lists of 1,000 allocations, the dashboard's overview, log
 reads, event streams opened and closed).
 
-    sudo .venv/bin/python bench/api.py [--tasks 1000] [--rounds 2]
+    sudo .venv/bin/python bench/api.py [--tasks 1000] [--rounds 2] [--api-rounds 5]
 
 Idle CPU is read over 90 s (CPU time comes in 10 ms ticks). Other work on the machine shows up
 as noise: compare the calibration line between runs.
@@ -80,7 +80,7 @@ def exercise(base: str) -> None:
             r.raise_for_status()
 
 
-def run(tasks: int, http: bool) -> str:
+def run(tasks: int, http: bool, api_rounds: int) -> str:
     root = Path(tempfile.mkdtemp(prefix="rchttp"))
     jobs = root / "jobs"
     jobs.mkdir()
@@ -96,12 +96,15 @@ def run(tasks: int, http: bool) -> str:
         line = f"{'with' if http else 'without'} the listener, {tasks} tasks: RSS {rss:.1f} MB, idle CPU {cpu:.3f} % of a core over {IDLE} s"
         if http:
             base = f"http://127.0.0.1:{port}"
-            after = []
-            for _ in range(3):
+            p = psutil.Process(svc.proc.pid)  # type: ignore[union-attr]
+            rounds = []
+            for _ in range(api_rounds):
+                cpu = sum(p.cpu_times()[:2])
                 exercise(base)
                 time.sleep(12)  # dropped streams end at their next heartbeat (10 s)
-                after.append(psutil.Process(svc.proc.pid).memory_info().rss / 2**20)  # type: ignore[union-attr]
-            line += "; RSS after 1, 2 and 3 rounds of API requests: " + ", ".join(f"{x:.1f}" for x in after) + " MB"
+                rounds.append(f"{p.memory_info().rss / 2**20:.1f} MB/{p.num_threads()} threads/"
+                              f"{sum(p.cpu_times()[:2]) - cpu:.1f} s CPU")  # fmt: skip
+            line += f"; after each of {api_rounds} rounds of API requests (RSS/threads/CPU of the round): " + ", ".join(rounds)
         return line
     finally:
         if svc.proc and svc.proc.poll() is None:
@@ -115,12 +118,13 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--listener-only", action="store_true", help="only the run with the listener")
+    ap.add_argument("--api-rounds", type=int, default=5, help="rounds of API requests per run")
     args = ap.parse_args()
     for i in range(args.rounds):
         print(calibration(), flush=True)
         order = (False, True) if i % 2 == 0 else (True, False)  # alternate the order
         for http in (True,) if args.listener_only else order:
-            print(f"round {i + 1}: " + run(args.tasks, http), flush=True)
+            print(f"round {i + 1}: " + run(args.tasks, http, args.api_rounds), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import itertools
 import json
 import logging
 import mimetypes
@@ -26,9 +27,8 @@ from reconciler.executor.linux.memory import trim_heap
 from reconciler.service import threads
 
 log = logging.getLogger("reconciler")
-# After a reply this large (a list of 1,000 allocations is megabytes of JSON) the heap is
-# trimmed: bench/api.py's rounds of requests grew the service by 12-19 MB a round without,
-# 8-12 MB with (bench/results/api.md).
+# A reply larger than this goes out chunked in pieces of about this size (a list of 1,000
+# allocations is megabytes of JSON), and the heap is trimmed after it.
 BIG_REPLY = 256 * 1024
 
 
@@ -172,12 +172,27 @@ class _Handler(BaseHTTPRequestHandler):
         elif isinstance(result, bytes):
             self._send(200, result, "text/plain; charset=utf-8")
         else:
-            data = json.dumps(result).encode()
+            pieces = _json_pieces(result)
             del result
-            self._send(200, data, "application/json")
-            if len(data) > BIG_REPLY:
-                del data
+            first = next(pieces)
+            if (second := next(pieces, None)) is None:
+                self._send(200, first, "application/json")
+            else:  # megabytes of allocations go out in pieces, never as one string
+                self._chunked(itertools.chain((first, second), pieces))
                 trim_heap()
+
+    def _chunked(self, pieces: Iterator[bytes]) -> None:
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in pieces:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def _authorize(self) -> None:
         token = self.server.token
@@ -265,6 +280,45 @@ class _Handler(BaseHTTPRequestHandler):
             if close:
                 close()
             self.close_connection = True
+
+
+_COMPACT = (",", ":")
+
+
+def _json_pieces(value: Any, size: int = BIG_REPLY) -> Iterator[bytes]:
+    """A reply's JSON in pieces of about `size` bytes: lists (at the top or as a value of the
+    top object) are encoded item by item, so a list of 1,000 allocations is never one string."""
+    buf: list[str] = []
+    held = 0
+
+    def put(text: str) -> Iterator[bytes]:
+        nonlocal held
+        buf.append(text)
+        held += len(text)
+        if held >= size:
+            yield "".join(buf).encode()
+            buf.clear()
+            held = 0
+
+    def items(v: Any) -> Iterator[bytes]:
+        if not isinstance(v, list):
+            yield from put(json.dumps(v, separators=_COMPACT))
+            return
+        yield from put("[")
+        for n, item in enumerate(v):
+            yield from put(("," if n else "") + json.dumps(item, separators=_COMPACT))
+        yield from put("]")
+
+    if isinstance(value, dict):
+        yield from put("{")
+        for n, (k, v) in enumerate(value.items()):
+            yield from put(("," if n else "") + json.dumps(str(k)) + ":")
+            yield from items(v)
+        yield from put("}")
+    else:
+        yield from items(value)
+    if buf:
+        yield "".join(buf).encode()
 
 
 class _Server6(Server):

@@ -16,12 +16,15 @@ from reconciler.service import http, jobjson, nomad
 from reconciler.service.streams import _topics
 from reconciler.spec.load import JobSpec, Loader, parse_text
 
+BIG = [{"ID": f"alloc-{i}", "TaskStates": {"t": {"Events": ["x" * 200] * 3}}} for i in range(2000)]
+
 
 def _server(token: str) -> Iterator[int]:
     router = http.Router()
     router.add("GET", "/v1/thing/([^/]+)", lambda r: {"id": r.params[0], "n": r.number("n")})
     router.add("GET", "/v1/stream", lambda r: http.Stream(iter([b"a\n", b"", b"b\n"])))
     router.add("POST", "/v1/fields", lambda r: r.fields())
+    router.add("GET", "/v1/big", lambda r: {"n": r.number("n"), "items": BIG[: r.number("n")]})
     server = http.serve(router, "127.0.0.1:0", token, poll=0.05)
     yield server.server_address[1]
     server.shutdown()
@@ -64,12 +67,29 @@ def test_a_body_is_a_json_object_or_refused(open_port: int) -> None:
         conn.close()
         return out
 
-    assert post(b'{"Task": "t"}') == (200, b'{"Task": "t"}')
+    code, body = post(b'{"Task": "t"}')
+    assert code == 200 and json.loads(body) == {"Task": "t"}
     assert post(b"") == (200, b"{}")
     code, body = post(b'["t"]')
     assert code == 400 and b"must be a JSON object" in body
     code, body = post(b"{nope")
     assert code == 400 and b"not JSON" in body
+
+
+def test_a_large_reply_goes_out_in_pieces_and_reads_the_same(open_port: int) -> None:
+    code, body, resp = _get(open_port, "/v1/big?n=2000")
+    assert code == 200 and resp.getheader("Transfer-Encoding") == "chunked"
+    assert json.loads(body) == {"n": 2000, "items": BIG}
+    code, body, resp = _get(open_port, "/v1/big?n=2")
+    assert resp.getheader("Content-Length") == str(len(body))
+    assert json.loads(body) == {"n": 2, "items": BIG[:2]}
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner)),
+       st.integers(1, 64))  # fmt: skip
+def test_json_in_pieces_is_the_same_json(value: object, size: int) -> None:
+    assert b"".join(http._json_pieces(value, size)) == json.dumps(value, separators=(",", ":")).encode()
 
 
 def test_streams_are_chunked(open_port: int) -> None:
