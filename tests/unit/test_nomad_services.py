@@ -213,6 +213,40 @@ def test_a_service_coming_and_going_re_renders_its_readers_only(h: Harness) -> N
     assert "Template Rendered" in h.events("b/g/0/t")
 
 
+def test_a_reader_of_another_name_is_not_rendered_again(h: Harness) -> None:
+    h.write("d.hcl", job("d", extra_task=(READER % SIGNAL).replace('\\"api\\"', '\\"db\\"')))
+    h.step()
+    assert h.service.applier.specs["d"].job.group["g"].task["t"].template[0].data.count("db")
+    h.write("a.hcl", PRODUCER % (23462, "nomad"))
+    h.step()
+    h.step()
+    h.remove("a.hcl")
+    h.step()
+    h.step()
+    assert rendered_for(h, "d/g/0/t") == []
+    assert signals(h, "d/g/0/t") == []
+
+
+def test_a_failing_check_changes_nothing_a_template_sees(h: Harness) -> None:
+    """Nomad lists every registration whatever its checks say: a check turning critical
+    renders nothing again."""
+    from tests.unit.test_checks import TCP, free_port, rows, run_checks
+
+    producer = (PRODUCER % (free_port(), "nomad")).replace(
+        'tags = ["v1"]', 'tags = ["v1"]\n' + TCP % ""
+    )  # nothing listens on the port: the check goes critical
+    h.write("a.hcl", producer)
+    h.write("b.hcl", job("b", extra_task=READER % SIGNAL))
+    h.step()
+    h.step()
+    before = rendered_for(h, "b/g/0/t")
+    run_checks(h, 6)
+    assert rows(h, "SELECT status FROM checks") == [("critical",)]
+    assert rendered_for(h, "b/g/0/t") == before
+    texts = [s.templates[0].text for s in h.fake.started if s.id == "b/g/0/t"] + before
+    assert texts[-1].startswith("127.0.0.1:")  # still listed, critical as it is
+
+
 def test_a_consul_service_is_not_in_nomads_registry(h: Harness) -> None:
     h.write("a.hcl", PRODUCER % (23458, "consul"))
     h.write("b.hcl", job("b", extra_task=READER % SIGNAL))
