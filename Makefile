@@ -6,7 +6,7 @@ DATA   ?= ./.reconciler
 
 .PHONY: run test unit e2e lint deps bench bench-peers fuzz clean
 
-$(VENV)/.deps: pyproject.toml scripts/install-deps
+$(VENV)/.deps: pyproject.toml setup.py scripts/install-deps reconciler/executor/linux/shim.c
 	./scripts/install-deps $(VENV)
 
 deps: $(VENV)/.deps ## install what is missing (Debian packages, a virtualenv)

@@ -1,4 +1,4 @@
-"""`pip install .` gives a working `reconciler`, migrations and shim source included."""
+"""`pip install .` gives a working `reconciler`: migrations, shim source and a built shim included."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def test_wheel_carries_migrations_and_shim_and_runs(tmp_path: Path) -> None:
     versions = {n.rsplit("/", 1)[1] for n in names if n.startswith("reconciler/migrations/versions/")}
     assert versions == {p.name for p in (ROOT / "alembic" / "versions").glob("*.py")}
     assert not any(n.startswith("alembic/") for n in names)  # never a top-level `alembic` package
+    # The build hook (setup.py) compiled the shim into the wheel: hosts need no compiler.
+    from reconciler.executor.linux import shimbuild
+
+    assert f"reconciler/executor/linux/bin/{shimbuild.name()}" in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)  # fmt: skip

@@ -9,7 +9,7 @@ import platform
 from pathlib import Path
 
 from reconciler.executor.base import Fingerprint, NodeConfig
-from reconciler.executor.linux import cgroups, launch
+from reconciler.executor.linux import cgroups, launch, shimbuild
 
 
 def probe(layout: cgroups.Layout | None, node: NodeConfig, data_dir: Path) -> Fingerprint:
@@ -26,7 +26,8 @@ def probe(layout: cgroups.Layout | None, node: NodeConfig, data_dir: Path) -> Fi
     for ns in ("mnt", "pid", "ipc", "uts", "net"):
         if not os.path.exists(f"/proc/self/ns/{ns}"):
             problems.append(f"kernel lacks {ns} namespaces")
-    if launch.compiler() is None and not any((data_dir / "bin").glob("reconciler-shim-*")):
+    if (launch.compiler() is None and shimbuild.packaged() is None
+            and not (data_dir / "bin" / shimbuild.name()).exists()):  # fmt: skip
         problems.append("no C compiler to build reconciler-shim (install gcc)")
     healthy = not problems or problems == [p for p in problems if "memory limits" in p]
     attrs = _attributes(layout, node, healthy)

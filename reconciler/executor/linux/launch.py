@@ -1,56 +1,36 @@
-"""Build the C shim once per source version, write its config, and spawn it.
+"""Find the C shim (placed into the package when it was built or installed, see
+shimbuild.py), write its config, and spawn it.
 
-The shim is compiled on first use into the data dir (the package ships shim.c), so an
-installed wheel needs only a C compiler on the host, which the fingerprint checks.
+Without a packaged binary for this shim.c, the shim is compiled on first use into the data
+dir, so a checkout needs only a C compiler on the host, which the fingerprint checks.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("shim.c")
+from reconciler.executor.linux import shimbuild
+from reconciler.executor.linux.shimbuild import ShimBuildError, compiler
 
-
-class ShimBuildError(Exception):
-    pass
-
-
-def compiler() -> str | None:
-    return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+__all__ = ["ShimBuildError", "compiler", "shim_binary"]
+log = logging.getLogger("reconciler")
 
 
 def shim_binary(cache_dir: Path) -> Path:
-    """The shim for this source, compiled if missing (static when the libc allows it)."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-    target = cache_dir / f"reconciler-shim-{digest}"
+    """The shim for this source: the packaged one, else one compiled into cache_dir."""
+    if (p := shimbuild.packaged()) is not None:
+        return p
+    target = cache_dir / shimbuild.name()
     if target.exists():
         return target
-    cc = compiler()
-    if cc is None:
-        raise ShimBuildError("no C compiler (cc) found: install gcc to build reconciler-shim")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".shim-")
-    os.close(fd)
-    errors = ""
-    for static in (["-static"], []):
-        proc = subprocess.run(
-            [cc, "-O2", "-Wall", *static, "-o", tmp, str(SOURCE)],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode == 0:
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, target)
-            return target
-        errors = proc.stderr
-    os.unlink(tmp)
-    raise ShimBuildError(f"compiling {SOURCE} failed:\n{errors}")
+    path, kind = shimbuild.build(cache_dir, warn=False)
+    if kind != "static musl":
+        log.warning("reconciler-shim built against %s (musl-gcc missing or failed): each "
+                    "task's shim costs more memory; install musl-tools", kind)  # fmt: skip
+    return path
 
 
 def write_config(path: Path, items: Sequence[tuple[str, str]]) -> None:

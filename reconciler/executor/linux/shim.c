@@ -26,7 +26,6 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <linux/capability.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -34,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -43,6 +43,17 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* capset(2)'s structures, declared here so the shim builds against musl too, whose headers
+   carry no kernel uapi. */
+#define CAP_VERSION_3 0x20080522
+struct cap_header {
+    unsigned int version;
+    int pid;
+};
+struct cap_data {
+    unsigned int effective, permitted, inheritable;
+};
 
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
@@ -54,10 +65,15 @@
 
 #define MAXV 512
 
+/* The config lives in its own anonymous mapping, unmapped once the task runs: the waiting
+   parent keeps no heap, only the few strings it still needs (see keep_for_waiting). */
 struct config {
-    char *keys[MAXV * 2];
-    char *vals[MAXV * 2];
     int n;
+    char *buf; /* one anonymous mapping: the items, then the file's text */
+    size_t mapped;
+    struct {
+        char *key, *val;
+    } *item;
 };
 
 static struct config cfg;
@@ -82,7 +98,7 @@ static void die(const char *fmt, ...) {
 
 static const char *get(const char *key) {
     for (int i = 0; i < cfg.n; i++)
-        if (strcmp(cfg.keys[i], key) == 0) return cfg.vals[i];
+        if (strcmp(cfg.item[i].key, key) == 0) return cfg.item[i].val;
     return NULL;
 }
 
@@ -91,13 +107,17 @@ static long getnum(const char *key, long dflt) {
     return v ? strtol(v, NULL, 0) : dflt;
 }
 
-static void load_config(const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) die("open %s: %s", path, strerror(errno));
+static void load_config_fd(int fd, const char *path) {
     struct stat st;
     if (fstat(fd, &st) < 0) die("stat %s: %s", path, strerror(errno));
-    char *buf = malloc(st.st_size + 1);
-    if (!buf) die("out of memory");
+    size_t items = MAXV * 2 * sizeof *cfg.item;
+    size_t mapped = items + (size_t)st.st_size + 1;
+    char *map = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) die("out of memory");
+    cfg.buf = map;
+    cfg.mapped = mapped;
+    cfg.item = (void *)map;
+    char *buf = map + items;
     ssize_t got = 0;
     while (got < st.st_size) {
         ssize_t r = read(fd, buf + got, st.st_size - got);
@@ -113,10 +133,16 @@ static void load_config(const char *path) {
         if (p >= end) break;
         char *v = p;
         p += strlen(p) + 1;
-        cfg.keys[cfg.n] = k;
-        cfg.vals[cfg.n] = v;
+        cfg.item[cfg.n].key = k;
+        cfg.item[cfg.n].val = v;
         cfg.n++;
     }
+}
+
+static void load_config(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("open %s: %s", path, strerror(errno));
+    load_config_fd(fd, path);
 }
 
 static void write_file(const char *path, const char *text) {
@@ -128,7 +154,7 @@ static void write_file(const char *path, const char *text) {
 
 static void join_cgroups(void) {
     for (int i = 0; i < cfg.n; i++)
-        if (strcmp(cfg.keys[i], "cgroup") == 0) write_file(cfg.vals[i], "0");
+        if (strcmp(cfg.item[i].key, "cgroup") == 0) write_file(cfg.item[i].val, "0");
 }
 
 /* ---------- filesystem ---------- */
@@ -340,7 +366,7 @@ static void setup_root(void) {
     if (!root) return;
     char p[4096];
     for (int i = 0; i < cfg.n; i++)
-        if (strcmp(cfg.keys[i], "bind_late") == 0) open_late(cfg.vals[i]);
+        if (strcmp(cfg.item[i].key, "bind_late") == 0) open_late(cfg.item[i].val);
     /* First: stop every mount below from propagating back to the host. */
     xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
     /* The root is a small tmpfs (a mount point, as pivot_root needs): its skeleton of mount
@@ -352,7 +378,7 @@ static void setup_root(void) {
         mkdir(p, 0755);
     }
     for (int i = 0; i < cfg.n; i++) {
-        const char *k = cfg.keys[i], *v = cfg.vals[i];
+        const char *k = cfg.item[i].key, *v = cfg.item[i].val;
         if (strcmp(k, "symlink") == 0) {
             /* value: "TARGET\tPATH-INSIDE-ROOT" (Debian's merged /usr: /bin -> usr/bin) */
             const char *tab = strchr(v, '\t');
@@ -434,8 +460,8 @@ static void drop_privileges(void) {
     if (setgroups(0, NULL) < 0) die("setgroups: %s", strerror(errno));
     if (setresgid(gid, gid, gid) < 0) die("setgid %d: %s", gid, strerror(errno));
     if (setresuid(uid, uid, uid) < 0) die("setuid %d: %s", uid, strerror(errno));
-    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct data[2];
+    struct cap_header hdr = {CAP_VERSION_3, 0};
+    struct cap_data data[2];
     memset(data, 0, sizeof data);
     for (int i = 0; i < 2; i++) {
         unsigned int word = (unsigned int)(caps >> (32 * i));
@@ -487,7 +513,7 @@ static char **collect(const char *key) {
     char **out = lists[which++ & 1];
     int n = 0;
     for (int i = 0; i < cfg.n && n < MAXV; i++)
-        if (strcmp(cfg.keys[i], key) == 0) out[n++] = cfg.vals[i];
+        if (strcmp(cfg.item[i].key, key) == 0) out[n++] = cfg.item[i].val;
     out[n] = NULL;
     return out;
 }
@@ -538,7 +564,7 @@ static void loopback_up(void) {
 
 /* The parent moves the task into its cgroups while the task builds its root: on cgroup v1
    each side waits for an RCU grace period, so overlapping them halves a lone start. */
-static void child_setup(int newns_flags, int go_fd) {
+__attribute__((noinline)) static void child_setup(int newns_flags, int go_fd) {
     signal(SIGPIPE, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
@@ -571,10 +597,10 @@ static int place_in_cgroups(pid_t pid, char *why, size_t len) {
     char text[32];
     snprintf(text, sizeof text, "%d", pid);
     for (int i = 0; i < cfg.n; i++) {
-        if (strcmp(cfg.keys[i], "cgroup") != 0) continue;
-        int fd = open(cfg.vals[i], O_WRONLY | O_CLOEXEC);
+        if (strcmp(cfg.item[i].key, "cgroup") != 0) continue;
+        int fd = open(cfg.item[i].val, O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, text, strlen(text)) < 0) {
-            snprintf(why, len, "join cgroup %s: %s", cfg.vals[i], strerror(errno));
+            snprintf(why, len, "join cgroup %s: %s", cfg.item[i].val, strerror(errno));
             if (fd >= 0) close(fd);
             return -1;
         }
@@ -588,7 +614,7 @@ static int place_in_cgroups(pid_t pid, char *why, size_t len) {
 struct log {
     int in;            /* pipe from the task */
     int out;           /* current file */
-    char base[4096];   /* <dir>/<task>.stdout */
+    const char *base;  /* <dir>/<task>.stdout, in kept[] */
     long index;        /* current file index */
     long long size;    /* bytes in the current file */
     long long max_size;
@@ -596,42 +622,71 @@ struct log {
     long long dropped; /* lines lost to a write error (disk full): reported at exit */
 };
 
+/* What the waiting parent still needs once its config is unmapped (log bases, the exit-status
+   path), packed together, and one scratch buffer for the paths it makes: a few pages. */
+#define SCRATCH (4096 + 64)
+static size_t kept_used;
+static char kept[3 * 4096 + SCRATCH] __attribute__((aligned(4096)));
+static char pump[4096] __attribute__((aligned(4096))); /* a read of output; getdents64 */
+#define scratch (kept + kept_used) /* after the kept strings: usually the same page */
+
+static const char *keep(const char *s, size_t n) {
+    if (n >= 4096) n = 4095; /* longer paths fail to open anyway */
+    char *out = kept + kept_used;
+    memcpy(out, s, n);
+    out[n] = 0;
+    kept_used += n + 1;
+    return out;
+}
+
 static void log_open(struct log *l) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s.%ld", l->base, l->index);
-    l->out = open(p, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0640);
+    snprintf(scratch, SCRATCH, "%s.%ld", l->base, l->index);
+    l->out = open(scratch, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+                  0640);
     struct stat st;
     l->size = (l->out >= 0 && fstat(l->out, &st) == 0) ? st.st_size : 0;
     if (l->index >= l->max_files) {
-        snprintf(p, sizeof p, "%s.%ld", l->base, l->index - l->max_files);
-        unlink(p);
+        snprintf(scratch, SCRATCH, "%s.%ld", l->base, l->index - l->max_files);
+        unlink(scratch);
     }
 }
 
+struct linux_dirent64 {
+    unsigned long long d_ino;
+    long long d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
 static void log_init(struct log *l, const char *spec) {
     /* spec: "BASE\tMAX_FILES\tMAX_BYTES"; resume at the highest existing index (Nomad). */
-    char *tab1 = strchr(spec, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+    const char *tab1 = strchr(spec, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
     if (!tab2) die("bad log spec");
-    snprintf(l->base, sizeof l->base, "%.*s", (int)(tab1 - spec), spec);
+    l->base = keep(spec, tab1 - spec);
     l->max_files = strtol(tab1 + 1, NULL, 10);
     l->dropped = 0;
     l->max_size = strtoll(tab2 + 1, NULL, 10);
     l->index = 0;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", l->base);
-    char *slash = strrchr(dir, '/');
-    const char *name = slash ? slash + 1 : dir;
+    /* The directory is listed with getdents64 into a static buffer: opendir would malloc. */
+    snprintf(scratch, SCRATCH, "%s", l->base);
+    char *slash = strrchr(scratch, '/');
+    const char *name = slash ? l->base + (slash - scratch) + 1 : l->base;
     if (slash) *slash = 0;
     size_t nlen = strlen(name);
-    DIR *d = opendir(slash ? dir : ".");
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)))
-            if (strncmp(e->d_name, name, nlen) == 0 && e->d_name[nlen] == '.') {
-                long i = strtol(e->d_name + nlen + 1, NULL, 10);
-                if (i > l->index) l->index = i;
+    int d = open(slash ? scratch : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d >= 0) {
+        long got;
+        while ((got = syscall(SYS_getdents64, d, pump, sizeof pump)) > 0)
+            for (long off = 0; off < got;) {
+                struct linux_dirent64 *e = (struct linux_dirent64 *)(pump + off);
+                if (strncmp(e->d_name, name, nlen) == 0 && e->d_name[nlen] == '.') {
+                    long i = strtol(e->d_name + nlen + 1, NULL, 10);
+                    if (i > l->index) l->index = i;
+                }
+                off += e->d_reclen;
             }
-        closedir(d);
+        close(d);
     }
     log_open(l);
 }
@@ -661,10 +716,9 @@ static void log_write(struct log *l, const char *buf, ssize_t n) {
 
 /* Returns 0 at EOF. */
 static int log_pump(struct log *l) {
-    char buf[16384];
-    ssize_t n = read(l->in, buf, sizeof buf);
+    ssize_t n = read(l->in, pump, sizeof pump);
     if (n > 0) {
-        log_write(l, buf, n);
+        log_write(l, pump, n);
         return 1;
     }
     return n < 0 && (errno == EAGAIN || errno == EINTR);
@@ -675,8 +729,8 @@ static int log_pump(struct log *l) {
 /* The exit-status line, or when it cannot be written (disk full) the task's status as the
    shim's own exit code (128 + signal for a signal): the service reads that instead. */
 static int write_status(const char *path, int status, long long dropped) {
-    char tmp[4200], text[128];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char *tmp = scratch, text[128];
+    snprintf(tmp, SCRATCH, "%s.tmp", path);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -781,6 +835,9 @@ static int cmd_run(void) {
         logs[nlogs].in = errlogp[0];
         log_init(&logs[nlogs++], se);
     }
+    if (exit_path) exit_path = keep(exit_path, strlen(exit_path));
+    munmap(cfg.buf, cfg.mapped); /* nothing below reads the config */
+    cfg.n = 0;
     int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
     int status = 0, exited = 0;
     long drain_ms = -1;
