@@ -40,6 +40,10 @@ class StartRefused(Exception):
         self.code = code
 
 
+# The most shims the service keeps made ahead of their tasks (executor/linux/pool.py), sized
+# within that from recent starts.
+WARM_POOL = 8
+
 def data_dir(option: Path | None) -> Path:
     if option is not None:
         return option
@@ -141,7 +145,7 @@ def serve(
     except StoreRefused as e:
         raise StartRefused(str(e), REFUSED) from None
     soft, _hard = raise_file_limit()
-    executor = LinuxExecutor(d, node)
+    executor = LinuxExecutor(d, node, warm_pool=WARM_POOL)
     fp = executor.fingerprint()
     log = logging.getLogger("reconciler")
     log.info("reconciler %s on %s (data %s): %s; open files limit %d", __version__, jobs, d,

@@ -160,7 +160,14 @@ class TaskCgroup:
         return ";".join(f"{c}={p}" for c, p in sorted(self.dirs.items()))
 
     def create(self, limits: Limits) -> None:
-        fresh = True  # a cgroup made just now holds no leftovers to kill
+        if not self.make():
+            self.kill_leftovers()
+        self.set_limits(limits)
+
+    def make(self) -> bool:
+        """The directories, without limits; True when all were made just now (a cgroup made
+        just now holds no leftovers to kill)."""
+        fresh = True
         made_later = self.dirs.get("cpuset") if self.layout.version == 1 else None  # _set_cores
         for path in dict.fromkeys(p for p in self.dirs.values() if p != made_later):  # cpu and cpuacct may share a mount
             try:
@@ -171,8 +178,21 @@ class TaskCgroup:
                 path.mkdir(parents=True, exist_ok=True)
         if "unified" in self.dirs:
             self._enable_v2_controllers(self.dirs["unified"].parent)
-        if not fresh:
-            self.kill_leftovers()
+        return fresh
+
+    def rename(self, name: str) -> TaskCgroup:
+        """The same cgroups under another name: no process moves, so no migration wait. An
+        old cgroup of that name (an earlier run of the task) is removed first."""
+        old = TaskCgroup.at(self.layout, name)
+        old.kill_leftovers()
+        old.remove()
+        dirs = {ctrl: path.with_name(name) for ctrl, path in self.dirs.items()}
+        for ctrl, path in self.dirs.items():
+            if path.exists():  # cpu and cpuacct may share a mount: renamed once
+                path.rename(dirs[ctrl])
+        return TaskCgroup(self.layout, name, dirs)
+
+    def set_limits(self, limits: Limits) -> None:
         mem_hard = limits.memory_max_mb if limits.memory_max_mb > 0 else limits.memory_mb
         if limits.memory_max_mb < 0:
             mem_hard = 0

@@ -1,7 +1,7 @@
 """LinuxExecutor: Nomad's exec driver semantics with one tiny C shim per task.
 
-The service thread calls start/stop/signal; one waiter thread calls `poll_exits`, which waits
-on pidfds of every shim through a single epoll, so 1,000 tasks cost no thread each.
+This module starts tasks: a claim of a warm shim (pool.py) when one fits, else a cold start
+(`shim run`). Waiting, stopping and signalling are in supervision.py.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ import contextlib
 import hashlib
 import os
 import pwd
-import select
 import shutil
-import signal as signals
 import subprocess
 import threading
 import time
@@ -20,12 +18,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from reconciler.executor.base import (
     ExecResult,
     ExecutorUnavailable,
-    ExitResult,
     FetchState,
     Fingerprint,
     NodeConfig,
@@ -41,13 +37,17 @@ from reconciler.executor.linux import (
     fingerprint,
     launch,
     network,
+    pool,
     proc,
-    resolvconf,
     rootfs,
     safefs,
+    shimconfig,
     templates,
 )
 from reconciler.executor.linux.primer import Primer
+from reconciler.executor.linux.supervision import Supervision, signal_number
+
+__all__ = ["LinuxExecutor", "signal_number"]
 
 LAUNCH_THREADS = 4
 
@@ -63,26 +63,12 @@ class _Launch:
     fd: int
 
 
-@dataclass
-class _Watched:
-    handle: TaskHandle
-    pidfd: int
-    ours: bool  # spawned by this process, so we reap it
-
-
-def signal_number(name: str) -> int:
-    n = name.upper()
-    n = n if n.startswith("SIG") else "SIG" + n
-    try:
-        return int(signals.Signals[n])
-    except KeyError:
-        raise StartError(f'unknown signal "{name}"') from None
-
-
-class LinuxExecutor:
+class LinuxExecutor(Supervision):
     fds_per_task = 2  # pidfds of the shim and of the task
 
-    def __init__(self, data_dir: Path, node: NodeConfig | None = None) -> None:
+    def __init__(self, data_dir: Path, node: NodeConfig | None = None, warm_pool: int = 0) -> None:
+        """warm_pool: the most warm shims kept ready (pool.py); the service's own executor
+        keeps some, tools and tests that share a data dir with a running service none."""
         self.data_dir = data_dir.resolve()
         self.node = node or NodeConfig()
         self._lock_down()
@@ -96,15 +82,17 @@ class LinuxExecutor:
         self._shim: Path | None = None
         self._root: Path | None = None
         self.primer = Primer(self.layout, self.shim) if self.layout else None
-        self._epoll = select.epoll()
-        self._lock = threading.Lock()
+        self.pool: pool.Pool | None = None
+        if warm_pool > 0 and self.layout is not None:
+            pool.sweep(self.layout)  # what a crashed service of this data dir left
+            self.pool = pool.Pool(
+                self.layout, self.shim, self.data_dir / "warm",
+                lambda: shimconfig.warm_root(str(self._mount_point()), self.node.chroot_env),
+                self.data_dir / "shim.log", warm_pool,
+            )  # fmt: skip
+            self.pool.warm_up()
+        self._init_supervision()
         self._net_lock = threading.Lock()
-        self._watched: dict[int, _Watched] = {}
-        self._task_fds: dict[str, int] = {}
-        self._deadlines: dict[str, tuple[float, TaskHandle]] = {}  # kill the cgroup then
-        self._delayed: dict[str, tuple[float, TaskHandle, str, float]] = {}  # shutdown_delay
-        self._pending: list[tuple[TaskHandle, ExitResult]] = []
-        self._done: dict[str, ExitResult] = {}
         self.fetcher = artifacts.Fetcher(self.node, self.dirs)
 
     # ---- paths ----
@@ -151,6 +139,11 @@ class LinuxExecutor:
         if self.primer is not None:
             self.primer.prime()
 
+    def close(self) -> None:
+        """Let the warm shims go (they would at our exit too); running tasks stay."""
+        if self.pool is not None:
+            self.pool.close()
+
     def start(self, config: TaskConfig) -> TaskHandle:
         return self._finish(self._launch(config))
 
@@ -181,24 +174,6 @@ class LinuxExecutor:
                 out.append(e)
         return out
 
-    def _late_mounts(self, config: TaskConfig, dirs: rootfs.TaskDirs) -> list[tuple[str, str]]:
-        """Host volumes and the task's resolv.conf, mounted by the shim inside the new root."""
-        for v in config.volumes:  # an interpolated destination is checked only now
-            if v.destination == "/" or any(v.destination == r or v.destination.startswith(r + "/")
-                                           for r in rootfs.TASK_MOUNT_POINTS):  # fmt: skip
-                raise StartError(f"cannot mount a volume at {v.destination}")
-        out = [("bind_late", f"{v.source}\t{v.destination}\t{'ro' if v.read_only else 'rw'}")
-               for v in config.volumes]  # fmt: skip
-        if config.dns is not None:
-            text = resolvconf.render(config.dns, resolvconf.host_dns())
-            fd = safefs.open_base(str(dirs.task))
-            try:
-                safefs.write_file(fd, "resolv.conf", text.encode(), 0o644, (0, 0))
-            finally:
-                os.close(fd)
-            out.append(("bind_late", f"{dirs.task}/resolv.conf\t/etc/resolv.conf\tro"))
-        return out
-
     def _launch(self, config: TaskConfig) -> _Launch:
         if self.layout is None:
             raise ExecutorUnavailable("no cgroup filesystem: cannot isolate tasks")
@@ -214,7 +189,7 @@ class LinuxExecutor:
             pw = pwd.getpwnam(user)
         except KeyError:
             raise StartError(f'user "{user}" does not exist on this node') from None
-        capset = caps.calculate(self.node.allow_caps, config.cap_add, config.cap_drop)
+        caps.calculate(self.node.allow_caps, config.cap_add, config.cap_drop)  # refusals first
         alloc_id, _, task = config.id.rpartition("/")
         dirs = self.dirs(alloc_id, task)
         try:
@@ -234,44 +209,34 @@ class LinuxExecutor:
                 env.update(templates.env_lines(t.text))
         cg = cgroups.TaskCgroup.at(self.layout, self._cgroup_name(config.id),
                                    cpuset=bool(config.cores or config.core_ids))  # fmt: skip
-        items: list[tuple[str, str]] = []
         isolated = not config.raw_exec
-        pid_mode = config.pid_mode or self.node.default_pid_mode
-        ipc_mode = config.ipc_mode or self.node.default_ipc_mode
+        late = shimconfig.late_mounts(config, dirs) if isolated else []
+        tail = shimconfig.task_items(config, self.node, dirs, pw, env, cg.procs_files())
+        limits = cgroups.Limits(config.memory_mb, config.memory_max_mb, config.cpu_shares,
+                                config.cores, config.pids_max or self.node.pids_max,
+                                config.core_ids)  # fmt: skip
+        with contextlib.suppress(FileNotFoundError):
+            dirs.exit_file.unlink()
+        if self.pool is not None:
+            self.pool.started()
+            if shimconfig.warm_eligible(config, self.node) and (warm := self.pool.claim()):
+                head = [("root", str(self._mount_point())), ("hostname", config.hostname or task)]
+                claim = [*head, *shimconfig.warm_task_mounts(dirs), *late, *tail]
+                return self._claim(config, dirs, warm, cg.name, limits, claim)
+        items: list[tuple[str, str]] = []
         if isolated:
             items += [("root", str(self._mount_point())), ("hostname", config.hostname or task)]
             items += [(kind, f"{src}\t{dst}") for kind, src, dst in mounts]
-            items += self._late_mounts(config, dirs)
+            items += late
             if self.node.no_pivot_root:
                 items.append(("no_pivot_root", "1"))
-        items += [
-            ("new_pid", "1" if isolated and pid_mode == "private" else "0"),
-            ("new_ipc", "1" if isolated and ipc_mode == "private" else "0"),
-            ("new_uts", "1" if isolated else "0"),
-        ]
-        if config.net_mode == "none":
-            items.append(("net_none", "1"))
-        elif config.net_mode == "bridge":
+        if config.net_mode == "bridge":
             try:
                 with self._net_lock:  # the tasks of one group share its namespace
                     items.append(("netns", str(self.network.ensure(alloc_id, config.ports))))
             except Exception as e:
                 raise ExecutorUnavailable(f"bridge network: {e}") from e
-        items += [("cgroup", p) for p in cg.procs_files()]
-        items += [("uid", str(pw.pw_uid)), ("gid", str(pw.pw_gid))]
-        all_caps = caps.mask(caps.NUMBERS) if config.raw_exec else caps.mask(capset)
-        items.append(("caps", hex(all_caps)))
-        items.append(("cwd", config.work_dir or ("/" if isolated else str(dirs.local))))
-        items += [("env", f"{k}={v}") for k, v in sorted(env.items())]
-        items += [("arg", a) for a in (config.command, *config.args)]
-        if not config.logs_disabled:
-            size = config.log_max_file_mb << 20
-            for stream in ("stdout", "stderr"):
-                base = dirs.logs / f"{task}.{stream}"
-                items.append((stream, f"{base}\t{config.log_max_files}\t{size}"))
-        items.append(("exit_file", str(dirs.exit_file)))
-        with contextlib.suppress(FileNotFoundError):
-            dirs.exit_file.unlink()
+        items += tail
         launch.write_config(dirs.config_file, items)
         try:
             pid, fd, go = launch.spawn_async(self.shim(), dirs.config_file, self.data_dir / "shim.log")
@@ -279,9 +244,6 @@ class LinuxExecutor:
             raise StartError(str(e)) from None
         # The task builds its root meanwhile: on cgroup v1 a first mkdir may wait for the
         # kernel (see primer.py), and that wait now overlaps the shim's work.
-        limits = cgroups.Limits(config.memory_mb, config.memory_max_mb, config.cpu_shares,
-                                config.cores, config.pids_max or self.node.pids_max,
-                                config.core_ids)  # fmt: skip
         try:
             cg.create(limits)
         except OSError as e:
@@ -292,6 +254,23 @@ class LinuxExecutor:
             raise ExecutorUnavailable(f"setting up the task cgroup: {e}") from e
         launch.ready(go)
         return _Launch(config, dirs, cg, pid, fd)
+
+    def _claim(self, config: TaskConfig, dirs: rootfs.TaskDirs, warm: pool.Warm, name: str,
+               limits: cgroups.Limits, items: list[tuple[str, str]]) -> _Launch:  # fmt: skip
+        """Hand a warm shim its task: its cgroups take the task's name and limits (no process
+        moves), then it reads the task's config and attaches the task's directories."""
+        assert self.pool is not None
+        try:
+            warm.cgroup = warm.cgroup.rename(name)
+            warm.cgroup.set_limits(limits)
+            launch.write_config(dirs.config_file, items)
+            os.write(warm.stdin, f"claim {dirs.config_file}\n".encode())
+        except OSError as e:
+            self.pool.release(warm)
+            raise ExecutorUnavailable(f"claiming a warm shim: {e}") from e
+        os.close(warm.stdin)
+        os.close(warm.pidfd)
+        return _Launch(config, dirs, warm.cgroup, warm.pid, warm.stdout)
 
     def _finish(self, pending: _Launch) -> TaskHandle:
         config, dirs, cg = pending.config, pending.dirs, pending.cgroup
@@ -309,172 +288,6 @@ class LinuxExecutor:
         )  # fmt: skip
         self._watch(handle, ours=True)
         return handle
-
-    # ---- waiting ----
-
-    def _watch(self, handle: TaskHandle, ours: bool) -> bool:
-        try:
-            fd = os.pidfd_open(handle.shim_pid)
-        except ProcessLookupError:
-            return False
-        with self._lock:
-            self._watched[fd] = _Watched(handle, fd, ours)
-            with contextlib.suppress(ProcessLookupError, OSError):
-                self._task_fds[handle.id] = os.pidfd_open(handle.pid)
-        self._epoll.register(fd, select.EPOLLIN)
-        return True
-
-    def recover(self, handle: TaskHandle) -> bool:
-        if handle.boot_id != self.boot_id:
-            return False  # the machine rebooted: the task died with it
-        if proc.same_process(handle.shim_pid, handle.shim_start_ticks) and self._watch(
-            handle, ours=False
-        ):
-            return True
-        # The shim is gone: if it recorded the exit while we were down, report it.
-        status = Path(handle.task_dir) / "exit-status"
-        if status.exists():
-            with self._lock:
-                self._pending.append((handle, self._exit_result(handle)))
-            return True
-        return False
-
-    def _exit_result(self, handle: TaskHandle, shim_status: int | None = None) -> ExitResult:
-        cg = self._cgroup(handle)
-        oom = cg.oom_killed() if cg else False
-        dropped = 0
-        try:
-            code_s, sig_s, at_s, *rest = (Path(handle.task_dir) / "exit-status").read_text().split()
-            dropped = int(rest[0]) if rest else 0
-        except (OSError, ValueError):
-            if shim_status is not None and os.WIFEXITED(shim_status):
-                # the file could not be written (disk full): the shim exited with the status
-                code = os.WEXITSTATUS(shim_status)
-                sig = code - 128 if code > 128 else 0
-                return ExitResult(exit_code=code, signal=sig, oom_killed=oom and sig == 9,
-                                  finished_at=time.time())  # fmt: skip
-            return ExitResult(
-                exit_code=-1, oom_killed=oom, finished_at=time.time(),
-                error="the task's shim ended without recording an exit status (killed?)",
-            )  # fmt: skip
-        code, sig = int(code_s), int(sig_s)
-        if sig:
-            code = 128 + sig
-        if oom and sig != signals.SIGKILL:
-            oom = False
-        return ExitResult(exit_code=code, signal=sig, oom_killed=oom, finished_at=float(at_s),
-                          dropped_log_lines=dropped)  # fmt: skip
-
-    def poll_exits(self, timeout: float) -> list[tuple[TaskHandle, ExitResult]]:
-        with self._lock:
-            out, self._pending = self._pending, []
-            next_deadline = min(
-                [d for d, _ in self._deadlines.values()] + [d[0] for d in self._delayed.values()],
-                default=None,
-            )
-        if out:
-            timeout = 0
-        if next_deadline is not None:
-            timeout = max(0.0, min(timeout, next_deadline - time.monotonic()))
-        ready = self._epoll.poll(timeout)
-        for fd, _ in ready:
-            with self._lock:
-                w = self._watched.pop(fd, None)
-            if w is None:
-                continue
-            with contextlib.suppress(OSError):
-                self._epoll.unregister(fd)
-            os.close(fd)
-            shim_status = None
-            if w.ours:
-                with contextlib.suppress(ChildProcessError):
-                    shim_status = os.waitpid(w.handle.shim_pid, 0)[1]
-            result = self._exit_result(w.handle, shim_status)
-            if cg := self._cgroup(w.handle):
-                cg.kill_leftovers()
-            with self._lock:
-                self._deadlines.pop(w.handle.id, None)
-                self._delayed.pop(w.handle.id, None)
-                if (tfd := self._task_fds.pop(w.handle.id, None)) is not None:
-                    os.close(tfd)
-            out.append((w.handle, result))
-        now = time.monotonic()
-        with self._lock:
-            expired = [h for d, h in self._deadlines.values() if d <= now]
-            for h in expired:
-                self._deadlines.pop(h.id, None)
-            due = [v for v in self._delayed.values() if v[0] <= now]
-            for v in due:
-                self._delayed.pop(v[1].id, None)
-        for _, h, sig, timeout in due:
-            self.stop(h, sig, timeout)
-        for h in expired:
-            if cg := self._cgroup(h):
-                cg.kill_all()
-        with self._lock:
-            for h, r in out:
-                self._done[h.id] = r
-        return out
-
-    def wait(self, handle: TaskHandle, timeout: float | None = None) -> ExitResult | None:
-        """For single-threaded callers (tests, tools): poll until this task's exit is seen."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                if (r := self._done.pop(handle.id, None)) is not None:
-                    return r
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            self.poll_exits(0.05)
-
-    # ---- stop, signal, destroy ----
-
-    def _cgroup(self, handle: TaskHandle) -> cgroups.TaskCgroup | None:
-        if self.layout is None or not handle.cgroup:
-            return None
-        return cgroups.TaskCgroup.from_record(self.layout, handle.cgroup)
-
-    def signal(self, handle: TaskHandle, signal: str) -> None:
-        num = signal_number(signal)
-        with self._lock:
-            fd = self._task_fds.get(handle.id)
-        if fd is None:
-            raise ProcessLookupError(f"task {handle.id} is not running")
-        signals.pidfd_send_signal(fd, num)
-
-    def stop(self, handle: TaskHandle, signal: str, timeout: float, delay: float = 0.0) -> None:
-        """Send `signal` (default SIGINT) after `delay`; the whole cgroup is killed after
-        `timeout` more. Returns at once: the exit arrives through poll_exits."""
-        if delay > 0:
-            with self._lock:
-                self._delayed[handle.id] = (time.monotonic() + delay, handle, signal, timeout)
-            return
-        if timeout <= 0:
-            if cg := self._cgroup(handle):
-                cg.kill_all()
-            return
-        try:
-            self.signal(handle, signal or "SIGINT")
-        except ProcessLookupError:
-            if cg := self._cgroup(handle):
-                cg.kill_all()
-            return
-        with self._lock:
-            self._deadlines[handle.id] = (time.monotonic() + timeout, handle)
-
-    def inspect(self, handle: TaskHandle) -> Literal["running", "exited", "unknown"]:
-        if proc.same_process(handle.shim_pid, handle.shim_start_ticks):
-            return "running"
-        return "exited" if (Path(handle.task_dir) / "exit-status").exists() else "unknown"
-
-    def destroy(self, handle: TaskHandle, force: bool = False) -> None:
-        if not force and self.inspect(handle) == "running":
-            raise StartError(f"task {handle.id} is still running (use force)")
-        if cg := self._cgroup(handle):
-            cg.kill_all()
-            cg.remove()
-        with self._lock:
-            self._deadlines.pop(handle.id, None)
 
     def render_templates(self, config: TaskConfig) -> None:
         """Files only: a template that sets environment takes effect at the next start."""

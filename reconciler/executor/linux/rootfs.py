@@ -86,6 +86,13 @@ def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None) -> list[tuple[
 Mount = tuple[str, str, str]
 
 
+def host_mounts(chroot_env: Mapping[str, str] | None) -> list[Mount]:
+    """The node's part of every task root (chroot_env, then the masks over it)."""
+    env = DEFAULT_CHROOT_ENV if chroot_env is None else chroot_env
+    binds, masks = _host_mounts(tuple(sorted(env.items())))
+    return [*binds, *masks]
+
+
 @functools.lru_cache(maxsize=8)
 def _host_mounts(env: tuple[tuple[str, str], ...]) -> tuple[tuple[Mount, ...], tuple[Mount, ...]]:
     """The node's part of every task root: chroot_env, and the files masked over it. The same

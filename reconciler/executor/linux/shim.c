@@ -7,6 +7,8 @@
  *                                   lost while the service is down.
  *   reconciler-shim enter CONFIG   run a command inside a running task (namespaces, root,
  *                                   cgroup, user, capabilities) and pass its exit code through.
+ *   reconciler-shim warm CONFIG    a shim made ahead of its task, with namespaces and root
+ *                                   ready; the service claims it for a task (see cmd_warm).
  *   reconciler-shim park           do nothing until stdin (a pipe from the service) closes:
  *                                   the process primer.py moves to prime cgroup migrations.
  *
@@ -26,6 +28,7 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -78,6 +81,7 @@ struct config {
 
 static struct config cfg;
 static int err_fd = -1; /* child -> parent: why the task did not start */
+static int die_to_stdout; /* a warm shim's parent at a claim: the service reads stdout */
 
 static void die(const char *fmt, ...) {
     char buf[1024];
@@ -90,6 +94,9 @@ static void die(const char *fmt, ...) {
     if (err_fd >= 0) {
         ssize_t w = write(err_fd, buf, len);
         (void)w;
+    } else if (die_to_stdout) {
+        printf("error %.*s\n", len, buf);
+        fflush(stdout);
     } else {
         fprintf(stderr, "reconciler-shim: %s\n", buf);
     }
@@ -208,24 +215,24 @@ static void make_target(const char *src, const char *dst) {
     close(fd);
 }
 
-/* Flat copy of regular files (staged secrets) into a directory, owned by the task user. */
-static void copy_files(const char *from, const char *to) {
-    DIR *d = opendir(from);
-    if (!d) return;
+/* Flat copy of regular files (staged secrets) from an open directory into a directory, owned
+   by the task user. Takes over `dir`. */
+static void copy_files(int dir, const char *to) {
+    DIR *d = fdopendir(dir);
+    if (!d) die("staged secrets: %s", strerror(errno));
     struct dirent *e;
-    char a[4096], b[4096], buf[8192];
+    char b[4096], buf[8192];
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
-        snprintf(a, sizeof a, "%s/%s", from, e->d_name);
         snprintf(b, sizeof b, "%s/%s", to, e->d_name);
         struct stat st;
-        if (lstat(a, &st) < 0 || !S_ISREG(st.st_mode)) continue;
-        int in = open(a, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) continue;
+        int in = openat(dir, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         int out = open(b, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 07777);
-        if (in < 0 || out < 0) die("copy %s: %s", a, strerror(errno));
+        if (in < 0 || out < 0) die("copy %s: %s", e->d_name, strerror(errno));
         ssize_t n;
         while ((n = read(in, buf, sizeof buf)) > 0)
-            if (write(out, buf, n) != n) die("copy %s: %s", a, strerror(errno));
+            if (write(out, buf, n) != n) die("copy %s: %s", e->d_name, strerror(errno));
         if (fchown(out, (uid_t)getnum("uid", 65534), (gid_t)getnum("gid", 65534)) < 0)
             die("chown %s: %s", b, strerror(errno));
         close(in);
@@ -314,19 +321,17 @@ static struct late_mount {
 } late[MAX_LATE];
 static int nlate;
 
-static void open_late(const char *spec) {
-    /* spec: "SRC\tDST\tro|rw" */
+/* A detached, nosuid+nodev (and read-only where asked) copy of the mount at SRC of a
+   "SRC\tDST\tro|rw" spec, so it can be attached after the host's tree is gone. */
+static int open_tree_of(const char *spec) {
     const char *t1 = strchr(spec, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-    if (!t2 || nlate >= MAX_LATE) die("bad late mount %s", spec);
+    if (!t2) die("bad late mount %s", spec);
     char src[4096];
     snprintf(src, sizeof src, "%.*s", (int)(t1 - spec), spec);
     struct open_how_compat how = {O_PATH | O_CLOEXEC, 0, 0x04 /* RESOLVE_NO_SYMLINKS */};
     int fd = (int)syscall(SYS_openat2, AT_FDCWD, src, &how, sizeof how);
     if (fd < 0) die("volume source %s: %s", src, errno == ELOOP ? "a symbolic link in its path"
                                                                  : strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) < 0) die("volume source %s: %s", src, strerror(errno));
-    /* A detached copy of the mount, so it can be attached after the host's tree is gone. */
     int tree = (int)syscall(SYS_open_tree, fd, "", 1 /* CLONE */ | O_CLOEXEC | 0x1000 /* EMPTY_PATH */
                                                       | 0x8000 /* AT_RECURSIVE */);
     if (tree < 0) die("volume source %s: open_tree: %s", src, strerror(errno));
@@ -335,13 +340,23 @@ static void open_late(const char *spec) {
     struct mount_attr_compat attr = {0x2 | 0x4 | (ro ? 0x1 : 0) /* NOSUID NODEV RDONLY */, 0, 0, 0};
     if (syscall(SYS_mount_setattr, tree, "", 0x1000 | 0x8000, &attr, sizeof attr) < 0)
         die("volume source %s: mount_setattr: %s", src, strerror(errno));
-    fd = tree;
-    late[nlate].fd = fd;
-    late[nlate].ro = ro;
+    return tree;
+}
+
+/* Remember a detached tree (opened here, or by the warm shim's parent) for mount_late. */
+static void add_late(const char *spec, int tree) {
+    const char *t1 = strchr(spec, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+    if (!t2 || nlate >= MAX_LATE) die("bad late mount %s", spec);
+    struct stat st;
+    if (fstat(tree, &st) < 0) die("late mount %s: %s", spec, strerror(errno));
+    late[nlate].fd = tree;
+    late[nlate].ro = strcmp(t2 + 1, "ro") == 0;
     late[nlate].dir = S_ISDIR(st.st_mode);
     late[nlate].dst = strndup(t1 + 1, t2 - t1 - 1);
     nlate++;
 }
+
+static void open_late(const char *spec) { add_late(spec, open_tree_of(spec)); }
 
 static void mount_late(void) {
     for (int i = 0; i < nlate; i++) {
@@ -361,12 +376,22 @@ static void mount_late(void) {
     }
 }
 
-static void setup_root(void) {
-    const char *root = get("root");
-    if (!root) return;
+static void mount_tmpfs(const char *root, const char *v) {
+    /* value: "DST\tOPTIONS"; the task user owns it */
+    char p[4096], opts[512];
+    const char *tab = strchr(v, '\t');
+    if (!tab) die("bad tmpfs %s", v);
+    snprintf(opts, sizeof opts, "%s,uid=%ld,gid=%ld", tab + 1, getnum("uid", 65534),
+             getnum("gid", 65534));
+    snprintf(p, sizeof p, "%s%.*s", root, (int)(tab - v), v);
+    mkdirs(p);
+    xmount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
+}
+
+/* The task's tree under `root` (a fresh tmpfs): binds and links of the config, /dev, /proc,
+   /sys. A warm shim builds it from the node's part only, before any task is known. */
+static void build_root(const char *root) {
     char p[4096];
-    for (int i = 0; i < cfg.n; i++)
-        if (strcmp(cfg.item[i].key, "bind_late") == 0) open_late(cfg.item[i].val);
     /* First: stop every mount below from propagating back to the host. */
     xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
     /* The root is a small tmpfs (a mount point, as pivot_root needs): its skeleton of mount
@@ -396,29 +421,30 @@ static void setup_root(void) {
             snprintf(p, sizeof p, "%s%s", root, tab + 1);
             make_target(src, p);
             bind_mount(src, p, k[5] == 'r' && k[6] == 'o', 1);
-        } else if (strcmp(k, "tmpfs") == 0) {
-            /* value: "DST\tOPTIONS"; the task user owns it */
-            const char *tab = strchr(v, '\t');
-            if (!tab) die("bad tmpfs %s", v);
-            char opts[512];
-            snprintf(opts, sizeof opts, "%s,uid=%ld,gid=%ld", tab + 1, getnum("uid", 65534),
-                     getnum("gid", 65534));
-            snprintf(p, sizeof p, "%s%.*s", root, (int)(tab - v), v);
+        } else if (strcmp(k, "mount_point") == 0) {
+            /* value: a directory inside the root that a claim mounts over */
+            snprintf(p, sizeof p, "%s%s", root, v);
             mkdirs(p);
-            xmount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
+        } else if (strcmp(k, "tmpfs") == 0) {
+            mount_tmpfs(root, v);
         } else if (strcmp(k, "copy_into") == 0) {
             const char *tab = strchr(v, '\t');
             if (!tab) die("bad copy_into %s", v);
             char src[4096];
             snprintf(src, sizeof src, "%.*s", (int)(tab - v), v);
+            int dir = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (dir < 0) continue; /* nothing staged */
             snprintf(p, sizeof p, "%s%s", root, tab + 1);
-            copy_files(src, p);
+            copy_files(dir, p);
         }
     }
     setup_dev(root);
     setup_proc(root);
     snprintf(p, sizeof p, "%s/sys", root);
     xmount("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+static void enter_root(const char *root) {
     if (chdir(root) < 0) die("chdir %s: %s", root, strerror(errno));
     if (getnum("no_pivot_root", 0)) {
         xmount(root, "/", NULL, MS_MOVE, NULL);
@@ -429,6 +455,15 @@ static void setup_root(void) {
         if (umount2(".", MNT_DETACH) < 0) die("umount old root: %s", strerror(errno));
     }
     if (chdir("/") < 0) die("chdir /: %s", strerror(errno));
+}
+
+static void setup_root(void) {
+    const char *root = get("root");
+    if (!root) return;
+    for (int i = 0; i < cfg.n; i++)
+        if (strcmp(cfg.item[i].key, "bind_late") == 0) open_late(cfg.item[i].val);
+    build_root(root);
+    enter_root(root);
     mount_late();
     /* The task root itself is read-only: only its mounted dirs are writable. */
     xmount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
@@ -745,6 +780,65 @@ static int write_status(const char *path, int status, long long dropped) {
     return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : (code & 0xff);
 }
 
+/* The rest of a shim's life once its task runs: copy the task's output into rotating files,
+   then write its exit status. Its own frame: the set-up's deep stack stays out of the pages the
+   waiting parent keeps. */
+__attribute__((noinline)) static int supervise(pid_t child, int out_r, int err_r) {
+    const char *so = get("stdout"), *se = get("stderr"), *exit_path = get("exit_file");
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 1);
+    dup2(devnull, 0);
+    if (devnull > 2) close(devnull);
+    struct log logs[2];
+    int nlogs = 0;
+    if (so) {
+        logs[nlogs].in = out_r;
+        log_init(&logs[nlogs++], so);
+    }
+    if (se) {
+        logs[nlogs].in = err_r;
+        log_init(&logs[nlogs++], se);
+    }
+    if (exit_path) exit_path = keep(exit_path, strlen(exit_path));
+    munmap(cfg.buf, cfg.mapped); /* nothing below reads the config */
+    cfg.n = 0;
+    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    int status = 0, exited = 0;
+    long drain_ms = -1;
+    long long dropped = 0;
+    while (!exited || nlogs > 0) {
+        struct pollfd fds[3];
+        int k = 0;
+        for (int i = 0; i < nlogs; i++) fds[k++] = (struct pollfd){logs[i].in, POLLIN, 0};
+        int pidx = -1;
+        if (!exited) {
+            pidx = k;
+            fds[k++] = (struct pollfd){pidfd, POLLIN, 0};
+        }
+        int r = poll(fds, k, exited ? (int)drain_ms : -1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r == 0) break; /* a detached grandchild holds the pipe: stop waiting for it */
+        if (pidx >= 0 && fds[pidx].revents) {
+            if (waitpid(child, &status, 0) == child) {
+                exited = 1;
+                drain_ms = 2000; /* Nomad's logmon waits up to 2 s for writers to close */
+            }
+        }
+        for (int i = nlogs - 1; i >= 0; i--) {
+            if (!fds[i].revents) continue;
+            if (!log_pump(&logs[i])) {
+                close(logs[i].in);
+                if (logs[i].out >= 0) close(logs[i].out);
+                dropped += logs[i].dropped;
+                logs[i] = logs[--nlogs];
+            }
+        }
+    }
+    for (int i = 0; i < nlogs; i++) dropped += logs[i].dropped;
+    return exit_path ? write_status(exit_path, status, dropped) : 0;
+}
+
+
 static int cmd_run(void) {
     int flags = CLONE_NEWNS;
     if (getnum("new_pid", 1)) flags |= CLONE_NEWPID;
@@ -812,7 +906,6 @@ static int cmd_run(void) {
     close(gop[1]);
     n = read(errp[0], why, sizeof why - 1);
     close(errp[0]);
-    const char *exit_path = get("exit_file");
     if (n > 0) {
         why[n] = 0;
         int status;
@@ -822,56 +915,222 @@ static int cmd_run(void) {
     }
     printf("started %d\n", child);
     fflush(stdout);
-    int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 1);
-    dup2(devnull, 0);
-    struct log logs[2];
-    int nlogs = 0;
-    if (so) {
-        logs[nlogs].in = outp[0];
-        log_init(&logs[nlogs++], so);
+    return supervise(child, so ? outp[0] : -1, se ? errlogp[0] : -1);
+}
+
+/* ---------- warm ---------- */
+
+/* "warm CONFIG": a shim made before its task is known. Its child unshares the mount, ipc and
+   uts namespaces in a new pid namespace and builds the node's part of a task root (chroot_env
+   binds, /dev, /proc, /sys), pivots into it, and the parent places it into the pool cgroups the
+   service made; then the parent prints "ready <pid>" and waits. The service claims it by
+   renaming those cgroups to the task's and writing "claim TASK-CONFIG\n" on stdin: the parent
+   opens the task's own directories as detached mount trees (open_tree: it is still in the
+   host's mount namespace) and hands them with the config to the child over a socket; the
+   child attaches them (move_mount), drops privileges and execs; from then on the parent is
+   an ordinary shim. EOF on stdin before a claim (the service stopped or crashed) kills the
+   child: a prepared shim never outlives the service that made it. */
+
+#define MAX_FDS (MAX_LATE + 2)
+
+static int send_fds(int sock, const int *fds, int n) {
+    char byte = 'c';
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                         .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+/* The number of descriptors received, or -1 at EOF (the parent is gone). */
+static int recv_fds(int sock, int *fds) {
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+        struct cmsghdr align;
+    } u;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                         .msg_controllen = sizeof u.buf};
+    ssize_t r;
+    while ((r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
     }
-    if (se) {
-        logs[nlogs].in = errlogp[0];
-        log_init(&logs[nlogs++], se);
-    }
-    if (exit_path) exit_path = keep(exit_path, strlen(exit_path));
-    munmap(cfg.buf, cfg.mapped); /* nothing below reads the config */
+    if (r <= 0) return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_type != SCM_RIGHTS) return 0;
+    int n = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    memcpy(fds, CMSG_DATA(c), sizeof(int) * n);
+    return n;
+}
+
+__attribute__((noinline)) static void warm_child(int sock) {
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("pdeathsig: %s", strerror(errno));
+    if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS) < 0) die("unshare: %s", strerror(errno));
+    write_file("/proc/self/oom_score_adj", "0");
+    const char *root = get("root");
+    if (!root) die("no root");
+    build_root(root);
+    enter_root(root);
+    if (write(sock, "p", 1) != 1) _exit(0);
+    int fds[MAX_FDS];
+    int n = recv_fds(sock, fds);
+    if (n < 1) _exit(0); /* the service let the shim go */
+    close(sock);
+    munmap(cfg.buf, cfg.mapped);
     cfg.n = 0;
-    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
-    int status = 0, exited = 0;
-    long drain_ms = -1;
-    long long dropped = 0;
-    while (!exited || nlogs > 0) {
-        struct pollfd fds[3];
-        int k = 0;
-        for (int i = 0; i < nlogs; i++) fds[k++] = (struct pollfd){logs[i].in, POLLIN, 0};
-        int pidx = -1;
-        if (!exited) {
-            pidx = k;
-            fds[k++] = (struct pollfd){pidfd, POLLIN, 0};
-        }
-        int r = poll(fds, k, exited ? (int)drain_ms : -1);
-        if (r < 0 && errno == EINTR) continue;
-        if (r == 0) break; /* a detached grandchild holds the pipe: stop waiting for it */
-        if (pidx >= 0 && fds[pidx].revents) {
-            if (waitpid(child, &status, 0) == child) {
-                exited = 1;
-                drain_ms = 2000; /* Nomad's logmon waits up to 2 s for writers to close */
-            }
-        }
-        for (int i = nlogs - 1; i >= 0; i--) {
-            if (!fds[i].revents) continue;
-            if (!log_pump(&logs[i])) {
-                close(logs[i].in);
-                if (logs[i].out >= 0) close(logs[i].out);
-                dropped += logs[i].dropped;
-                logs[i] = logs[--nlogs];
+    load_config_fd(fds[0], "the task's config");
+    const char *host = get("hostname");
+    if (host && sethostname(host, strlen(host)) < 0) die("sethostname: %s", strerror(errno));
+    int next = 1;
+    for (int i = 0; i < cfg.n; i++) {
+        const char *k = cfg.item[i].key, *v = cfg.item[i].val;
+        if (strcmp(k, "tmpfs") == 0) {
+            mount_tmpfs("", v);
+        } else if (strcmp(k, "copy_into") == 0 || strcmp(k, "bind_late") == 0) {
+            if (next >= n) die("the shim got too few mounts for its task");
+            if (k[0] == 'b') {
+                add_late(v, fds[next++]);
+            } else {
+                const char *tab = strchr(v, '\t');
+                if (!tab) die("bad copy_into %s", v);
+                copy_files(fds[next++], tab + 1);
             }
         }
     }
-    for (int i = 0; i < nlogs; i++) dropped += logs[i].dropped;
-    return exit_path ? write_status(exit_path, status, dropped) : 0;
+    mount_late();
+    xmount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0) die("/dev/null: %s", strerror(errno));
+    if (!get("stdout")) dup2(devnull, 1);
+    if (!get("stderr")) dup2(devnull, 2);
+    drop_privileges();
+    landlock_domain();
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("pdeathsig: %s", strerror(errno));
+    exec_task();
+}
+
+static int cmd_warm(void) {
+    if (unshare(CLONE_NEWPID) < 0) {
+        printf("error unshare pid namespace: %s\n", strerror(errno));
+        return 127;
+    }
+    int sv[2], errp[2], outp[2], errlogp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0 ||
+        pipe2(errp, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 ||
+        pipe2(errlogp, O_CLOEXEC) < 0) {
+        printf("error %s\n", strerror(errno));
+        return 127;
+    }
+    fflush(stdout);
+    pid_t child = fork();
+    if (child < 0) {
+        printf("error fork: %s\n", strerror(errno));
+        return 127;
+    }
+    if (child == 0) {
+        close(sv[0]);
+        close(errp[0]);
+        close(outp[0]);
+        close(errlogp[0]);
+        err_fd = errp[1];
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(outp[1], 1);
+        dup2(errlogp[1], 2);
+        warm_child(sv[1]);
+    }
+    close(sv[1]);
+    close(errp[1]);
+    close(outp[1]);
+    close(errlogp[1]);
+    char why[1024], c;
+    ssize_t n;
+    if (place_in_cgroups(child, why, sizeof why) < 0 || read(sv[0], &c, 1) != 1) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        n = read(errp[0], why, sizeof why - 1);
+        if (n > 0) why[n] = 0;
+        printf("error %s\n", why[0] ? why : "the warm shim's child ended");
+        return 127;
+    }
+    printf("ready %d\n", child);
+    fflush(stdout);
+    /* Wait for a claim, the service's end (EOF) or the child's (the socket closes). */
+    char *line = scratch;
+    size_t got = 0;
+    for (;;) {
+        struct pollfd fds[2] = {{0, POLLIN, 0}, {sv[0], POLLIN, 0}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (fds[1].revents) break; /* the child died (killed by hand?): the service replaces us */
+        if (!fds[0].revents) continue;
+        n = read(0, line + got, SCRATCH - 1 - got);
+        if (n <= 0) break;
+        got += n;
+        if (got && line[got - 1] == '\n') break;
+        if (got >= SCRATCH - 1) break;
+    }
+    if (got < 7 || strncmp(line, "claim ", 6) != 0 || line[got - 1] != '\n') {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        return 0;
+    }
+    line[got - 1] = 0;
+    /* The claim: everything below reports failures on stdout, as "run" does. */
+    die_to_stdout = 1;
+    munmap(cfg.buf, cfg.mapped);
+    cfg.n = 0;
+    const char *path = line + 6;
+    int fdv[MAX_FDS], nfd = 0;
+    fdv[nfd++] = open(path, O_RDONLY | O_CLOEXEC);
+    if (fdv[0] < 0) die("open %s: %s", path, strerror(errno));
+    load_config(path);
+    for (int i = 0; i < cfg.n; i++) {
+        const char *k = cfg.item[i].key, *v = cfg.item[i].val;
+        if (nfd >= MAX_FDS && (strcmp(k, "bind_late") == 0 || strcmp(k, "copy_into") == 0))
+            die("too many mounts");
+        if (strcmp(k, "bind_late") == 0) {
+            fdv[nfd++] = open_tree_of(v);
+        } else if (strcmp(k, "copy_into") == 0) {
+            char src[4096];
+            const char *tab = strchr(v, '\t');
+            if (!tab) die("bad copy_into %s", v);
+            snprintf(src, sizeof src, "%.*s", (int)(tab - v), v);
+            fdv[nfd] = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fdv[nfd++] < 0) die("staged secrets %s: %s", src, strerror(errno));
+        }
+    }
+    if (send_fds(sv[0], fdv, nfd) < 0) die("hand the task to the warm child: %s", strerror(errno));
+    for (int i = 0; i < nfd; i++) close(fdv[i]);
+    close(sv[0]);
+    n = read(errp[0], why, sizeof why - 1);
+    close(errp[0]);
+    if (n > 0) {
+        why[n] = 0;
+        waitpid(child, NULL, 0);
+        printf("error %s\n", why);
+        return 127;
+    }
+    printf("started %d\n", child);
+    fflush(stdout);
+    const char *so = get("stdout"), *se = get("stderr");
+    if (!so) close(outp[0]);
+    if (!se) close(errlogp[0]);
+    return supervise(child, so ? outp[0] : -1, se ? errlogp[0] : -1);
 }
 
 /* ---------- enter ---------- */
@@ -932,6 +1191,7 @@ int main(int argc, char **argv) {
     load_config(argv[2]);
     if (strcmp(argv[1], "run") == 0) return cmd_run();
     if (strcmp(argv[1], "enter") == 0) return cmd_enter();
+    if (strcmp(argv[1], "warm") == 0) return cmd_warm();
     fprintf(stderr, "usage: reconciler-shim run|enter CONFIG\n");
     return 2;
 }

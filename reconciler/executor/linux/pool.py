@@ -1,0 +1,293 @@
+"""Warm shims: the expensive kernel objects of a start made before a job file arrives.
+
+A warm shim (`reconciler-shim warm`) has its child in fresh mount, pid, ipc and uts
+namespaces, inside a read-only-bound copy of the node's part of a task root (chroot_env, /dev,
+/proc, /sys) it has already pivoted into, and already moved into cgroups of its own
+(`pool-N` in our subtree): the two RCU grace-period waits of a cold start (moving a process
+into a cgroup, detaching the host's mount tree) are paid here, in the background. A claim
+renames those cgroups to the task's (a rename moves no process) and hands the shim the task's
+config; the shim attaches the task's own directories and execs.
+
+Guarantees: a warm shim is handed out once (popped under a lock); one whose process died
+(killed by hand) is dropped and replaced; none outlives the service (a warm shim kills its
+child and exits when its stdin, our pipe, reaches EOF), and the `pool-*` cgroups a crashed
+service left are removed when the next one starts (`sweep`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import select
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.executor.linux import cgroups, launch
+
+log = logging.getLogger("reconciler")
+PREFIX = "pool-"
+RATE_WINDOW = 10.0  # seconds of recent starts that size the pool
+READY_TIMEOUT = 10.0
+REFILL_DELAY = 0.03
+
+
+@dataclass
+class Warm:
+    """One prepared shim, owned by the pool until claimed."""
+
+    pid: int  # the shim (our child)
+    child: int  # its child, the task-to-be
+    stdin: int  # our end: "claim PATH\n", or EOF to let it go
+    stdout: int  # its reports: "started <pid>" after a claim
+    pidfd: int
+    cgroup: cgroups.TaskCgroup
+
+
+class Pool:
+    def __init__(
+        self,
+        layout: cgroups.Layout,
+        shim: Callable[[], Path],
+        work_dir: Path,
+        host_items: Callable[[], Sequence[tuple[str, str]]],
+        stderr_path: Path,
+        most: int,
+    ) -> None:
+        self.layout = layout
+        self.shim = shim
+        self.work_dir = work_dir
+        self.host_items = host_items
+        self.stderr_path = stderr_path
+        self.most = most
+        self.made = 0  # warm shims made, for tests and metrics
+        self.replaced = 0  # dropped because their process was gone
+        self._ready: list[Warm] = []
+        self._lock = threading.Lock()
+        self._starts: deque[float] = deque(maxlen=4096)
+        self._names = itertools.count()
+        # Unique among the pools of a data dir, and without a dot: a task's cgroup name has
+        # several (job.group.index.task.hash), so no job name can make one look like ours.
+        self._tag = f"{os.getpid()}x{uuid.uuid4().hex[:6]}"
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._failures = 0
+
+    # ---- the service's side ----
+
+    def warm_up(self) -> None:
+        """Start keeping warm shims (at least one) from now on."""
+        self._ensure_thread()
+
+    def started(self) -> None:
+        """A task start (warm or cold) happened: the rate sizes the pool."""
+        with self._lock:
+            self._starts.append(time.monotonic())
+        self._wake()
+
+    def claim(self) -> Warm | None:
+        """A live warm shim, removed from the pool (never handed out twice), or None."""
+        self._ensure_thread()
+        while True:
+            with self._lock:
+                if not self._ready:
+                    warm = None
+                else:
+                    warm = self._ready.pop(0)
+            if warm is None:
+                self._wake()
+                return None
+            if _alive(warm.pidfd):
+                self._wake()
+                return warm
+            self._discard(warm)
+            self.replaced += 1
+
+    def release(self, warm: Warm) -> None:
+        """Let a claimed shim go without a task (the claim failed before it was sent)."""
+        self._discard(warm)
+
+    def size(self) -> int:
+        with self._lock:
+            return len(self._ready)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [w.pid for w in self._ready]
+
+    def target(self) -> int:
+        """How many to keep: the starts of the last RATE_WINDOW seconds, at least one, at
+        most `most`."""
+        now = time.monotonic()
+        with self._lock:
+            recent = sum(1 for t in self._starts if now - t < RATE_WINDOW)
+        return min(self.most, max(1, recent))
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake()
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for w in ready:
+            self._discard(w)
+
+    # ---- the refill thread ----
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._run, name="warm-pool", daemon=True)
+            self._thread.start()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"w")
+
+    def _run(self) -> None:
+        while not self._closed:
+            # Refill a moment after a claim, not during it: making a warm shim costs the
+            # CPU the claimed one needs to start its task.
+            time.sleep(REFILL_DELAY)
+            self._prune()
+            while not self._closed and self.size() < self.target() and self._failures < 3:
+                try:
+                    warm = self._make()
+                except Exception as e:  # a failed warm shim costs only its own start
+                    self._failures += 1
+                    log.warning("preparing a warm shim: %s", e)
+                    continue
+                self._failures = 0
+                with self._lock:
+                    if self._closed:
+                        ready = False
+                    else:
+                        self._ready.append(warm)
+                        ready = True
+                if not ready:
+                    self._discard(warm)
+            with self._lock:
+                fds = [w.pidfd for w in self._ready]
+            poller = select.poll()
+            poller.register(self._wake_r, select.POLLIN)
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            poller.poll(1000)  # a claim, a start, a warm shim's death, or a look at the rate
+            with contextlib.suppress(BlockingIOError, OSError):
+                while os.read(self._wake_r, 64):
+                    pass
+            if self._failures >= 3 and self.size() == 0:
+                time.sleep(1)  # a broken host: retry slowly
+                self._failures = 2
+        # closed: nothing more is made
+
+    def _prune(self) -> None:
+        """Drop warm shims whose process is gone (killed by hand), and trim to the target."""
+        with self._lock:
+            dead = [w for w in self._ready if not _alive(w.pidfd)]
+            self._ready = [w for w in self._ready if w not in dead]
+            extra = self._ready[self.most:]
+            self._ready = self._ready[: self.most]
+        for w in dead:
+            self._discard(w)
+            self.replaced += 1
+        for w in extra:
+            self._discard(w)
+
+    def _make(self) -> Warm:
+        name = f"{PREFIX}{self._tag}-{next(self._names)}"
+        self.work_dir.mkdir(mode=0o700, exist_ok=True)  # fails once the data dir is gone
+        cg = cgroups.TaskCgroup.at(self.layout, name)
+        cg.make()
+        conf = self.work_dir / f"{name}.conf"
+        items = [*self.host_items(), *(("cgroup", p) for p in cg.procs_files())]
+        launch.write_config(conf, items)
+        r_in, w_in = os.pipe2(os.O_CLOEXEC)
+        r_out, w_out = os.pipe2(os.O_CLOEXEC)
+        err = os.open(self.stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        try:
+            pid = os.posix_spawn(
+                str(self.shim()), [str(self.shim()), "warm", str(conf)],
+                {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                file_actions=[(os.POSIX_SPAWN_DUP2, r_in, 0), (os.POSIX_SPAWN_DUP2, w_out, 1),
+                              (os.POSIX_SPAWN_DUP2, err, 2)],
+                setsid=True,
+            )  # fmt: skip
+        except BaseException:
+            for fd in (w_in, r_out):
+                os.close(fd)
+            cg.remove()
+            raise
+        finally:
+            for fd in (r_in, w_out, err):
+                os.close(fd)
+        pidfd = os.pidfd_open(pid)
+        warm = Warm(pid, 0, w_in, r_out, pidfd, cg)
+        line = _read_line(r_out, READY_TIMEOUT)
+        with contextlib.suppress(OSError):
+            conf.unlink()
+        if not line.startswith("ready "):
+            self._discard(warm)
+            raise RuntimeError(line.removeprefix("error ") or "the warm shim ended")
+        warm.child = int(line.split()[1])
+        self.made += 1
+        return warm
+
+    def _discard(self, w: Warm) -> None:
+        """End a warm shim that holds no task: EOF makes it kill its child; then its cgroups."""
+        for fd in (w.stdin, w.stdout):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(w.pidfd, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(w.pid, 0)
+        os.close(w.pidfd)
+        w.cgroup.kill_all()
+        w.cgroup.remove()
+
+
+def _alive(pidfd: int) -> bool:
+    """A pidfd reads as ready once its process has exited."""
+    return not select.select([pidfd], [], [], 0)[0]
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    """One line, read without buffering past it: the same pipe carries the next report."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not out.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return "error no answer from the warm shim"
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        out += chunk
+    return out.decode(errors="replace").strip()
+
+
+def is_pool_name(name: str) -> bool:
+    return name.startswith(PREFIX) and "." not in name
+
+
+def sweep(layout: cgroups.Layout) -> int:
+    """Remove the warm shims' cgroups a stopped or crashed service left: kill what is in
+    them (nothing, normally: a warm shim ends with its service) and remove them."""
+    killed = 0
+    names: set[str] = set()
+    for base in layout.bases.values():
+        if base.is_dir():
+            names |= {p.name for p in base.iterdir() if is_pool_name(p.name) and p.is_dir()}
+    for name in names:
+        cg = cgroups.TaskCgroup.at(layout, name)
+        killed += len(cg.pids())
+        cg.kill_all()
+        cg.remove()
+    return killed

@@ -1,0 +1,149 @@
+"""Warm shims (executor/linux/pool.py): a claimed one runs its task as isolated as a cold
+start does; none is handed out twice; one killed by hand is replaced; a crashed service
+leaves none behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.executor.base import TaskConfig, Template, VolumeBind
+from reconciler.executor.linux import cgroups, pool
+from reconciler.executor.linux.executor import LinuxExecutor
+from tests.e2e.conftest import logs, sh, wait_for
+
+
+@pytest.fixture
+def warm(data_dir: Path) -> Iterator[LinuxExecutor]:
+    ex = LinuxExecutor(data_dir, warm_pool=3)
+    yield ex
+    ex.close()
+
+
+def _ready(ex: LinuxExecutor, n: int = 1) -> list[int]:
+    assert ex.pool is not None
+    wait_for(lambda: ex.pool is not None and ex.pool.size() >= n, what=f"{n} warm shims")
+    return ex.pool.pids()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _pool_cgroups(ex: LinuxExecutor) -> set[str]:
+    assert ex.layout is not None
+    return {p.name for base in ex.layout.bases.values() if base.is_dir()
+            for p in base.iterdir() if pool.is_pool_name(p.name)}  # fmt: skip
+
+
+def test_a_claimed_warm_shim_runs_its_task_isolated(warm: LinuxExecutor, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "hello").write_text("from the host\n")
+    ready = _ready(warm)
+    script = (
+        "echo pid=$$; id -un; hostname; cat /secrets/token; cat /data/hello; "
+        "touch /rootfile 2>/dev/null && echo root-writable; "
+        "touch /alloc/logs/x 2>/dev/null && echo logs-writable; "
+        "touch /data/x 2>/dev/null && echo volume-writable; "
+        "touch /local/ok && echo local-ok; cat /etc/shadow | wc -c; ps ax | wc -l; exit 7"
+    )
+    cfg = sh(script, templates=(Template("secrets/token", "s3cret\n"),),
+             volumes=(VolumeBind(str(vol), "/data", read_only=True),))  # fmt: skip
+    h = warm.start(cfg)
+    assert h.shim_pid in ready  # the warm path, not a cold start
+    r = warm.wait(h, 20)
+    assert r is not None and r.exit_code == 7
+    out = logs(warm, h).split()
+    assert out[:5] == ["pid=1", "nobody", "t", "s3cret", "from"]
+    assert "root-writable" not in out and "logs-writable" not in out
+    assert "volume-writable" not in out and "local-ok" in out
+    assert out[-2:] == ["0", "4"]  # shadow masked; ps sees a header, sh, ps and wc only
+    assert "pool-" not in h.cgroup and cgroups.TaskCgroup.from_record(warm.layout, h.cgroup).name  # type: ignore[arg-type]
+
+
+def test_no_warm_shim_is_handed_to_two_tasks(warm: LinuxExecutor) -> None:
+    assert warm.pool is not None
+    for _ in range(3):  # recent starts size the pool
+        warm.pool.started()
+    ready = set(_ready(warm, 3))
+    cfgs = [sh("exec sleep 1000", f"j/g/{i}/t") for i in range(6)]
+    handles = warm.start_all(cfgs)
+    shims = [h.shim_pid for h in handles if not isinstance(h, Exception)]
+    assert len(shims) == 6 and len(set(shims)) == 6
+    assert ready & set(shims)  # some came warm
+    assert not set(warm.pool.pids()) & set(shims)  # type: ignore[union-attr]
+    for h in handles:
+        assert not isinstance(h, Exception)
+        assert warm.inspect(h) == "running"
+        warm.stop(h, "SIGKILL", 0)
+        assert warm.wait(h, 10) is not None
+
+
+@pytest.mark.parametrize("victim", ["shim", "child"])
+def test_a_warm_shim_killed_by_hand_is_replaced(warm: LinuxExecutor, victim: str) -> None:
+    assert warm.pool is not None
+    (first, *_) = _ready(warm)
+    before = _pool_cgroups(warm)
+    child = next(w.child for w in warm.pool._ready if w.pid == first)
+    os.kill(first if victim == "shim" else child, signal.SIGKILL)
+    wait_for(lambda: not _alive(first) and not _alive(child), what="the warm shim to end")
+    wait_for(lambda: warm.pool is not None and warm.pool.replaced >= 1, what="it to be dropped")
+    wait_for(lambda: warm.pool is not None and warm.pool.size() >= 1
+             and first not in warm.pool.pids(), what="a replacement")  # fmt: skip
+    assert len(_pool_cgroups(warm) & before) < len(before)  # its cgroups went with it
+    h = warm.start(sh("exit 0"))
+    assert h.shim_pid != first
+    r = warm.wait(h, 20)
+    assert r is not None and r.exit_code == 0
+
+
+def test_a_crashed_service_leaves_no_warm_shim_behind(data_dir: Path) -> None:
+    code = textwrap.dedent(f"""
+        import os, sys, time
+        from pathlib import Path
+        from reconciler.executor.linux.executor import LinuxExecutor
+        ex = LinuxExecutor(Path({str(data_dir)!r}), warm_pool=3)
+        for _ in range(3):
+            ex.pool.started()
+        deadline = time.monotonic() + 20
+        while ex.pool.size() < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        print(" ".join(str(p) for w in ex.pool._ready for p in (w.pid, w.child)), flush=True)
+        os.kill(os.getpid(), 9)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).parents[2])  # fmt: skip
+    pids = [int(x) for x in p.stdout.split()]
+    assert len(pids) == 6, p.stderr
+    wait_for(lambda: not any(_alive(pid) for pid in pids), what="every warm shim and child to end")
+    again = LinuxExecutor(data_dir, warm_pool=1)  # the next service: sweeps, then its own
+    try:
+        left = {n for n in _pool_cgroups(again) if not n.startswith(f"{pool.PREFIX}{os.getpid()}x")}
+        assert left == set()
+        h = again.start(sh("exit 0"))
+        assert h.shim_pid not in pids
+        assert again.wait(h, 20) is not None
+    finally:
+        again.close()
+
+
+def test_tasks_a_warm_shim_cannot_take_start_cold(warm: LinuxExecutor) -> None:
+    ready = set(_ready(warm))
+    h = warm.start(TaskConfig(id="j/g/0/t", alloc_id="j/g/0", command="/bin/sh",
+                              args=("-c", "echo $$"), pid_mode="host"))  # fmt: skip
+    assert h.shim_pid not in ready
+    r = warm.wait(h, 20)
+    assert r is not None and r.exit_code == 0
+    assert logs(warm, h).strip() != "1"
