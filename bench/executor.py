@@ -5,7 +5,12 @@
 - proportional memory (PSS, /proc/<pid>/smaps_rollup) of everything reconciler keeps per task
   besides the task itself (its shim), at 100 and 1,000 concurrent tasks.
 
-    sudo .venv/bin/python bench/executor.py [--max 1000]
+    sudo .venv/bin/python bench/executor.py [--max 1000] [--warm 8]
+
+With --warm N the executor keeps up to N warm shims (pool.py), as the service does, and each
+timed start waits for one to be ready first: the claim path. Each start is split into its
+service side (`launch`: directories, config, cgroups or the claim) and the wait for the
+shim's "started" (`finish`), in wall time, with the service's CPU time beside.
 """
 
 from __future__ import annotations
@@ -47,17 +52,31 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--max", type=int, default=1000)
+    ap.add_argument("--warm", type=int, default=0)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="rcb") as d:
         data = Path(d)
-        ex = LinuxExecutor(data)
+        ex = LinuxExecutor(data, warm_pool=args.warm)
         try:
             ex.shim()  # compile once, outside the measurement
             iso, stops = [], []
+            launch, finish, cpu = [], [], []
             for i in range(args.runs + 5):
+                if ex.pool is not None:
+                    deadline = time.monotonic() + 10
+                    while ex.pool.size() < 1 and time.monotonic() < deadline:
+                        time.sleep(0.005)
+                    time.sleep(0.05)  # past the refill that follows a claim
+                c0 = time.thread_time()
                 t0 = time.perf_counter()
-                h = ex.start(cfg(i))
+                pending = ex._launch(cfg(i))
+                t1 = time.perf_counter()
+                h = ex._finish(pending)
                 dt = time.perf_counter() - t0
+                if i >= 5:
+                    launch.append(t1 - t0)
+                    finish.append(dt - (t1 - t0))
+                    cpu.append(time.thread_time() - c0)
                 t0 = time.perf_counter()
                 ex.stop(h, "SIGKILL", 0)
                 assert ex.wait(h, 10) is not None
@@ -73,6 +92,11 @@ def main() -> None:
             print(f"  isolated task      {i50:7.2f}  {pct(iso, 95) * 1000:7.2f}")
             print(f"  isolated - bare    {i50 - b50:7.2f} ms at p50 (target: within 10 ms); "
                   f"ratio {i50 / b50:.1f}x")  # fmt: skip
+            print(f"  of which launch    {statistics.median(launch) * 1000:7.2f}  (service side: dirs, config, "
+                  f"cgroups{' or the claim' if args.warm else ''})")  # fmt: skip
+            print(f"  of which finish    {statistics.median(finish) * 1000:7.2f}  (until the shim reports the exec)")
+            print(f"  service CPU (thread) p50 {statistics.median(cpu) * 1000:.2f} ms per start; "
+                  f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
             print(f"stop latency (SIGKILL to exit seen): p50 {statistics.median(stops) * 1000:.2f} ms, "
                   f"p95 {pct(stops, 95) * 1000:.2f} ms")  # fmt: skip
             handles = []
@@ -90,6 +114,7 @@ def main() -> None:
             alive = sum(ex.inspect(h) == "running" for h in handles)
             print(f"all {alive}/{len(handles)} running")
         finally:
+            ex.close()
             killed = teardown(data)
             print(f"torn down ({killed} processes)")
 

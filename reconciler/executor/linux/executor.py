@@ -88,7 +88,7 @@ class LinuxExecutor(Supervision):
             self.pool = pool.Pool(
                 self.layout, self.shim, self.data_dir / "warm",
                 lambda: shimconfig.warm_root(str(self._mount_point()), self.node.chroot_env),
-                self.data_dir / "shim.log", warm_pool,
+                self.data_dir / "shim.log", warm_pool, rootfs.Spares(self.data_dir / "warm" / "spare"),
             )  # fmt: skip
             self.pool.warm_up()
         self._init_supervision()
@@ -193,7 +193,8 @@ class LinuxExecutor(Supervision):
         alloc_id, _, task = config.id.rpartition("/")
         dirs = self.dirs(alloc_id, task)
         try:
-            mounts = rootfs.prepare(dirs, self.node.chroot_env)
+            mounts = rootfs.prepare(dirs, self.node.chroot_env,
+                                    self.pool.spares if self.pool else None)  # fmt: skip
         except safefs.UnsafePath as e:
             raise StartError(f"building the task directory: {e.filename}: {e.strerror}") from e
         except OSError as e:

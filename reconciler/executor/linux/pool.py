@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.executor.linux import cgroups, launch
+from reconciler.executor.linux import cgroups, launch, rootfs
 
 log = logging.getLogger("reconciler")
 PREFIX = "pool-"
@@ -60,6 +60,7 @@ class Pool:
         host_items: Callable[[], Sequence[tuple[str, str]]],
         stderr_path: Path,
         most: int,
+        spares: rootfs.Spares | None = None,
     ) -> None:
         self.layout = layout
         self.shim = shim
@@ -67,6 +68,7 @@ class Pool:
         self.host_items = host_items
         self.stderr_path = stderr_path
         self.most = most
+        self.spares = spares
         self.made = 0  # warm shims made, for tests and metrics
         self.replaced = 0  # dropped because their process was gone
         self._ready: list[Warm] = []
@@ -172,6 +174,11 @@ class Pool:
                         ready = True
                 if not ready:
                     self._discard(warm)
+            if self.spares is not None and not self._closed:
+                try:
+                    self.spares.fill()
+                except OSError as e:  # only a start's speed depends on them
+                    log.debug("directory skeletons: %s", e)
             with self._lock:
                 fds = [w.pidfd for w in self._ready]
             poller = select.poll()

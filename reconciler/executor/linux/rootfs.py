@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +59,8 @@ class TaskDirs:
         return self.task / "shim.conf"
 
 
-def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None) -> list[tuple[str, str, str]]:
+def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None,
+            spares: Spares | None = None) -> list[tuple[str, str, str]]:  # fmt: skip
     """Create the host-side directories (once per group instance and task: a restart finds
     them); return what the shim builds inside the task's tmpfs root, in order, as
     (kind, source, target-inside-root).
@@ -67,6 +71,8 @@ def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None) -> list[tuple[
     env = DEFAULT_CHROOT_ENV if chroot_env is None else chroot_env
     alloc, task = str(dirs.alloc), str(dirs.task)
     if not os.path.isdir(task + "/local"):
+        if spares is not None:
+            spares.place(alloc, task)
         # The paths down to alloc/ and the task dir are the service's own (root-owned, never
         # mounted into a task); below them a task of the group may already have written, so
         # each directory is made and given its mode through a fd, never by name.
@@ -84,6 +90,67 @@ def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None) -> list[tuple[
 
 
 Mount = tuple[str, str, str]
+
+
+class Spares:
+    """Directory skeletons made ahead of their tasks (by the warm pool's thread): a start that
+    needs a new group or task directory renames one into place instead of making up to nine,
+    each of which can take milliseconds on a filesystem that has just freed many inodes.
+    A rename never replaces a directory that holds anything (the kernel refuses), so a start
+    racing another of its group keeps the one that won."""
+
+    def __init__(self, where: Path, most: int = 2) -> None:
+        self.where = where
+        self.most = most
+        self._stock: dict[str, list[str]] = {"alloc": [], "task": []}
+        self._lock = threading.Lock()
+        shutil.rmtree(where, ignore_errors=True)  # a crashed service's
+
+    def fill(self) -> None:
+        os.makedirs(self.where, mode=0o700, exist_ok=True)
+        for kind, make in (("alloc", self._make_alloc), ("task", self._make_task)):
+            while len(self._stock[kind]) < self.most:
+                path = make(str(self.where / f"{kind}-{uuid.uuid4().hex[:12]}"))
+                with self._lock:
+                    self._stock[kind].append(path)
+
+    def _make_alloc(self, path: str) -> str:
+        os.makedirs(path + "/alloc", mode=0o755)
+        os.mkdir(path + "/tasks", 0o755)
+        _make_subdirs(path + "/alloc", SHARED_DIRS)
+        return path
+
+    def _make_task(self, path: str) -> str:
+        os.makedirs(path, mode=0o755)
+        _make_subdirs(path, TASK_DIRS)
+        return path
+
+    def _take(self, kind: str) -> str | None:
+        with self._lock:
+            return self._stock[kind].pop() if self._stock[kind] else None
+
+    def place(self, alloc: str, task: str) -> None:
+        if not os.path.exists(alloc) and (skeleton := self._take("alloc")):
+            os.makedirs(os.path.dirname(alloc), mode=0o755, exist_ok=True)
+            try:
+                os.rename(skeleton, alloc)
+            except OSError:
+                shutil.rmtree(skeleton, ignore_errors=True)
+        if (not os.path.exists(task) and os.path.isdir(os.path.dirname(task))
+                and (skeleton := self._take("task"))):  # fmt: skip
+            try:
+                os.rename(skeleton, task)
+            except OSError:
+                shutil.rmtree(skeleton, ignore_errors=True)
+
+
+def _make_subdirs(base: str, subdirs: tuple[tuple[str, int], ...]) -> None:
+    fd = safefs.open_base(base)
+    try:
+        for name, mode in subdirs:
+            os.close(safefs.ensure_dir(fd, name, mode))
+    finally:
+        os.close(fd)
 
 
 def host_mounts(chroot_env: Mapping[str, str] | None) -> list[Mount]:
