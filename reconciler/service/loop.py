@@ -247,10 +247,18 @@ class Service(TemplateInputs):
         return max(0.0, min(RESCAN_EVERY, wake - now))
 
     def _due(self, now: float) -> set[str]:
-        return {
-            job for job, times in self._deadline_of.items()
-            if any(self._last_pass < t <= now for t in times)
-        }  # fmt: skip
+        """Jobs with a deadline since the last pass. Jobs whose deadlines a pass has seen
+        already are dropped: what is kept is what lies ahead, not one entry per job."""
+        due: set[str] = set()
+        seen: list[str] = []
+        for job, times in self._deadline_of.items():
+            if max(times, default=0.0) <= self._last_pass:
+                seen.append(job)
+            elif any(self._last_pass < t <= now for t in times):
+                due.add(job)
+        for job in seen:
+            del self._deadline_of[job]
+        return due
 
     def _note_jobs(self, obs: Observed, scope: frozenset[str] | None) -> None:
         """What is kept per planned job between passes: its slots by state, and when it is due
