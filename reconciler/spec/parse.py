@@ -23,7 +23,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # costs only time: a file that needs evaluation after all is parsed again. (Linear: no
 # pattern may span lines, so none rescans a run of blank lines.)
 _LIKELY_HCL2 = re.compile(
-    r"\$\{|%\{|\b(?:var|local)\.|^[ \t]*(?:variables?|locals)\b|\bdynamic[ \t]+\"|\w\(", re.M
+    r"\$\{|%\{|\b(?:var|local)\.|^[ \t]*(?:variables?|locals)\b|\bdynamic[ \t]+\"|\w\(|<<-?[A-Za-z_]",
+    re.M,
 )
 
 
