@@ -2,7 +2,7 @@
 none of them (and does not load the HCL parser at all).
 
 A result is found by a key that covers everything it was made from: the parser (a hash of
-reconciler's spec sources and the versions of python-hcl2, lark and pydantic), the file's name
+reconciler's spec sources and the versions of reconciler, python-hcl2, lark and pydantic), the file's name
 and bytes, its var file's bytes, the service's NOMAD_VAR_* and the node's template_dirs. What a
 file() call or a template source read is not known before the parse: each is kept in the row
 with a hash of its bytes, and read again (confined as the parse confines it) before the row is
@@ -47,7 +47,7 @@ class Rows(Protocol):
 def parser_version() -> str:
     """Changes whenever anything that turns text into a result may have changed."""
     h = hashlib.sha256()
-    for dist in ("python-hcl2", "lark", "pydantic"):
+    for dist in ("reconciler", "python-hcl2", "lark", "pydantic"):  # (an install may ship no .py)
         try:
             h.update(f"{dist}={importlib.metadata.version(dist)};".encode())
         except importlib.metadata.PackageNotFoundError:
