@@ -21,7 +21,7 @@ class SlotKey(NamedTuple):
         return f"{self.job}/{self.group}/{self.idx}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per task: no __dict__
 class InstanceRecord:
     id: int
     pid: int
@@ -35,7 +35,7 @@ class InstanceRecord:
     version_digest: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per task: no __dict__
 class SlotRecord:
     key: SlotKey
     # pending | running | stopping | complete | failed | dead
@@ -56,7 +56,7 @@ class SlotRecord:
     core_ids: tuple[int, ...] = ()  # which cores, exclusively (empty: none, or started before ids were kept)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per task: no __dict__
 class JobRecord:
     id: str
     source_file: str
@@ -74,7 +74,7 @@ class JobRecord:
     finished_at: float | None = None  # a child: when it completed or failed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per task: no __dict__
 class ChildRecord:
     id: str
     parent: str
@@ -82,7 +82,7 @@ class ChildRecord:
     finished_at: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per task: no __dict__
 class CheckRecord:
     """A registered check's current status (see db/registry.py)."""
 

@@ -146,7 +146,7 @@ class NodeConfig:
     job_gc_threshold: float = 4 * 3600.0  # finished child jobs are collected after (seconds)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per task: no __dict__
 class TaskHandle:
     """What must be persisted to re-adopt a task: never a pid alone."""
 
@@ -160,7 +160,7 @@ class TaskHandle:
     started_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per task: no __dict__
 class ExitResult:
     exit_code: int
     signal: int = 0

@@ -30,7 +30,7 @@ class Host:
     gc_after: float = 4 * 3600.0  # finished children are collected this long after (Nomad's)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per task: no __dict__
 class Action:
     key: SlotKey
     reason: str
