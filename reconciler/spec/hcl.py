@@ -161,9 +161,13 @@ def _parser(positions: bool) -> Lark | None:
                 pattern = item["pattern"]["value"]
                 head = pattern[: pattern.index(")") + 1]  # `<<-?(?P<group>NAME)`
                 item["pattern"]["value"] = head + _LINEAR_HEREDOC.format(group=group)
-        return Lark.__new__(Lark)._load(
+        ours = Lark.__new__(Lark)._load(
             data, propagate_positions=positions, postlex=_BoundedPostLexer()
         )
+        # python-hcl2 keeps its own parser (~3.6 MB of objects) cached: only its tables were
+        # wanted, and the fallback below builds it again if ever needed
+        hcl2_parser.parser.cache_clear()
+        return ours
     except Exception:  # lark's loader is not public API: degrade to python-hcl2's own parser
         return None
 
