@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler.db.engine import StoreRefused
+from reconciler.executor.linux.memory import trim_heap
 from reconciler.faults import Backoff, transient_cause
 from reconciler.service import threads
 from reconciler.service.loop import Service
@@ -102,8 +103,11 @@ def run_until_stopped(service: Service, grace: float = SHUTDOWN_GRACE) -> bool:
         service.check_stuck()
         if not frozen and service.startup_seconds:
             # What start-up made (modules, schemas, the first jobs' models) lives as long as
-            # the service: out of the collector's way, so a collection never walks it again.
+            # the service: out of the collector's way, so a collection never walks it again;
+            # what it only used (the first pass's reads and starts) goes back to the kernel.
+            gc.collect()
             gc.freeze()
+            trim_heap()
             frozen = True
     loop.join(grace)
     if not loop.is_alive():
