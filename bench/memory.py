@@ -7,8 +7,10 @@ started as `reconciler run`, every task up, then a quiet spell; then the figures
 - modules: which heavy third-party packages the service has imported (from a dump the
   service writes on SIGUSR1 when started with --trace).
 
-    sudo .venv/bin/python bench/memory.py [--sizes 0,100,1000] [--trace]
+    sudo .venv/bin/python bench/memory.py [--sizes 0,100,1000] [--trace] [--restart]
 
+--restart also stops the service and starts it again on the same files and running tasks (its
+steady state: tasks adopted, files answered from the parse cache) and gives its PSS then.
 --trace starts the service under tracemalloc (which itself costs memory: use it for where
 the bytes are, not for the PSS figure) and prints the top allocation sites by file:line and
 the bytes per task between the two largest sizes.
@@ -113,7 +115,21 @@ def helpers_pss(service: int) -> tuple[int, int]:
     return total, n
 
 
-def measure(size: int, trace: bool, root: Path) -> dict[str, object]:
+def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure(size: int, trace: bool, root: Path, restart: bool = False) -> dict[str, object]:
     jobs, data = root / "jobs", root / "data"
     jobs.mkdir()
     for i in range(size):
@@ -125,8 +141,7 @@ def measure(size: int, trace: bool, root: Path) -> dict[str, object]:
     else:
         cmd = [str(Path(sys.executable).parent / "reconciler"), *argv]
     env = dict(os.environ, RECONCILER_BENCH_DUMP=str(dump))
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    proc = start(cmd, env)
     out: dict[str, object] = {"size": size}
     try:
         markers = [data / "allocs" / f"m{i}" / "g" / "0" / "alloc" / "data" / "marker"
@@ -147,13 +162,15 @@ def measure(size: int, trace: bool, root: Path) -> dict[str, object]:
             wait(dump.exists, 60)
             out["trace"] = dump.read_text()
         out["load"] = os.getloadavg()
+        if restart:  # the same files and tasks: adopted, files answered from the parse cache
+            stop(proc)
+            proc = start(cmd, env)
+            pid_file = data / "service.pid"
+            wait(lambda: pid_file.exists() and pid_file.read_text().strip() == str(proc.pid), 60)
+            time.sleep(15)
+            out["restarted_pss_kb"] = smaps(proc.pid)["Pss"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         teardown(data)
     return out
 
@@ -171,16 +188,20 @@ def main() -> None:
     ap.add_argument("--sizes", default="0,100,1000")
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--restart", action="store_true",
+                    help="also: the service stopped and started again on the same tasks")
     args = ap.parse_args()
     results = []
     for size in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory(prefix="rc-mem-") as tmp:
-            r = measure(size, args.trace, Path(tmp))
+            r = measure(size, args.trace, Path(tmp), args.restart)
         results.append(r)
         load = "/".join(f"{x:.2f}" for x in r["load"])  # type: ignore[attr-defined]
         print(f"{size:5d} tasks: service PSS {r['pss_kb']} kB (private {r['private_kb']}), "
               f"helpers {r['helpers_pss_kb']} kB in {r['helpers']}, up {r['up_s']} s, "
-              f"cpu {r['cpu_s']} s, load {load}", flush=True)  # fmt: skip
+              f"cpu {r['cpu_s']} s, load {load}"
+              + (f"; restarted: service PSS {r['restarted_pss_kb']} kB" if args.restart else ""),
+              flush=True)  # fmt: skip
         if args.trace:
             trace = str(r["trace"])
             print("  " + trace.splitlines()[0] + "; traced " + trace.splitlines()[1])

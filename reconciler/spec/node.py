@@ -24,7 +24,6 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec import hcl
 from reconciler.spec.models import Duration, Scalar, Strict
 from reconciler.spec.problems import Problem
 from reconciler.spec.units import CAPABILITIES, normalize_cap
@@ -186,6 +185,8 @@ def _one(val: Any) -> dict[str, Any]:
 def load_node_config(path: Path | None) -> NodeSettings:
     if path is None:
         return NodeSettings()
+    from reconciler.spec import hcl  # the parser (lark, ~12 MB) only when there is a file
+
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
