@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -249,9 +250,9 @@ def test_recover_refuses_a_reused_pid(make_executor) -> None:  # type: ignore[no
     ex = make_executor()
     h = ex.start(sh("exit 0"))
     ex.wait(h, 10)
-    fake = h.__class__(**{**h.__dict__, "shim_pid": os.getpid(), "task_dir": "/nonexistent"})
+    fake = dataclasses.replace(h, shim_pid=os.getpid(), task_dir="/nonexistent")
     assert not ex.recover(fake)  # same pid number, different start time: not ours
-    other_boot = h.__class__(**{**h.__dict__, "boot_id": "another-boot"})
+    other_boot = dataclasses.replace(h, boot_id="another-boot")
     assert not ex.recover(other_boot)
 
 
