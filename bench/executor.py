@@ -66,7 +66,9 @@ def main() -> None:
                     deadline = time.monotonic() + 10
                     while ex.pool.size() < 1 and time.monotonic() < deadline:
                         time.sleep(0.005)
-                    time.sleep(0.05)  # past the refill that follows a claim
+                # A quiet spell before each start, as between job file edits (and past the
+                # refill that follows a claim): a cold start then waits for the kernel.
+                time.sleep(0.05)
                 c0 = time.thread_time()
                 t0 = time.perf_counter()
                 pending = ex._launch(cfg(i))
