@@ -27,6 +27,7 @@ from reconciler.spec.jobdir import (
     is_watched_file,
     vars_file_for,
 )
+from reconciler.spec.keptparses import KeptParses
 from reconciler.spec.problems import Problem
 
 __all__ = [  # what the rest of reconciler imports from here
@@ -51,7 +52,7 @@ def parse_text(text: str, file: str, inputs: Any = None) -> FileResult:
 
 
 @dataclass
-class Loader:
+class Loader(KeptParses):
     """Scans one directory. Keeps parses keyed by content hash across scans.
 
     With a watcher's journal a scan costs what changed: it looks at the entries the journal
@@ -80,6 +81,7 @@ class Loader:
     _listed_at: float = 0.0  # when the directory was last listed in full
     _dir: tuple[int, ...] = ()  # the directory's identity and mtime then
     _changed: set[str] = field(default_factory=set)  # entries the last scan found changed
+    _git: tuple[int, ...] = ()  # `_git_state` at the last scan
     _links: set[str] = field(default_factory=set)  # symlinks: their targets are not watched
     _var_of: dict[str, str] = field(default_factory=dict)  # job file -> its var file's name
     _shown: dict[str, str] = field(default_factory=dict)  # file name -> as problems show it
@@ -118,10 +120,12 @@ class Loader:
         st = os.stat(self.root)
         ident = (st.st_ino, st.st_dev, st.st_mtime_ns)
         old = self._listed
+        git, self._git = self._git, self._git_state()
         if (
             names is None or old is None or ident[:2] != self._dir[:2]
             or time.monotonic() - self._listed_at > LIST_EVERY
             or (not names and ident != self._dir)  # entries came or went, unseen
+            or git != self._git  # git moved the work tree: its events may still be on the way
         ):  # fmt: skip
             entries = dict(jobdir.listing(self.root, is_watched_file))
             self._listed_at = time.monotonic()
@@ -214,6 +218,18 @@ class Loader:
             else:
                 self._external.add(name)
 
+    def _git_state(self) -> tuple[int, ...]:
+        """The job directory's git index and HEAD, when it is a work tree: a checkout writes
+        many files and then replaces the index, faster than their events may arrive."""
+        out: tuple[int, ...] = ()
+        for name in ("index", "HEAD"):
+            try:
+                st = os.stat(os.path.join(self.root, ".git", name))
+                out += (st.st_ino, st.st_mtime_ns, st.st_size)
+            except OSError:
+                out += (0,)
+        return out
+
     def settled(self) -> bool:
         """Whether the directory still looks as the last scan found it (a `git checkout`
         still writing files does not)."""
@@ -229,6 +245,8 @@ class Loader:
             except OSError:
                 return False
             if (st.st_ino, st.st_dev, st.st_mtime_ns) != self._dir:
+                return False
+            if self._git_state() != self._git:  # git finished after the scan: list it all
                 return False
             for name in self._changed:
                 if jobdir.stat_entry(self.root, name) != self._listed.get(name):
@@ -367,53 +385,6 @@ class Loader:
             self._by_digest.clear()
         self._by_digest[key] = result
         return result
-
-    # ---- the parse cache in the store (spec/parsecache.py) ----
-
-    def _row_key(self, name: str, data: bytes, var_data: bytes, directory: JobDirectory) -> str:
-        roots = (str(self.root), directory.home, *self.extra_roots)
-        return parsecache.key(name, data, var_data, self.env, roots)
-
-    def _stored(
-        self, name: str, data: bytes, var_data: bytes, directory: JobDirectory, lookup: bool
-    ) -> tuple[FileResult, list[str]] | None:
-        if self.cache is None or not lookup:
-            return None
-        row_key = self._row_key(name, data, var_data, directory)
-        try:
-            row = self.cache.get_parses([row_key]).get(row_key)
-        except Exception:  # the store is unavailable: parse (the loop reports the store)
-            return None
-        found = parsecache.decode(*row, directory) if row is not None else None
-        if found is not None:
-            self._rows[name] = row_key
-        return found
-
-    def _keep(self, name: str, data: bytes, var_data: bytes, directory: JobDirectory,
-              result: FileResult) -> None:  # fmt: skip
-        """A new parse's row, written with the scan's (`_flush`)."""
-        if self.cache is None:
-            return
-        read = parsecache.fingerprints(directory)
-        if read is None:
-            return
-        row_key = self._row_key(name, data, var_data, directory)
-        self._rows[name] = row_key
-        if len(self._unsaved) < 20_000:
-            self._unsaved.append((row_key, *parsecache.encode(result, read)))
-
-    def _flush(self, listed: bool) -> None:
-        """Write new rows; after a full listing, drop the rows no file uses any more."""
-        if self.cache is None or not (self._unsaved or (listed and self._rows_added)):
-            return
-        with self._reading:  # (`warm` adds rows on its own thread)
-            rows, self._unsaved = self._unsaved, []
-            keep = set(self._rows.values()) if listed else None
-        try:
-            self.cache.put_parses(rows, keep)
-        except Exception:  # the store is unavailable: the rows are only an optimisation
-            return
-        self._rows_added = not listed and (self._rows_added or bool(rows))
 
 
 def _stat_of(path: str) -> tuple[int, int, int] | None:
