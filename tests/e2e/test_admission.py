@@ -128,3 +128,33 @@ def test_reserved_cores_are_exclusive_and_kept_across_a_service_crash(svc: Servi
     svc.wait(lambda: "c/g/0/t" in svc.pids("c"), what="c started once a was removed")
     assert cpuset_of(svc.pids("c")["c/g/0/t"]) == sets["a/g/0/t"]
     assert cpuset_of(svc.pids("b")["b/g/0/t"]) == sets["b/g/0/t"]
+
+
+def allowed(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no Cpus_allowed_list for pid {pid}")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) != 2, reason="written for a 2-core machine")
+def test_tasks_without_cores_leave_the_reserved_ones_alone(svc: ServiceProc) -> None:
+    """Nomad's shared cpuset: a task without `cores` runs on the cores no task holds, and
+    gets a core back when the task holding it ends."""
+    svc.start()
+    write(svc, "s.hcl", job("s"))
+    svc.wait(lambda: "s/g/0/t" in svc.pids("s"), what="s running")
+    shared = svc.pids("s")["s/g/0/t"]
+    assert cpuset_of(shared) == "0-1" and allowed(shared) == "0-1"
+    write(svc, "a.hcl", cored("a"))
+    svc.wait(lambda: "a/g/0/t" in svc.pids("a"), what="a running")
+    held = cpuset_of(svc.pids("a")["a/g/0/t"])
+    rest = "1" if held == "0" else "0"
+    svc.wait(lambda: allowed(shared) == rest, what="s moved off a's core")
+    assert cpuset_of(shared) == rest
+    write(svc, "s2.hcl", job("s2"))  # a new shared task starts on the shared cores alone
+    svc.wait(lambda: "s2/g/0/t" in svc.pids("s2"), what="s2 running")
+    assert allowed(svc.pids("s2")["s2/g/0/t"]) == rest
+    (svc.jobs / "a.hcl").unlink()
+    svc.wait(lambda: allowed(shared) == "0-1", what="s given a's core back")
+    assert svc.pids("s")["s/g/0/t"] == shared

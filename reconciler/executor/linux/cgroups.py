@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from reconciler.executor.linux import cpusets
 
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
 
@@ -26,6 +29,7 @@ class Layout:
     controllers: frozenset[str] = frozenset()
     missing: tuple[str, ...] = ()
     swap_accounting: bool = False  # v1: memory.memsw.* exists
+    reserved_cores: frozenset[int] = frozenset()  # the node's: never in the shared cpuset
 
     def describe(self) -> str:
         have = ", ".join(sorted(self.controllers)) or "none"
@@ -111,6 +115,11 @@ def _kv(text: str) -> dict[str, int]:
     return out
 
 
+@functools.cache
+def cpusets_mounted() -> bool:
+    return Path("/sys/fs/cgroup/cpuset/cpuset.cpus").exists()
+
+
 def cpuset_base(layout: Layout) -> Path:
     """v1: the service's subtree in the cpuset hierarchy (beside its memory one, same name)."""
     own = _own_paths().get("cpuset", "/").lstrip("/")
@@ -135,13 +144,19 @@ class TaskCgroup:
 
     @classmethod
     def at(cls, layout: Layout, name: str, cpuset: bool | None = None) -> TaskCgroup:
-        """`cpuset`: the task is pinned to cores, which on v1 is a hierarchy of its own that
-        the task must join from the start; None: include it when it exists (clean-up)."""
+        """`cpuset`: True, the task is pinned to cores of its own (on v1 a hierarchy the task
+        must join from the start); False, it shares the cores no task holds; None, whichever
+        exists (clean-up, adoption)."""
         dirs = {c: base / name for c, base in layout.bases.items()}
-        if layout.version == 1 and cpuset is not False:
-            d = cpuset_base(layout) / name
-            if cpuset or d.is_dir():
-                dirs["cpuset"] = d
+        if layout.version == 1 and cpusets_mounted():
+            own = cpuset_base(layout) / name
+            shared = cpuset_base(layout) / cpusets.SHARED / name
+            if cpuset:
+                dirs["cpuset"] = own
+            elif cpuset is False:
+                dirs["cpuset"] = shared
+            elif own.is_dir() or shared.is_dir():
+                dirs["cpuset"] = own if own.is_dir() else shared
         return cls(layout, name, dirs)
 
     @classmethod
@@ -169,6 +184,9 @@ class TaskCgroup:
         just now holds no leftovers to kill)."""
         fresh = True
         made_later = self.dirs.get("cpuset") if self.layout.version == 1 else None  # _set_cores
+        if made_later is not None and made_later.parent.name == cpusets.SHARED:
+            cpusets.shared(cpuset_base(self.layout), self.layout.reserved_cores)
+            made_later = None  # a child of the shared cpuset clones its cores at mkdir
         for path in dict.fromkeys(p for p in self.dirs.values() if p != made_later):  # cpu and cpuacct may share a mount
             try:
                 path.mkdir()
@@ -236,10 +254,7 @@ class TaskCgroup:
         nothing chose them (no admission), to the first `cores` cores the service may use."""
         if self.layout.version == 1:
             parent = cpuset_base(self.layout)
-            parent.mkdir(exist_ok=True)
-            for f in ("cpuset.cpus", "cpuset.mems"):
-                if not _read(parent / f).strip():
-                    _write(parent / f, _read(parent.parent / f).strip())
+            cpusets.ensure_base(parent)
             d = parent / self.name
             d.mkdir(exist_ok=True)
             _write(d / "cpuset.mems", _read(parent / "cpuset.mems").strip())
@@ -254,11 +269,13 @@ class TaskCgroup:
         if ids:
             if missing := sorted(set(ids) - set(cpus)):
                 raise OSError(errno.EINVAL, f"cores {missing} are not in the service's cpuset {cpus}")
-            _write(d / "cpuset.cpus", ",".join(str(c) for c in sorted(ids)))
-            return
-        if len(cpus) < cores:
+            _write(d / "cpuset.cpus", cpusets.text(ids))
+        elif len(cpus) < cores:
             raise OSError(errno.EINVAL, f"{cores} cores asked, {len(cpus)} available")
-        _write(d / "cpuset.cpus", ",".join(str(c) for c in cpus[:cores]))
+        else:
+            _write(d / "cpuset.cpus", cpusets.text(cpus[:cores]))
+        if self.layout.version == 1:  # the shared tasks give these cores up
+            cpusets.refresh(cpuset_base(self.layout), self.layout.reserved_cores)
 
     def _enable_v2_controllers(self, parent: Path) -> None:
         wanted = self.layout.controllers
@@ -329,6 +346,12 @@ class TaskCgroup:
         return _kv(_read(self.dirs["unified"] / "memory.events")).get("oom_kill", 0) > 0
 
     def remove(self) -> None:
+        pinned = self.dirs.get("cpuset") if self.layout.version == 1 else None
+        self._remove_dirs()
+        if pinned is not None and pinned.parent.name != cpusets.SHARED and not pinned.exists():
+            cpusets.refresh(pinned.parent, self.layout.reserved_cores)  # the cores come back
+
+    def _remove_dirs(self) -> None:
         for p in self.dirs.values():
             for _ in range(50):
                 try:
@@ -385,11 +408,4 @@ def shares_to_weight(shares: int) -> int:
     return int(1 + ((shares - 2) * 9999) // 262142)
 
 
-def _parse_cpus(text: str) -> set[int]:
-    cpus: set[int] = set()
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        cpus.update(range(int(lo), int(hi or lo) + 1))
-    return cpus
+_parse_cpus = cpusets.parse

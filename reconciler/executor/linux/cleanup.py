@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 from pathlib import Path
 
-from reconciler.executor.linux import cgroups, network, ports
+from reconciler.executor.linux import cgroups, cpusets, network, ports
 
 
 def teardown(data_dir: Path, bridge: str = "reconciler0", cidr: str = "172.26.64.0/20") -> int:
@@ -31,7 +31,8 @@ def teardown(data_dir: Path, bridge: str = "reconciler0", cidr: str = "172.26.64
             killed += len(cg.pids())
             cg.kill_all()
             cg.remove()
-        for base in (*layout.bases.values(), *((cgroups.cpuset_base(layout),) if layout.version == 1 else ())):
+        cpuset = (cgroups.cpuset_base(layout),) if layout.version == 1 else ()
+        for base in (*layout.bases.values(), *(c / cpusets.SHARED for c in cpuset), *cpuset):
             with contextlib.suppress(OSError):
                 base.rmdir()
     nets = network.Networks(bridge, cidr, tag)

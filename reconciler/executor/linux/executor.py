@@ -7,6 +7,7 @@ This module starts tasks: a claim of a warm shim (pool.py) when one fits, else a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import pwd
@@ -75,6 +76,9 @@ class LinuxExecutor(Supervision):
         tag = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:8]
         self.namespace = f"reconciler-{tag}"
         self.layout = cgroups.detect(self.namespace, self.node.cgroup_version)
+        if self.layout is not None:
+            reserved = frozenset(self.node.reserved_cores)
+            self.layout = dataclasses.replace(self.layout, reserved_cores=reserved)
         self.boot_id = proc.boot_id()
         self.network = network.Networks(self.node.bridge_name, self.node.bridge_cidr, tag)
         with contextlib.suppress(Exception):  # best effort: a start that collides says so
@@ -240,7 +244,9 @@ class LinuxExecutor(Supervision):
         items += tail
         launch.write_config(dirs.config_file, items)
         try:
-            pid, fd, go = launch.spawn_async(self.shim(), dirs.config_file, self.data_dir / "shim.log")
+            pid, fd, go = launch.spawn_async(
+                self.shim(), dirs.config_file, self.data_dir / "shim.log"
+            )
         except (launch.ShimBuildError, OSError) as e:
             raise StartError(str(e)) from None
         # The task builds its root meanwhile: on cgroup v1 a first mkdir may wait for the

@@ -210,7 +210,7 @@ class Pool:
     def _make(self) -> Warm:
         name = f"{PREFIX}{self._tag}-{next(self._names)}"
         self.work_dir.mkdir(mode=0o700, exist_ok=True)  # fails once the data dir is gone
-        cg = cgroups.TaskCgroup.at(self.layout, name)
+        cg = cgroups.TaskCgroup.at(self.layout, name, cpuset=False)  # the shared cores
         cg.make()
         conf = self.work_dir / f"{name}.conf"
         items = [*self.host_items(), *(("cgroup", p) for p in cg.procs_files())]
