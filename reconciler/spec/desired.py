@@ -134,7 +134,7 @@ class Assembly:
                 name, line, f"job.{job_id}", f"job is also defined in {others}; neither is applied"
             )
             for job_id in twice
-            for others in [", ".join(n for n in self.owners[job_id] if n != name)]
+            for others in [", ".join(sorted(n for n in self.owners[job_id] if n != name))]
         )
         jobs = tuple(s for s in result.jobs if s.id not in twice)
         return FileResult(result.path, result.digest, jobs, (*result.problems, *notes))

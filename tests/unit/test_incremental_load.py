@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reconciler.spec.desired import Assembly, assemble
@@ -62,6 +62,8 @@ def apply(root: Path, o: tuple[Any, ...]) -> list[str]:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(op, min_size=1, max_size=3), min_size=1, max_size=6))
+@example([[("write", "a.hcl", "x", "plain", 0), ("write", "c.nomad", "x", "plain", 0)],
+          [("write", "b.hcl", "x", "plain", 0)]])  # the other files named in the order seen  # fmt: skip
 def test_after_any_changes_the_journal_scan_is_a_scan_from_nothing(batches: Any) -> None:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
