@@ -32,6 +32,7 @@ from reconciler.service import descriptors, threads
 from reconciler.service.checks import Scheduler
 from reconciler.service.children import Children
 from reconciler.service.clock import SteadyClock
+from reconciler.service.exits import Exits
 from reconciler.service.gitinfo import GitInfo
 from reconciler.service.inputs import TemplateInputs
 from reconciler.service.recovery import Recovery
@@ -48,7 +49,7 @@ SETTLE = 0.5  # at most this long, a directory that is still changing is read ag
 READ_ONLY = ("health", "stats")  # requests that change nothing: no pass follows them
 
 
-class Service(TemplateInputs):
+class Service(TemplateInputs, Exits):
     def __init__(
         self,
         jobs: Path,
@@ -163,23 +164,6 @@ class Service(TemplateInputs):
         req = Request(action, args)
         self.queue.put(("request", req))
         return req.reply
-
-    def _waiter(self) -> None:
-        while not self.stopping.is_set():
-            self.wait_exits(0.5)
-
-    def wait_exits(self, timeout: float) -> None:
-        """Hand task exits to the loop (runs on the waiter thread)."""
-        try:
-            exits = self.executor.poll_exits(timeout)
-        except Exception as e:
-            self.recovery.log_once("waiting for task exits", e)
-            time.sleep(0.5)
-            return
-        if exits:
-            self.executor.prime()  # a restart may follow
-        for handle, result in exits:
-            self.queue.put(("exit", (handle, result)))
 
     # ---- lifecycle ----
 
@@ -309,10 +293,7 @@ class Service(TemplateInputs):
                 self._scan_due = True
                 self._first_event = v if self._first_event is None else min(self._first_event, v)
             elif k == "exit":
-                handle, _ = v
-                self._unrecorded[handle.id] = v  # kept until written
-                self._touched |= {handle.id.rsplit("/", 3)[0]} | self._waiting  # room freed
-                self._dirty = True
+                self._exited(v)
             elif k == "fetched":
                 self._ended_downloads.add(v)  # kept until written
                 self._dirty = True
@@ -367,23 +348,6 @@ class Service(TemplateInputs):
                 raise
             self.recovery.log_once("recording check results", e)
         self._check_news = []
-
-    def _record_exits(self) -> None:
-        """Write the exits seen since the last pass (and any a fault kept back)."""
-        if not self._unrecorded:
-            return
-        jobs = {hid.rsplit("/", 3)[0] for hid in self._unrecorded}  # a child id has a /
-        obs = self.store.observed(self.applier.live, jobs)
-        for hid, (handle, result) in list(self._unrecorded.items()):
-            try:
-                self.applier.on_exit(handle, result, obs)
-            except Exception as e:
-                if transient_cause(e) is not None:
-                    raise  # kept: written when the store is back
-                self.recovery.log_once(f"recording the exit of {hid}", e)
-            else:
-                metrics.exited(result)
-            del self._unrecorded[hid]
 
     def _record_fetches(self) -> None:
         """Tasks whose artifact downloads ended may start now."""
