@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler.db.engine import StoreRefused
-from reconciler.executor.linux.memory import trim_heap
 from reconciler.faults import Backoff, transient_cause
 from reconciler.service import threads
 from reconciler.service.loop import Service
@@ -103,11 +102,10 @@ def run_until_stopped(service: Service, grace: float = SHUTDOWN_GRACE) -> bool:
         service.check_stuck()
         if not frozen and service.startup_seconds:
             # What start-up made (modules, schemas, the first jobs' models) lives as long as
-            # the service: out of the collector's way, so a collection never walks it again;
-            # what it only used (the first pass's reads and starts) goes back to the kernel.
-            gc.collect()
+            # the service: out of the collector's way, so a collection never walks it again.
+            # (A full collection and malloc_trim here too paused the service long enough to
+            # split a `git checkout` that began then into two passes: not done.)
             gc.freeze()
-            trim_heap()
             frozen = True
     loop.join(grace)
     if not loop.is_alive():
