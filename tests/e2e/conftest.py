@@ -14,6 +14,7 @@ import pytest
 from reconciler.executor.base import NodeConfig, TaskConfig, TaskHandle
 from reconciler.executor.linux.cleanup import teardown
 from reconciler.executor.linux.executor import LinuxExecutor
+from tests.e2e.service import ServiceProc
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +77,15 @@ def run_to_exit(
     r = ex.wait(h, timeout)
     assert r is not None, "task did not exit"
     return h, logs(ex, h)
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[ServiceProc]:
+    """A real service on its own job and data dirs (started by the test), torn down after."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    s = ServiceProc(jobs, tmp_path / "data")
+    yield s
+    if s.proc and s.proc.poll() is None:
+        s.kill()
+    teardown(s.data)

@@ -5,12 +5,7 @@ with change_mode "signal", the same process gets the signal."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from reconciler.executor.linux.cleanup import teardown
 from tests.e2e.service import ServiceProc
 
 SERVER = """
@@ -59,17 +54,6 @@ EOT
   }
 }
 """
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[ServiceProc]:
-    jobs = tmp_path / "jobs"
-    jobs.mkdir()
-    s = ServiceProc(jobs, tmp_path / "data")
-    yield s
-    if s.proc and s.proc.poll() is None:
-        s.kill()
-    teardown(s.data)
 
 
 def free_port() -> int:

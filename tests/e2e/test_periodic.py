@@ -5,12 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from reconciler.executor.linux.cleanup import teardown
 from tests.e2e.service import BIN, ServiceProc
 from tests.e2e.test_service import write
 
@@ -55,17 +50,6 @@ job "{name}" {{
   }}
 }}
 """
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[ServiceProc]:
-    jobs = tmp_path / "jobs"
-    jobs.mkdir()
-    s = ServiceProc(jobs, tmp_path / "data")
-    yield s
-    if s.proc and s.proc.poll() is None:
-        s.kill()
-    teardown(s.data)
 
 
 def periodic(name: str, cron: str, sleep: float = 0.1, overlap: bool = False) -> str:

@@ -7,12 +7,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from reconciler.executor.linux.cleanup import teardown
 from tests.e2e.service import BIN, ServiceProc, alive
 
 SLEEPER = """
@@ -53,17 +49,6 @@ def job(
 ) -> str:
     return SLEEPER.format(name=name, count=count, script=script, attempts=attempts, delay=delay,
                           mode=mode, extra=extra, update=update)  # fmt: skip
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[ServiceProc]:
-    jobs = tmp_path / "jobs"
-    jobs.mkdir()
-    s = ServiceProc(jobs, tmp_path / "data")
-    yield s
-    if s.proc and s.proc.poll() is None:
-        s.kill()
-    teardown(s.data)
 
 
 def write(svc: ServiceProc, name: str, text: str) -> None:

@@ -3,12 +3,6 @@ re-renders the file and signals the task (no restart), another job cannot read i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from reconciler.executor.linux.cleanup import teardown
 from tests.e2e.service import ServiceProc
 
 APP = """
@@ -32,17 +26,6 @@ EOT
   }
 }
 """
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[ServiceProc]:
-    jobs = tmp_path / "jobs"
-    jobs.mkdir()
-    s = ServiceProc(jobs, tmp_path / "data")
-    yield s
-    if s.proc and s.proc.poll() is None:
-        s.kill()
-    teardown(s.data)
 
 
 def test_template_reads_a_variable_and_a_new_value_signals_the_task(svc: ServiceProc) -> None:
