@@ -78,13 +78,8 @@ def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None,
         # each directory is made and given its mode through a fd, never by name.
         os.makedirs(alloc + "/alloc", mode=0o755, exist_ok=True)
         os.makedirs(task, mode=0o755, exist_ok=True)
-        for base, subdirs in ((alloc + "/alloc", SHARED_DIRS), (task, TASK_DIRS)):
-            fd = safefs.open_base(base)
-            try:
-                for name, mode in subdirs:
-                    os.close(safefs.ensure_dir(fd, name, mode))
-            finally:
-                os.close(fd)
+        _make_subdirs(alloc + "/alloc", SHARED_DIRS)
+        _make_subdirs(task, TASK_DIRS)
     binds, masks = _host_mounts(tuple(sorted(env.items())))
     return [*binds, *_task_mounts(alloc, task), *masks]
 

@@ -69,7 +69,22 @@ def _region(region: str | None, what: str) -> None:
         raise FuncError(f'{what}: reconciler has only the "{REGION}" region')
 
 
-class NomadService(GoValue):
+class _Struct(GoValue):
+    """A Go struct pointer with exported fields, in declaration order."""
+
+    fields: dict[str, Any]
+
+    def go_field(self, name: str) -> Any:
+        return self.fields[name]
+
+    def go_string(self) -> str:
+        return "&{" + " ".join(sprint_value(v) for v in self.fields.values()) + "}"
+
+    def go_json_fields(self) -> list[tuple[str, Any]]:
+        return list(self.fields.items())
+
+
+class NomadService(_Struct):
     """consul-template's *NomadService: fields ID, Name, Node, Address, Port, Datacenter,
     Tags (sorted), JobID, AllocID."""
 
@@ -82,32 +97,14 @@ class NomadService(GoValue):
             "AllocID": r.alloc_id,
         }  # fmt: skip
 
-    def go_field(self, name: str) -> Any:
-        return self.fields[name]
 
-    def go_string(self) -> str:
-        return "&{" + " ".join(sprint_value(v) for v in self.fields.values()) + "}"
-
-    def go_json_fields(self) -> list[tuple[str, Any]]:
-        return list(self.fields.items())
-
-
-class NomadServicesSnippet(GoValue):
+class NomadServicesSnippet(_Struct):
     """consul-template's *NomadServicesSnippet: Name and Tags (the union over instances)."""
 
     go_type = "*dependency.NomadServicesSnippet"
 
     def __init__(self, name: str, tags: list[str]) -> None:
         self.fields: dict[str, Any] = {"Name": name, "Tags": tags}
-
-    def go_field(self, name: str) -> Any:
-        return self.fields[name]
-
-    def go_string(self) -> str:
-        return "&{" + " ".join(sprint_value(v) for v in self.fields.values()) + "}"
-
-    def go_json_fields(self) -> list[tuple[str, Any]]:
-        return list(self.fields.items())
 
 
 def hash_with(r: Registration, key: str) -> str:
