@@ -189,15 +189,17 @@ class Applier:
             return Job.model_validate_json(record.applied_canonical)
         return None
 
-    def _stop(self, a: Action, observed: Observed, intent: str, now: float) -> None:
+    def _stop(self, a: Action, observed: Observed, intent: str, now: float,
+              first: tuple[Event, ...] = ()) -> None:  # fmt: skip
+        """Stop a slot's task with its job's kill settings; `first`: events recorded before."""
         slot = observed.slots.get(a.key)
         if slot is None or slot.instance is None:
             return
         signal, timeout, delay = self._kill_settings(a.key, observed)
         handle = handle_of(a.key, slot.instance)
-        events = [Event("Killing", f"{a.reason}: sent {signal}, force kill after {timeout:g}s")]
+        events = [*first, Event("Killing", f"{a.reason}: sent {signal}, force kill after {timeout:g}s")]
         if delay:
-            events.insert(0, Event("Waiting for shutdown delay", f"{delay:g}s"))
+            events.insert(len(first), Event("Waiting for shutdown delay", f"{delay:g}s"))
         self.store.stopping(a.key, intent, now, events)
         self.executor.stop(handle, signal, timeout, delay)
         self.on_change(f"{a.key}: stopping ({a.reason})")
@@ -525,22 +527,14 @@ class Applier:
         self._stop(Action(key, "restart requested by operator"), observed, "restart", self.clock())
         return True
 
-    def check_restart(self, keys: tuple[SlotKey, ...], reason: str, observed: Observed) -> list[SlotKey]:
+    def check_restart(self, keys: tuple[SlotKey, ...], reason: str, observed: Observed) -> None:
         """check_restart: stop the tasks; their exit goes through the restart policy."""
-        now, done = self.clock(), []
+        now = self.clock()
         for key in keys:
             slot = observed.slots.get(key)
-            if slot is None or slot.state != "running" or slot.instance is None:
-                continue
-            signal, timeout, delay = self._kill_settings(key, observed)
-            self.store.stopping(key, "check", now, [
-                Event("Restart Signaled", reason),
-                Event("Killing", f"sent {signal}, force kill after {timeout:g}s"),
-            ])  # fmt: skip
-            self.executor.stop(handle_of(key, slot.instance), signal, timeout, delay)
-            self.on_change(f"{key}: restarting ({reason})")
-            done.append(key)
-        return done
+            if slot is not None and slot.state == "running":
+                self._stop(Action(key, f"restarting ({reason})"), observed, "check", now,
+                           (Event("Restart Signaled", reason),))  # fmt: skip
 
     def operator_signal(self, key: SlotKey, signal: str, observed: Observed) -> None:
         slot = observed.slots.get(key)

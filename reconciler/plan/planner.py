@@ -192,13 +192,12 @@ def _plan_job(
     wanted: dict[SlotKey, str] = {}
     variables, services = host.held.get(spec.id, (host.variables, host.services))
     for gname, group in job.group.items():
-        for idx in range(group.count):
-            for tname in group.task:
-                wanted[SlotKey(spec.id, gname, idx, tname)] = task_digest(
-                    job, gname, tname
-                ) + variables_part(spec.id, job, gname, tname, variables) + services_part(
-                    job, gname, tname, services
-                )
+        for tname in group.task:  # one digest for every instance of the group
+            digest = (task_digest(job, gname, tname)
+                      + variables_part(spec.id, job, gname, tname, variables)
+                      + services_part(job, gname, tname, services))  # fmt: skip
+            for idx in range(group.count):
+                wanted[SlotKey(spec.id, gname, idx, tname)] = digest
     for key, s in current.items():
         if key not in wanted:
             remove(b, [s], "no longer in the job (count or tasks changed)")

@@ -265,15 +265,16 @@ class Service(TemplateInputs, Exits):
                 spec = self.applier.specs.get(s.key.job)
                 rec = obs.jobs.get(s.key.job)
                 upd = effective_update(spec.job, next(iter(spec.job.group.values()))) if spec else None
-                if upd and s.instance.started_at + upd.min_healthy_time > self._last_pass:
+                rolling = rec if spec and rec and rec.applied_digest != spec.digest else None
+                healthy_at = s.instance.started_at + upd.min_healthy_time + 0.01 if upd else 0.0
+                if upd and (healthy_at > self._last_pass or rolling):
                     # a young instance frees max_parallel for the next one (also after a revert)
-                    due.append(s.instance.started_at + upd.min_healthy_time + 0.01)
-                if spec and upd and rec and rec.applied_digest != spec.digest:
-                    due.append(s.instance.started_at + upd.min_healthy_time + 0.01)
+                    due.append(healthy_at)
+                if upd and rolling:
                     due += [c.since + upd.min_healthy_time + 0.01  # checks good long enough
                             for c in obs.checks.get(s.key.alloc, ())]  # fmt: skip
-                    if rec.attempted_at:
-                        due.append(rec.attempted_at + upd.healthy_deadline + 0.01)
+                    if rolling.attempted_at:
+                        due.append(rolling.attempted_at + upd.healthy_deadline + 0.01)
             if due:
                 self._deadline_of.setdefault(s.key.job, []).extend(due)
 

@@ -48,8 +48,10 @@ class Registrar:
         changed: dict[str, tuple[object, ...]] = {}  # job -> what is now registered
         services: list[ServiceEntry] = []
         checks: dict[Key, CheckSpec] = {}
+        every: list[tuple[list[ServiceEntry], dict[Key, CheckSpec]]] = []
         for job_id in sorted(jobs):
             svc, chk = self._desired(job_id, by_job.get(job_id, []), observed, specs)
+            every.append((svc, chk))
             fingerprint: tuple[object, ...] = (
                 tuple(svc), tuple(sorted(chk.values(), key=lambda c: c.entry.key())),
             )  # fmt: skip
@@ -65,8 +67,7 @@ class Registrar:
         which = None if everything else list(changed)
         if everything:
             services, checks = [], {}
-            for job_id in sorted(jobs):
-                svc, chk = self._desired(job_id, by_job.get(job_id, []), observed, specs)
+            for svc, chk in every:
                 services += svc
                 checks.update(chk)
         self.store.sync_registry(which, services, [c.entry for c in checks.values()],
