@@ -46,14 +46,21 @@ class Rows(Protocol):
 @functools.lru_cache(maxsize=1)
 def parser_version() -> str:
     """Changes whenever anything that turns text into a result may have changed."""
+    return version_of(Path(__file__).parent)
+
+
+def version_of(spec: Path) -> str:
+    """The versions of the packages a parse and validation call, and every source under `spec`
+    (gotemplate/ checks templates at validation)."""
     h = hashlib.sha256()
-    for dist in ("reconciler", "python-hcl2", "lark", "pydantic"):  # (an install may ship no .py)
+    # cron expressions, time zones and yamldecode too (an install may ship no .py)
+    for dist in ("reconciler", "python-hcl2", "lark", "pydantic", "croniter", "tzdata", "PyYAML"):
         try:
             h.update(f"{dist}={importlib.metadata.version(dist)};".encode())
         except importlib.metadata.PackageNotFoundError:
             h.update(f"{dist}=?;".encode())
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    for source in sorted(spec.rglob("*.py")):
+        h.update(str(source.relative_to(spec)).encode() + b"\0" + source.read_bytes() + b"\0")
     return h.hexdigest()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -124,9 +125,16 @@ def test_another_parser_version_invalidates(
     assert parses == ["a.hcl", "a.hcl"]
 
 
-def test_the_parser_version_follows_the_spec_sources() -> None:
+def test_the_parser_version_follows_the_spec_sources(tmp_path: Path) -> None:
     version = parsecache.parser_version()
     assert len(version) == 64 and version == parsecache.parser_version()
+    spec = tmp_path / "spec"
+    shutil.copytree(Path(parsecache.__file__).parent, spec,
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    assert parsecache.version_of(spec) == version
+    engine = spec / "gotemplate" / "exec.py"
+    engine.write_text(engine.read_text() + "\n# changed\n")  # a template check changed
+    assert parsecache.version_of(spec) != version
 
 
 def _rows(store: Store) -> list[tuple[str, str, str]]:
