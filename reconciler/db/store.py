@@ -161,8 +161,7 @@ class Store(ChildJobs, Registry):
             # what every job holds of the node, whatever this read's scope (admission)
             cpu, memory, cores = held.read(raw)  # kept by triggers: no sum of every slot
             held_cores = frozenset(c for (ids,) in raw.execute(
-                "SELECT core_ids FROM task_slots WHERE core_ids != ''"
-                " AND state IN ('running', 'stopping', 'pending')"
+                f"SELECT core_ids FROM task_slots WHERE core_ids != '' AND state IN {held.HOLDING}"
             ) for c in core_ids_of(ids))  # fmt: skip
             children: dict[str, list[ChildRecord]] = {}
             for cid, parent, status, finished in raw.execute(

@@ -122,8 +122,13 @@ def cpusets_mounted() -> bool:
 
 def cpuset_base(layout: Layout) -> Path:
     """v1: the service's subtree in the cpuset hierarchy (beside its memory one, same name)."""
-    own = _own_paths().get("cpuset", "/").lstrip("/")
-    return Path("/sys/fs/cgroup/cpuset") / own / layout.bases["memory"].name
+    return _own_cpuset() / layout.bases["memory"].name
+
+
+@functools.cache
+def _own_cpuset() -> Path:
+    """Read once: every start asks (the service's own cgroup does not move under it)."""
+    return Path("/sys/fs/cgroup/cpuset") / _own_paths().get("cpuset", "/").lstrip("/")
 
 
 @dataclass
@@ -262,7 +267,7 @@ class TaskCgroup:
         else:
             d = self.dirs["unified"]
         cpus = sorted(
-            _parse_cpus(
+            cpusets.parse(
                 _read(d.parent / "cpuset.cpus.effective") or _read(d.parent / "cpuset.cpus")
             )
         )
@@ -407,5 +412,3 @@ def shares_to_weight(shares: int) -> int:
     shares = max(2, min(262144, shares))
     return int(1 + ((shares - 2) * 9999) // 262142)
 
-
-_parse_cpus = cpusets.parse

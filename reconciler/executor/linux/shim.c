@@ -1055,7 +1055,7 @@ static int cmd_warm(void) {
     close(errp[1]);
     close(outp[1]);
     close(errlogp[1]);
-    char why[1024], c;
+    char why[1024] = "", c;
     ssize_t n;
     if (place_in_cgroups(child, why, sizeof why) < 0 || read(sv[0], &c, 1) != 1) {
         kill(child, SIGKILL);

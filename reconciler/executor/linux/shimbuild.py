@@ -10,6 +10,7 @@ runs reconciler needs no compiler. `launch.py` builds into the data dir only as 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -29,6 +30,7 @@ class ShimBuildError(Exception):
     pass
 
 
+@functools.cache
 def digest() -> str:
     return hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
 
