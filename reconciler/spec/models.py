@@ -11,7 +11,7 @@ import json
 import os
 import re
 import signal as _signal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -66,6 +66,23 @@ StrMap = dict[str, Scalar]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Grown(Strict):
+    """A model that gained fields after a release: left at their default, they dump as before
+    they existed, so an upgrade changes no digest (running tasks are neither re-rendered nor
+    restarted by it)."""
+
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if isinstance(out, dict):
+            for name in self.ADDED_LATER:
+                if name in out and getattr(self, name) == type(self).model_fields[name].default:
+                    del out[name]
+        return out
 
 
 CONSTRAINT_OPERATORS = frozenset(
@@ -343,7 +360,9 @@ class TemplateWait(Strict):
         return low, self.max if self.max is not None else 4 * low
 
 
-class Template(Strict):
+class Template(Grown):
+    ADDED_LATER = ("wait",)
+
     data: str | None = None
     source: str | None = None
     destination: str = Field(min_length=1)
@@ -358,15 +377,6 @@ class Template(Strict):
     uid: int | None = None
     gid: int | None = None
     wait: TemplateWait | None = None
-
-    @model_serializer(mode="wrap")
-    def _without_unset_wait(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """A template without `wait` dumps as before the field existed: same job digest, so
-        running tasks are neither re-rendered nor restarted by an upgrade."""
-        out = handler(self)
-        if self.wait is None and isinstance(out, dict):
-            out.pop("wait", None)
-        return out
 
     @field_validator("perms")
     @classmethod
@@ -422,7 +432,9 @@ class DispatchPayload(Strict):
         return v
 
 
-class Task(Strict):
+class Task(Grown):
+    ADDED_LATER = ("artifact", "dispatch_payload", "service")
+
     driver: str
     config: ExecConfig
     user: str = ""
@@ -468,7 +480,9 @@ class Task(Strict):
         return v
 
 
-class Group(Strict):
+class Group(Grown):
+    ADDED_LATER = ("service",)
+
     count: int = Field(1, ge=0)
     restart: Restart | None = None
     network: Network = Network()
@@ -556,7 +570,9 @@ class Parameterized(Strict):
         return self
 
 
-class Job(Strict):
+class Job(Grown):
+    ADDED_LATER = ("periodic", "parameterized")
+
     # system: one instance of each group on this node; sysbatch: batch, to completion
     type: Literal["service", "batch", "system", "sysbatch"] = "service"
     meta: StrMap = {}

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.spec.load import Loader, is_job_file, load_paths, parse_text
-from reconciler.spec.models import effective_restart, effective_update
+from reconciler.spec.models import (
+    DispatchPayload,
+    TemplateWait,
+    effective_restart,
+    effective_update,
+)
 from reconciler.spec.units import format_duration, parse_duration
 
 MINIMAL = """
@@ -468,3 +473,21 @@ def test_settled_tells_whether_the_directory_changed_since_the_scan(tmp_path: Pa
     assert not loader.settled()  # written after the scan: a checkout still in progress
     loader.scan()
     assert loader.settled()
+
+
+def test_fields_added_later_dump_as_before_they_existed_when_unset() -> None:
+    """An upgrade must not change a job's digest: unset newer fields stay out of the dump."""
+    job = job_of(MINIMAL)
+    group = job.group["once"]
+    task = group.task["print"]
+    for model in (job, group, task):
+        dumped = model.model_dump(mode="json")
+        assert model.ADDED_LATER and not set(model.ADDED_LATER) & set(dumped), type(model)
+    templated = job_of(MINIMAL.replace("config {", 'template {\n destination = "local/a"\n'
+                                       ' data = "x"\n }\n config {'))  # fmt: skip
+    t = templated.group["once"].task["print"].template[0]
+    assert "wait" not in t.model_dump(mode="json")
+    waited = t.model_copy(update={"wait": TemplateWait(min="1s", max="2s")})
+    assert "wait" in waited.model_dump(mode="json")
+    given = task.model_copy(update={"dispatch_payload": DispatchPayload(file="in.json")})
+    assert given.model_dump(mode="json")["dispatch_payload"] == {"file": "in.json"}
