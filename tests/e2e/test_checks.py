@@ -15,6 +15,7 @@ import pytest
 
 from reconciler.executor.linux.cleanup import teardown
 from tests.e2e.service import ServiceProc
+from tests.e2e.test_service import write
 
 # A handler that answers 200 for its first N requests, then 500 (a wedged server).
 SERVER = """
@@ -96,12 +97,6 @@ def svc(tmp_path: Path) -> Iterator[ServiceProc]:
     if s.proc and s.proc.poll() is None:
         s.kill()
     teardown(s.data)
-
-
-def write(svc: ServiceProc, name: str, text: str) -> None:
-    tmp = svc.jobs / f".{name}.tmp"
-    tmp.write_text(text)
-    tmp.rename(svc.jobs / name)
 
 
 def services(svc: ServiceProc) -> list[dict[str, object]]:

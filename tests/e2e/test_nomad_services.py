@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 
 from tests.e2e.service import ServiceProc
+from tests.e2e.test_cli import free_port
 
 SERVER = """
 job "a" {
@@ -54,12 +55,6 @@ EOT
   }
 }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serves(port: int) -> bool:
