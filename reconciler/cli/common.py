@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -13,24 +12,17 @@ from rich.console import Console
 
 from reconciler.db.snapshot import SlotKey
 from reconciler.db.store import Store
+from reconciler.service.start import REFUSED as REFUSED
+from reconciler.service.start import USAGE as USAGE
+from reconciler.service.start import data_dir as data_dir
+from reconciler.service.start import db_path as db_path
 
 DATA_DIR_HELP = "The service's data dir (or RECONCILER_DATA_DIR); default ./.reconciler"
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-# Exit codes scripts can rely on.
-OK, FAILED, USAGE, NOT_RUNNING, NOT_FOUND = 0, 1, 2, 3, 4
-REFUSED = 78  # EX_CONFIG: the service will not start as things are (systemd: no restart loop)
-
-
-def data_dir(option: Path | None) -> Path:
-    if option is not None:
-        return option
-    return Path(os.environ.get("RECONCILER_DATA_DIR", ".reconciler"))
-
-
-def db_path(data: Path) -> Path:
-    return data / "state.db"
+# Exit codes scripts can rely on (USAGE and REFUSED: the service's own, service/start.py).
+OK, FAILED, NOT_RUNNING, NOT_FOUND = 0, 1, 3, 4
 
 
 def fail(message: str, code: int = FAILED) -> NoReturn:
