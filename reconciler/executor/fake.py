@@ -9,6 +9,7 @@ Artifact downloads stay in flight until `complete_fetches`; a source containing 
 from __future__ import annotations
 
 import signal as signals
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -57,6 +58,7 @@ class FakeExecutor:
         self.fetch_errors: dict[str, str] = {}  # raised once by the next fetch_artifacts
         self.downloads: list[str] = []  # task ids, one per download begun
         self._exits: list[tuple[TaskHandle, ExitResult]] = []
+        self._exited = threading.Event()  # lets a waiting poll_exits return at once
 
     def fingerprint(self) -> Fingerprint:
         return Fingerprint(True, "fake", {"attr.kernel.name": "linux", "driver.exec": "true"})
@@ -105,8 +107,14 @@ class FakeExecutor:
         if t.alive:
             t.alive = False
             self._exits.append((t.handle, ExitResult(exit_code, signal, oom, "", self.clock())))
+            self._exited.set()
 
     def poll_exits(self, timeout: float) -> list[tuple[TaskHandle, ExitResult]]:
+        # Waits as the real executor does, in short naps: a test's clock may jump meanwhile.
+        # (Returning at once made the waiter thread spin, starving the loop of the GIL.)
+        if not self._exits and timeout > 0:
+            self._exited.wait(min(timeout, 0.01))
+        self._exited.clear()
         now = self.clock()
         for t in list(self.tasks.values()):
             if t.alive and t.ends_at is not None and t.ends_at <= now:

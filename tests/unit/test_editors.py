@@ -26,12 +26,13 @@ class Running:
         self.jobs = root / "jobs"
         self.jobs.mkdir()
         self.store = Store(root / "state.db")
+        self.reader = Store(root / "state.db", readonly=True)  # as `reconciler` queries do
         self.fake = FakeExecutor(time.time)
         self.service = Service(self.jobs, self.store, self.fake, NodeConfig())
         self.thread = threading.Thread(target=self.service.run, daemon=True)
 
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
-        with self.store.engine.connect() as c:
+        with self.reader.engine.connect() as c:
             return [tuple(r) for r in c.exec_driver_sql(query, args).all()]
 
     def commands(self, job: str) -> list[str]:
@@ -64,6 +65,7 @@ def svc(tmp_path: Path) -> Iterator[Running]:
     r.service.stop()
     r.thread.join(30)
     r.store.close()
+    r.reader.close()
 
 
 def settle(svc: Running, job: str, cmd: str) -> None:
