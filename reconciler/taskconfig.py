@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import posixpath
 import re
@@ -26,23 +25,17 @@ from reconciler.executor.netinfo import host_addresses
 from reconciler.plan.admission import core_list
 from reconciler.spec import artifact as artifact_spec
 from reconciler.spec import interpolate
+from reconciler.spec import ports as port_spec
 from reconciler.spec.load import JobSpec
 from reconciler.spec.models import Volume
 from reconciler.spec.template import Iface, ServiceSource, VariableSource, Workload, render
 
-DYNAMIC_PORTS = (20000, 32000)
 _NOT_IN_META_NAME = re.compile(r"[^A-Za-z0-9_.]")
 
 
 def alloc_id(key: SlotKey) -> str:
     """A stable UUID per group instance, so NOMAD_ALLOC_ID survives restarts of the service."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"reconciler:{key.alloc}"))
-
-
-def dynamic_port(key: SlotKey, label: str) -> int:
-    lo, hi = DYNAMIC_PORTS
-    h = int(hashlib.sha256(f"{key.alloc}/{label}".encode()).hexdigest(), 16)
-    return lo + h % (hi - lo)
 
 
 def cpu_limit(cores: tuple[int, ...], cpu: int, attrs: Mapping[str, str]) -> int:
@@ -87,18 +80,7 @@ def runtime_env(
             name = _NOT_IN_META_NAME.sub("_", meta_key)  # Nomad: "a-b" -> NOMAD_META_a_b
             env[f"NOMAD_META_{name}"] = v
             env[f"NOMAD_META_{name.upper()}"] = v
-    bridge = group.network.mode == "bridge"
-    ip = "127.0.0.1"
-    for label, port in group.network.port.items():
-        host_port = port.static or (dynamic_port(key, label) if not bridge or port.to else 0)
-        inside = port.to if (bridge and port.to and port.to > 0) else host_port
-        env[f"NOMAD_PORT_{label}"] = str(inside)
-        env[f"NOMAD_HOST_PORT_{label}"] = str(host_port)
-        env[f"NOMAD_ALLOC_PORT_{label}"] = str(inside)
-        env[f"NOMAD_IP_{label}"] = env[f"NOMAD_HOST_IP_{label}"] = ip
-        env[f"NOMAD_ADDR_{label}"] = env[f"NOMAD_HOST_ADDR_{label}"] = f"{ip}:{host_port}"
-        env[f"NOMAD_ALLOC_IP_{label}"] = ip
-        env[f"NOMAD_ALLOC_ADDR_{label}"] = f"{ip}:{inside}"
+    env.update(port_spec.env(port_spec.allocated(group.network, key.alloc), "127.0.0.1"))
     return env
 
 
@@ -207,8 +189,8 @@ def task_config(
           for vals in (dns.servers, dns.searches, dns.options))
     )  # fmt: skip
     ports = tuple(
-        PortMap(label, p.static or dynamic_port(key, label), p.to if p.to and p.to > 0 else 0)
-        for label, p in group.network.port.items()
+        PortMap(p.label, p.value, p.to)
+        for p in port_spec.allocated(group.network, key.alloc).values()
     )
     return TaskConfig(
         id=str(key), alloc_id=key.alloc,

@@ -18,11 +18,12 @@ from reconciler.service import nomad
 from reconciler.service.checks import CheckSpec, Key, Scheduler
 from reconciler.service.probes import Target
 from reconciler.spec import interpolate
+from reconciler.spec import ports as port_spec
 from reconciler.spec.load import JobSpec
 from reconciler.spec.models import Group, Job
 from reconciler.spec.services import Service, effective_checks, service_name
 from reconciler.spec.template import Registration
-from reconciler.taskconfig import alloc_id, dynamic_port, runtime_env
+from reconciler.taskconfig import alloc_id, runtime_env
 
 LOOPBACK = "127.0.0.1"
 
@@ -179,17 +180,14 @@ class Registrar:
                   values: Mapping[str, str]) -> tuple[str, int]:  # fmt: skip
         """auto: a bridge group's namespace address and the port inside it; a host group's
         loopback and host port. host: loopback and the host port. alloc: the namespace's."""
-        bridge = group.network.mode == "bridge"
-        inside = host_port = int(port) if port.isdigit() else 0
-        if port and not port.isdigit():
-            p = group.network.port[port]
-            host_port = p.static or dynamic_port(key, port)
-            inside = p.to if bridge and p.to and p.to > 0 else host_port
+        namespace = port_spec.in_namespace(mode, group.network.mode)
+        number = port_spec.service_port(port_spec.allocated(group.network, key.alloc), port,
+                                        namespace)  # fmt: skip
         if mode == "host":
-            return LOOPBACK, host_port
-        if mode == "alloc" or bridge:
-            return (_resolve(address, values) or self.executor.alloc_address(key.alloc)), inside
-        return (_resolve(address, values) or LOOPBACK), host_port
+            return LOOPBACK, number
+        if namespace:
+            return (_resolve(address, values) or self.executor.alloc_address(key.alloc)), number
+        return (_resolve(address, values) or LOOPBACK), number
 
 
 @dataclass

@@ -145,9 +145,6 @@ def semantic_problems(job_id: str, job: Job) -> Iterable[tuple[tuple[str | int, 
                    "Count cannot exceed 1 with system scheduler")  # fmt: skip
         ports = list(group.network.port)
         yield from services.problems(job_id, gname, group, gp)
-        for label, port in group.network.port.items():
-            if group.network.mode == "bridge" and port.to is None and port.static is None:
-                yield (*gp, "network", "port", label), "a port needs static or to"
         for tname, task in group.task.items():
             tp = (*gp, "task", tname)
             if not NAME.fullmatch(tname):

@@ -1,0 +1,79 @@
+"""A port means one number everywhere: the task's NOMAD_*PORT* variables, the mapping a bridge
+namespace publishes and the port the registry gives services and checks all come from
+spec.ports, for host and bridge groups, static and dynamic ports, with and without `to`."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.spec import ports
+from reconciler.spec.models import Network, Port
+from tests.unit.conftest import Harness, job
+
+CASES = [  # network mode, port block, (host port is static, `to`)
+    ("host", "static = 23001", (True, 0)),
+    ("host", "", (False, 0)),
+    ("host", "to = 8080", (False, 8080)),
+    ("bridge", "static = 23002", (True, 0)),
+    ("bridge", "", (False, 0)),
+    ("bridge", "to = 8080", (False, 8080)),
+    ("bridge", "static = 23003\n to = 8080", (True, 8080)),
+    ("bridge", "to = -1", (False, 0)),
+    ("bridge", "to = 0", (False, 0)),  # was NOMAD_HOST_PORT_http=0 while 2xxxx was published
+]
+
+
+@pytest.mark.parametrize(("mode", "block", "shape"), CASES)
+def test_env_follows_nomads_addports(mode: str, block: str, shape: tuple[bool, int]) -> None:
+    static, to = shape
+    fields = dict(line.strip().split(" = ") for line in block.split("\n") if line)
+    network = Network(mode=mode, port={"http": Port(**{k: int(v) for k, v in fields.items()})})
+    [p] = ports.allocated(network, "web/g/0").values()
+    assert p.value == (int(fields["static"]) if static else ports.dynamic_port("web/g/0", "http"))
+    assert ports.DYNAMIC_PORTS[0] <= p.value < ports.DYNAMIC_PORTS[1] or static
+    env = ports.env({"http": p}, "127.0.0.1")
+    assert env["NOMAD_HOST_PORT_http"] == str(p.value)  # never 0, in any mode
+    assert env["NOMAD_PORT_http"] == env["NOMAD_ALLOC_PORT_http"] == str(to or p.value)
+    assert env["NOMAD_ADDR_http"] == f"127.0.0.1:{p.value}"  # the host's port, not `to`
+
+
+def test_a_dynamic_port_is_stable_per_instance_and_label() -> None:
+    assert ports.dynamic_port("web/g/0", "http") == ports.dynamic_port("web/g/0", "http")
+    assert len({ports.dynamic_port(f"web/g/{i}", "http") for i in range(20)}) > 1
+
+
+def port_job(mode: str, block: str, address_mode: str = "auto") -> str:
+    return job(
+        extra_group=f'network {{\n mode = "{mode}"\n port "http" {{\n {block}\n }}\n}}',
+        extra_task=f'service {{\n name = "api"\n port = "http"\n'
+        f' address_mode = "{address_mode}"\n}}',
+    )
+
+
+@pytest.mark.parametrize(("mode", "block", "shape"), CASES)
+def test_service_port_env_and_published_mapping_agree(
+    h: Harness, mode: str, block: str, shape: tuple[bool, int]
+) -> None:
+    h.write("web.hcl", port_job(mode, block))
+    h.step()
+    [config] = h.fake.started
+    env = config.env
+    [mapping] = config.ports
+    assert str(mapping.host_port) == env["NOMAD_HOST_PORT_http"]
+    assert str(mapping.task_port or mapping.host_port) == env["NOMAD_PORT_http"]
+    with h.store.engine.connect() as c:
+        [(address, port)] = c.exec_driver_sql("SELECT address, port FROM services").all()
+    if mode == "bridge":  # auto: the namespace's address and the port inside it
+        assert (address, str(port)) == (h.fake.alloc_address("web/g/0"), env["NOMAD_PORT_http"])
+    else:
+        assert (address, str(port)) == ("127.0.0.1", env["NOMAD_HOST_PORT_http"])
+
+
+def test_a_host_address_mode_service_of_a_bridge_group_has_the_host_port(h: Harness) -> None:
+    h.write("web.hcl", port_job("bridge", "to = 8080", address_mode="host"))
+    h.step()
+    [config] = h.fake.started
+    with h.store.engine.connect() as c:
+        [(address, port)] = c.exec_driver_sql("SELECT address, port FROM services").all()
+    assert (address, str(port)) == ("127.0.0.1", config.env["NOMAD_HOST_PORT_http"])
+    assert port != 8080
