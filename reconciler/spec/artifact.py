@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from typing import Annotated, Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import field_validator
 from pydantic_core import PydanticCustomError
+
+from reconciler.spec.fieldtypes import Scalar, Strict
 
 CHECKSUM_SIZES = {"md5": 16, "sha1": 20, "sha256": 32, "sha512": 64}
 # go-getter's getters; reconciler fetches http, https and (where git is installed) git.
@@ -23,19 +25,7 @@ UNSUPPORTED_GETTERS = ("s3", "gcs", "hg")
 _FORCED = re.compile(r"^([A-Za-z0-9]+)::(.*)$", re.S)
 
 
-def _stringly(value: Any) -> Any:
-    """Nomad turns scalar option and header values into strings; so do we."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value) if isinstance(value, int | float) else value
-
-
-Scalar = Annotated[str, BeforeValidator(_stringly)]
-
-
-class Artifact(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
+class Artifact(Strict):
     source: str
     destination: str = ""  # "": local/ (mode "file": local/<basename of the source>)
     mode: Literal["any", "file", "dir"] = "any"

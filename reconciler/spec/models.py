@@ -11,14 +11,12 @@ import json
 import os
 import re
 import signal as _signal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
@@ -28,44 +26,9 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.spec import cron
 from reconciler.spec.artifact import Artifact
+from reconciler.spec.fieldtypes import Duration, Scalar, Strict, StrMap
 from reconciler.spec.services import Service
-from reconciler.spec.units import CAPABILITIES, format_duration, normalize_cap, parse_duration
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except ValueError as e:
-            raise PydanticCustomError("duration", str(e)) from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PydanticCustomError("duration", 'must be a duration string like "15s"')
-    if value != 0:
-        raise PydanticCustomError(
-            "duration", 'must be a duration string like "15s" (a bare number has no unit)'
-        )
-    return 0.0
-
-
-def _stringly(value: Any) -> Any:
-    """Nomad turns scalar env/meta values into strings; so do we."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
-
-
-# Written back as Nomad writes it ("1h30m"), so canonical JSON reads back through the same rules.
-Duration = Annotated[
-    float, BeforeValidator(_duration), PlainSerializer(format_duration, when_used="json")
-]
-Scalar = Annotated[str, BeforeValidator(_stringly)]
-StrMap = dict[str, Scalar]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+from reconciler.spec.units import CAPABILITIES, format_duration, normalize_cap
 
 
 class Grown(Strict):

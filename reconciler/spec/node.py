@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec.models import Duration, Scalar, Strict
+from reconciler.spec.fieldtypes import Duration, Scalar, Strict
 from reconciler.spec.problems import Problem
 from reconciler.spec.units import CAPABILITIES, normalize_cap
 

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec import interpolate
-from reconciler.spec.units import format_duration, parse_duration
+from reconciler.spec.fieldtypes import Duration, Strict
 
 Path = tuple[str | int, ...]
 OnUpdate = Literal["require_healthy", "ignore_warnings", "ignore"]
@@ -28,32 +28,16 @@ _RFC1123 = re.compile(r"(?i:[a-z0-9]|[a-z0-9][a-z0-9\-]{0,61}[a-z0-9])")
 NAME_VARS = ("JOB", "TASKGROUP", "TASK", "BASE")
 
 
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except ValueError as e:
-            raise PydanticCustomError("duration", str(e)) from None
-    raise PydanticCustomError("duration", 'must be a duration string like "10s"')
-
-
 def _port(value: Any) -> Any:
     if isinstance(value, bool):
         raise PydanticCustomError("port", "must be a port label or number")
     return str(value) if isinstance(value, int) else value
 
 
-Duration = Annotated[
-    float, BeforeValidator(_duration), PlainSerializer(format_duration, when_used="json")
-]
 PortRef = Annotated[str, BeforeValidator(_port)]
 
 
-class _Strict(BaseModel):
-    model_config = {"extra": "forbid", "frozen": True, "strict": True}
-
-
-class CheckRestart(_Strict):
+class CheckRestart(Strict):
     """Unset fields take the service's block, then Nomad's defaults (limit 0, grace 1s)."""
 
     limit: int | None = Field(None, ge=0)
@@ -61,7 +45,7 @@ class CheckRestart(_Strict):
     ignore_warnings: bool | None = None
 
 
-class Check(_Strict):
+class Check(Strict):
     type: Literal["http", "tcp", "script"]
     interval: Duration
     timeout: Duration
@@ -98,7 +82,7 @@ class Check(_Strict):
         return v.upper()
 
 
-class Service(_Strict):
+class Service(Strict):
     name: str = ""
     provider: Literal["consul", "nomad"] = "consul"
     port: PortRef = ""
