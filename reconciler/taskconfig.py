@@ -7,7 +7,7 @@ import os
 import posixpath
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from reconciler.db.snapshot import SlotKey
@@ -84,6 +84,24 @@ def runtime_env(
     return env
 
 
+def task_env(
+    spec: JobSpec,
+    key: SlotKey,
+    attrs: Mapping[str, str],
+    cores: tuple[int, ...] = (),
+    resolve: Callable[[str, Mapping[str, str]], str] = interpolate.resolve,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(the task's environment, the values its `${...}` see): Nomad's runtime variables, then
+    the task's `env` in order, each entry seeing the node's attributes and the entries before
+    it. `resolve` raises KeyError for an unknown reference unless the caller passes a lenient
+    one."""
+    env = runtime_env(spec, key, attrs, cores)
+    values = {**attrs, **env}
+    for k, v in spec.job.group[key.group].task[key.task].env.items():
+        env[k] = values[k] = resolve(v, values)
+    return env, values
+
+
 def _interfaces() -> list[Iface]:
     return [Iface(a.interface, a.address, a.up, a.default_route) for a in host_addresses()]
 
@@ -154,12 +172,7 @@ def task_config(
     job = spec.job
     group = job.group[key.group]
     task = group.task[key.task]
-    runtime = runtime_env(spec, key, attrs, cores)
-    values: dict[str, str] = {**attrs, **runtime}
-    env = dict(runtime)
-    for k, v in task.env.items():
-        env[k] = interpolate.resolve(v, {**values, **env})
-    values.update(env)
+    env, values = task_env(spec, key, attrs, cores)
     cfg = task.config
     templates = tuple(
         Template(

@@ -23,7 +23,7 @@ from reconciler.spec.load import JobSpec
 from reconciler.spec.models import Group, Job
 from reconciler.spec.services import Service, effective_checks, service_name
 from reconciler.spec.template import Registration
-from reconciler.taskconfig import alloc_id, runtime_env
+from reconciler.taskconfig import alloc_id, task_env
 
 LOOPBACK = "127.0.0.1"
 
@@ -37,6 +37,9 @@ class Registrar:
     clock: Callable[[], float]
     _last: dict[str, tuple[object, ...]] = field(default_factory=dict)
     _models: dict[str, Job] = field(default_factory=dict)
+    # job -> (what its registrations are made of, the registrations built from it)
+    _built: dict[str, tuple[tuple[object, ...], tuple[list[ServiceEntry], dict[Key, CheckSpec]]]] = (
+        field(default_factory=dict))  # fmt: skip
     _synced: bool = False
 
     def sync(self, observed: Observed, specs: Mapping[str, JobSpec],
@@ -50,8 +53,11 @@ class Registrar:
         services: list[ServiceEntry] = []
         checks: dict[Key, CheckSpec] = {}
         every: list[tuple[list[ServiceEntry], dict[Key, CheckSpec]]] = []
+        if scope is None:  # forget what was built for jobs gone
+            for gone in self._built.keys() - jobs:
+                del self._built[gone]
         for job_id in sorted(jobs):
-            svc, chk = self._desired(job_id, by_job.get(job_id, []), observed, specs)
+            svc, chk = self._build(job_id, by_job.get(job_id, []), observed, specs)
             every.append((svc, chk))
             fingerprint: tuple[object, ...] = (
                 tuple(svc), tuple(sorted(chk.values(), key=lambda c: c.entry.key())),
@@ -81,6 +87,23 @@ class Registrar:
             else:
                 self._last.pop(job_id, None)
         return True
+
+    def _build(self, job_id: str, slots: list[SlotRecord], observed: Observed,
+               specs: Mapping[str, JobSpec]) -> tuple[list[ServiceEntry], dict[Key, CheckSpec]]:  # fmt: skip
+        """A job's services and checks, built again only when what they are made of changed:
+        its running instances, its file's version and its applied version."""
+        spec, rec = specs.get(job_id), observed.jobs.get(job_id)
+        inputs: tuple[object, ...] = (
+            spec.digest if spec else None, rec.applied_digest if rec else None,
+            tuple((s.key, s.version_digest, s.instance, s.core_ids) for s in slots
+                  if s.state == "running" and s.instance is not None),
+        )  # fmt: skip
+        built = self._built.get(job_id)
+        if built is not None and built[0] == inputs:
+            return built[1]
+        out = self._desired(job_id, slots, observed, specs)
+        self._built[job_id] = (inputs, out)
+        return out
 
     def _job(self, job_id: str, digest: str, observed: Observed,
              specs: Mapping[str, JobSpec]) -> Job | None:  # fmt: skip
@@ -132,7 +155,8 @@ class Registrar:
         group = job.group[gname]
         env_task = tname or svc.task or next(iter(group.task))
         key = SlotKey(job_id, gname, idx, env_task)
-        values = _values(job_id, job, key, self.attributes)
+        slot = by_task.get(env_task)
+        values = _values(job_id, job, key, self.attributes, slot.core_ids if slot else ())
         name = service_name(svc, job_id, gname, tname)
         host, port = self._endpoint(group, key, svc.port, svc.address_mode, svc.address, values)
         tags = tuple(_resolve(t, values) for t in svc.tags)
@@ -223,13 +247,11 @@ def service_id(e: ServiceEntry) -> str:
     return f"_nomad-task-{e.alloc_id}-{owner}-{e.name}-{e.port_label}"
 
 
-def _values(job_id: str, job: Job, key: SlotKey, attrs: Mapping[str, str]) -> dict[str, str]:
-    spec = JobSpec(job_id, job, "", "", "")
-    values = {**attrs, **runtime_env(spec, key, attrs)}
-    task = job.group[key.group].task[key.task]
-    for k, v in task.env.items():
-        values[k] = _resolve(v, values)
-    return values
+def _values(job_id: str, job: Job, key: SlotKey, attrs: Mapping[str, str],
+            cores: tuple[int, ...]) -> dict[str, str]:  # fmt: skip
+    """What `${...}` in a service sees: the values task_config gave the task (an unknown
+    reference is left as written rather than refused: the task runs already)."""
+    return task_env(JobSpec(job_id, job, "", "", ""), key, attrs, cores, _resolve)[1]
 
 
 def _resolve(text: str, values: Mapping[str, str]) -> str:
