@@ -15,9 +15,10 @@ import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from reconciler.executor.base import Artifact, NodeConfig, TaskConfig
+from reconciler.executor.base import NodeConfig, TaskConfig
 from reconciler.executor.linux.cleanup import teardown
 from reconciler.executor.linux.executor import LinuxExecutor
+from reconciler.taskconfig import fetchable
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -52,7 +53,7 @@ def main() -> None:
     try:
         for i, (name, (n, size)) in enumerate(cases.items()):
             cfg = TaskConfig(id=f"bench/g/{i}/t", alloc_id=f"bench/g/{i}", command="/bin/true",
-                             artifacts=(Artifact(f"{url}/{name}", "local/", key=name),))  # fmt: skip
+                             artifacts=(fetchable(f"{url}/{name}", "local/", key=name),))  # fmt: skip
             ended = threading.Event()
             t0 = time.perf_counter()
             state = ex.fetch_artifacts(cfg, lambda _t: ended.set())

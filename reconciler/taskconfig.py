@@ -8,6 +8,7 @@ import posixpath
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from reconciler.db.snapshot import SlotKey
@@ -138,6 +139,22 @@ def with_options(source: str, options: Mapping[str, str]) -> str:
     return f"{forced}::{url}" if forced else url
 
 
+def fetchable(source: str, destination: str, mode: Literal["any", "file", "dir"] = "any",
+              headers: tuple[tuple[str, str], ...] = (), chown: bool = False,
+              insecure: bool = False, key: str = "") -> Artifact:  # fmt: skip
+    """An interpolated artifact with its source read once, by spec/artifact.py, for the
+    executor (which reads no source itself)."""
+    src = artifact_spec.parse_source(source)
+    checksum, problem = None, ""
+    if src.checksum:
+        try:
+            checksum = artifact_spec.parse_checksum(src.checksum)
+        except ValueError as e:
+            problem = str(e)
+    return Artifact(source, destination, mode, headers, chown, insecure, key, src.getter,
+                    src.url, checksum, src.archive, src.filename, src.path, problem)  # fmt: skip
+
+
 def artifacts(
     items: list[artifact_spec.Artifact], values: Mapping[str, str]
 ) -> tuple[Artifact, ...]:
@@ -149,11 +166,11 @@ def artifacts(
         source = with_options(interpolate.resolve(a.source, values), options)
         dest = interpolate.resolve(a.destination, values)
         if not dest:
-            name = posixpath.basename(urlsplit(artifact_spec.forced_getter(source)[1]).path)
+            name = posixpath.basename(artifact_spec.parse_source(source).path)
             dest = f"local/{name}" if a.mode == "file" and name else "local/"
         headers = tuple(sorted((k, interpolate.resolve(v, values)) for k, v in a.headers.items()))
         key = artifact_spec.digest((source, dest, a.mode, repr(headers), str(a.chown)))
-        out.append(Artifact(source, dest, a.mode, headers, a.chown, a.insecure, key))
+        out.append(fetchable(source, dest, a.mode, headers, a.chown, a.insecure, key))
     return tuple(out)
 
 

@@ -64,6 +64,14 @@ class Artifact:
     chown: bool = False
     insecure: bool = False
     key: str = ""  # stable digest of all the above: a fetched artifact is remembered by it
+    # The source as spec.artifact.parse_source reads it (taskconfig.fetchable fills these in):
+    getter: str = ""  # http, https, git, or one that is refused at fetch (file, ...)
+    url: str = ""  # without go-getter's own query parameters
+    checksum: tuple[str, bytes] | None = None  # ("sha256", digest)
+    archive: str = ""  # go-getter's `archive` parameter ("false": do not unpack)
+    filename: str = ""  # go-getter's `filename` parameter
+    path: str = ""  # the URL's path: names the file and its archive type
+    problem: str = ""  # why it cannot be fetched, known before fetching (a bad checksum)
 
 
 FetchState = Literal["ready", "started", "fetching"]

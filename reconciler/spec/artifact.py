@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import field_validator
 from pydantic_core import PydanticCustomError
@@ -22,6 +23,8 @@ CHECKSUM_SIZES = {"md5": 16, "sha1": 20, "sha256": 32, "sha512": 64}
 # go-getter's getters; reconciler fetches http, https and (where git is installed) git.
 SUPPORTED_GETTERS = ("http", "https", "git")
 UNSUPPORTED_GETTERS = ("s3", "gcs", "hg")
+GIT_HOSTS = ("github.com/", "gitlab.com/", "bitbucket.org/")
+GETTER_PARAMS = ("checksum", "archive", "filename")  # go-getter's own; the rest go to the server
 _FORCED = re.compile(r"^([A-Za-z0-9]+)::(.*)$", re.S)
 
 
@@ -64,18 +67,45 @@ def forced_getter(source: str) -> tuple[str, str]:
     return (m.group(1).lower(), m.group(2)) if m else ("", source)
 
 
-def getter_of(source: str) -> str:
-    """The getter go-getter would pick: a forced prefix, else the URL scheme; a path with no
-    scheme is a local file (go-getter's file detector)."""
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A source as go-getter reads it: the getter, the URL without go-getter's own query
+    parameters, those parameters, and the URL's path (which names the file and its archive
+    type)."""
+
+    getter: str
+    url: str
+    checksum: str = ""
+    archive: str = ""
+    filename: str = ""
+    path: str = ""
+
+
+def parse_source(source: str) -> Source:
+    """The one reading of an artifact source, for load-time checks and for the fetch: a
+    forced getter (`git::`), else go-getter's detectors (GitHub, GitLab, Bitbucket, `git@`),
+    else the URL scheme; a path with no scheme is a local file (go-getter's file detector)."""
     forced, rest = forced_getter(source)
-    if forced:
-        return forced
-    scheme = urlsplit(rest).scheme.lower()
-    if re.match(r"^(github|gitlab)\.com/", rest) or re.match(r"^bitbucket\.org/", rest):
-        return "git"
-    if rest.startswith("git@"):
-        return "git"
-    return scheme if scheme and len(scheme) > 1 else "file"
+    if not forced and rest.startswith(GIT_HOSTS):
+        repo, _, options = rest.partition("?")
+        forced = "git"
+        rest = "https://" + repo + ("" if repo.endswith(".git") else ".git")
+        rest += "?" + options if options else ""
+    elif not forced and rest.startswith("git@"):
+        forced = "git"  # an ssh remote: the fetcher refuses it by name (https remotes only)
+    parts = urlsplit(rest)
+    scheme = parts.scheme.lower()
+    getter = forced or (scheme if len(scheme) > 1 else "file")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    magic = {k: v for k, v in query if k in GETTER_PARAMS}
+    url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query
+                                                     if k not in magic])))  # fmt: skip
+    return Source(getter, url, magic.get("checksum", ""), magic.get("archive", ""),
+                  magic.get("filename", ""), parts.path)  # fmt: skip
+
+
+def getter_of(source: str) -> str:
+    return parse_source(source).getter
 
 
 def getter_problem(source: str) -> str:
@@ -88,25 +118,34 @@ def getter_problem(source: str) -> str:
     return ""
 
 
-def checksum_problem(value: str) -> str:
-    """Nomad's words for a bad `options.checksum`; a value with `${` is checked at start."""
+def parse_checksum(value: str) -> tuple[str, bytes]:
+    """("sha256", digest) for "sha256:<hex>"; ValueError in Nomad's words otherwise."""
     check = value.strip()
-    if "${" in check:
-        return ""
     if not check:
-        return "checksum value cannot be empty"
+        raise ValueError("checksum value cannot be empty")
     parts = check.split(":")
     if len(parts) != 2:
-        return f'checksum must be given as "type:value"; got "{check}"'
+        raise ValueError(f'checksum must be given as "type:value"; got "{check}"')
     kind, hexval = parts
     try:
         raw = bytes.fromhex(hexval)
     except ValueError:
-        return f"invalid checksum: {hexval!r} is not hexadecimal"
+        raise ValueError(f"invalid checksum: {hexval!r} is not hexadecimal") from None
     if kind not in CHECKSUM_SIZES:
-        return f"unsupported checksum type: {kind}"
+        raise ValueError(f"unsupported checksum type: {kind}")
     if len(raw) != CHECKSUM_SIZES[kind]:
-        return f"invalid {kind} checksum: {hexval}"
+        raise ValueError(f"invalid {kind} checksum: {hexval}")
+    return kind, raw
+
+
+def checksum_problem(value: str) -> str:
+    """Nomad's words for a bad `options.checksum`; a value with `${` is checked at start."""
+    if "${" in value:
+        return ""
+    try:
+        parse_checksum(value)
+    except ValueError as e:
+        return str(e)
     return ""
 
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from reconciler.executor.base import Artifact, ArtifactError, TaskConfig
+from reconciler.executor.base import ArtifactError, TaskConfig
 from reconciler.executor.linux.cleanup import teardown
 from reconciler.executor.linux.executor import LinuxExecutor
+from reconciler.taskconfig import fetchable
 from tests.e2e.conftest import logs, sh
 from tests.e2e.service import ServiceProc
 
@@ -83,9 +84,9 @@ def test_tar_gz_and_script_are_fetched_unpacked_and_run(
     (www / "hello.sh").write_bytes(SCRIPT)
     ex = make_executor()
     arts = (
-        Artifact(f"{url}/app.tar.gz?checksum=sha256:{digest}", "local/", key="k1"),
-        Artifact(f"{url}/hello.sh", "local/scripts", key="k2"),
-        Artifact(f"{url}/hello.sh", "/alloc/data/", key="k3"),
+        fetchable(f"{url}/app.tar.gz?checksum=sha256:{digest}", "local/", key="k1"),
+        fetchable(f"{url}/hello.sh", "local/scripts", key="k2"),
+        fetchable(f"{url}/hello.sh", "/alloc/data/", key="k3"),
     )
     cfg = sh("/local/bin/run.sh && sh /local/scripts/hello.sh && cat /alloc/data/hello.sh",
              artifacts=arts)  # fmt: skip
@@ -107,20 +108,20 @@ def test_wrong_checksum_and_file_scheme_fail_like_nomad(
     www, url = served
     (www / "hello.sh").write_bytes(SCRIPT)
     ex = make_executor()
-    bad = sh("true", artifacts=(Artifact(f"{url}/hello.sh?checksum=md5:{'0' * 32}", "local/",
+    bad = sh("true", artifacts=(fetchable(f"{url}/hello.sh?checksum=md5:{'0' * 32}", "local/",
                                          key="bad"),))  # fmt: skip
     with pytest.raises(ArtifactError, match=r"Checksums did not match for hello\.sh"):
         fetch(ex, bad)
     assert not (ex.dirs("j/g/0", "t").local / "hello.sh").exists()
-    gone = sh("true", task_id="j/g/1/t", artifacts=(Artifact(f"{url}/nope.sh", "local/", key="n"),))
+    gone = sh("true", task_id="j/g/1/t", artifacts=(fetchable(f"{url}/nope.sh", "local/", key="n"),))
     with pytest.raises(ArtifactError, match="bad response code: 404"):
         fetch(ex, gone)
     local_file = sh("true", task_id="j/g/2/t",
-                    artifacts=(Artifact("file:///etc/hostname", "local/", key="f"),))  # fmt: skip
+                    artifacts=(fetchable("file:///etc/hostname", "local/", key="f"),))  # fmt: skip
     with pytest.raises(ArtifactError, match="download not supported for scheme 'file'"):
         fetch(ex, local_file)
     path_only = sh(
-        "true", task_id="j/g/3/t", artifacts=(Artifact("/etc/hostname", "local/", key="p"),)
+        "true", task_id="j/g/3/t", artifacts=(fetchable("/etc/hostname", "local/", key="p"),)
     )
     with pytest.raises(ArtifactError, match="download not supported for scheme 'file'"):
         fetch(ex, path_only)
@@ -148,7 +149,7 @@ def test_malicious_archive_is_refused_and_nothing_escapes(
             for n, d, m in [("ok.txt", b"fine", 0o644), *members]]  # fmt: skip
     tar_gz(www / "evil.tar.gz", real)
     ex = make_executor()
-    cfg = sh("true", artifacts=(Artifact(f"{url}/evil.tar.gz", "local/", key="evil"),))
+    cfg = sh("true", artifacts=(fetchable(f"{url}/evil.tar.gz", "local/", key="evil"),))
     with pytest.raises(ArtifactError, match=error):
         fetch(ex, cfg)
     assert sentinel.read_text() == "root's own"
@@ -231,7 +232,7 @@ def test_git_source_is_cloned_at_its_ref(
     _git("update-server-info", cwd=www / "repo.git")  # served as plain files (dumb http)
     ex = make_executor()
     cfg = sh("sh /local/src/run.sh", artifacts=(
-        Artifact(f"git::{url}/repo.git?ref=v1", "local/src", key="g1"),))  # fmt: skip
+        fetchable(f"git::{url}/repo.git?ref=v1", "local/src", key="g1"),))  # fmt: skip
     assert fetch(ex, cfg, 60) == "ready"
     assert (ex.dirs("j/g/0", "t").local / "src/run.sh").read_text() == "echo v1\n"
     h = ex.start(cfg)
@@ -239,6 +240,6 @@ def test_git_source_is_cloned_at_its_ref(
     assert logs(ex, h) == "v1\n"
     ex.destroy(h, force=True)
     local_repo = sh("true", task_id="j/g/1/t",
-                    artifacts=(Artifact(f"git::file://{work}", "local/", key="g2"),))  # fmt: skip
+                    artifacts=(fetchable(f"git::file://{work}", "local/", key="g2"),))  # fmt: skip
     with pytest.raises(ArtifactError, match="https:// or http://"):
         fetch(ex, local_repo)

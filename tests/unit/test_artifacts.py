@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import node_config
-from reconciler.spec.artifact import checksum_problem, escapes_alloc_dir, getter_of
+from reconciler.spec.artifact import (
+    Artifact,
+    checksum_problem,
+    escapes_alloc_dir,
+    getter_of,
+    parse_source,
+)
 from reconciler.spec.load import Loader
 from reconciler.spec.node import load_node_config
+from reconciler.taskconfig import artifacts
 from tests.unit.conftest import Harness, job
 
 SHA = "a" * 64
@@ -152,6 +159,36 @@ def test_spec_helpers() -> None:
     assert checksum_problem(f"sha256:{SHA}") == "" and checksum_problem("md5:${x}") == ""
     assert not escapes_alloc_dir("../alloc/data") and not escapes_alloc_dir("/local/x")
     assert escapes_alloc_dir("../../etc") and escapes_alloc_dir("../../../x")
+
+
+def test_sources_split_as_go_getter_reads_them() -> None:
+    s = parse_source(f"https://x/app.tgz?checksum=sha256:{'a' * 64}&archive=false&token=1")
+    assert (s.getter, s.url, s.archive, s.path) == ("https", "https://x/app.tgz?token=1", "false",
+                                                    "/app.tgz")  # fmt: skip
+    assert s.checksum == "sha256:" + "a" * 64
+    assert parse_source("git::https://x/r.git?ref=v1").getter == "git"
+    assert parse_source("git::https://x/r.git?ref=v1").url == "https://x/r.git?ref=v1"
+    assert parse_source("github.com/a/b?ref=v2").url == "https://github.com/a/b.git?ref=v2"
+    assert parse_source("file:///etc/passwd").getter == "file"
+    assert parse_source("/etc/passwd").getter == "file"
+    assert parse_source("./x").getter == "file"
+
+
+SOURCES = ["https://x/a.tgz", "http://x/a", "git::https://x/r.git", "GIT::https://x/r",
+           "github.com/a/b", "bitbucket.org/a/b", "git@github.com:a/b.git", "file:///etc/x",
+           "/etc/x", "./x", "s3::https://b/x", f"https://x/a?checksum=sha256:{SHA}",
+           "https://x/a?checksum=sha256:00", "https://x/a?checksum=crc:00"]  # fmt: skip
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_fetch_reads_a_source_as_loading_did(source: str) -> None:
+    """The executor gets the source as spec/artifact.py read it: the getter the load-time
+    check judged, go-getter's parameters split off, a bad checksum as the fetch's error."""
+    [a] = artifacts([Artifact.model_construct(source=source)], {})  # s3 included
+    assert a.getter == getter_of(source) and a.url == parse_source(source).url
+    checksum = parse_source(source).checksum
+    assert a.problem == checksum_problem(checksum) if checksum else a.problem == ""
+    assert (a.checksum is not None) == (bool(checksum) and not a.problem)
 
 
 def test_node_artifact_limits(tmp_path: Path) -> None:

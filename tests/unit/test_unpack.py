@@ -192,21 +192,6 @@ def test_fuzz_nothing_lands_outside_the_destination(
             assert str(p).startswith(str(root / "dest"))
 
 
-def test_sources_split_as_go_getter_reads_them() -> None:
-    from reconciler.executor.linux.artifacts import parse_source
-
-    s = parse_source(f"https://x/app.tgz?checksum=sha256:{'a' * 64}&archive=false&token=1")
-    assert (s.getter, s.url, s.archive, s.path) == ("https", "https://x/app.tgz?token=1", "false",
-                                                    "/app.tgz")  # fmt: skip
-    assert s.checksum == "sha256:" + "a" * 64
-    assert parse_source("git::https://x/r.git?ref=v1").getter == "git"
-    assert parse_source("git::https://x/r.git?ref=v1").url == "https://x/r.git?ref=v1"
-    assert parse_source("github.com/a/b").url == "https://github.com/a/b.git"
-    assert parse_source("file:///etc/passwd").getter == "file"
-    assert parse_source("/etc/passwd").getter == "file"
-    assert parse_source("./x").getter == "file"
-
-
 def test_destinations_map_to_the_task_directories(tmp_path: Path) -> None:
     from reconciler.executor.linux.artifacts import Failed, destination
     from reconciler.executor.linux.rootfs import TaskDirs

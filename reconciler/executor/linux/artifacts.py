@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from reconciler.executor.base import (
     Artifact,
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("reconciler")
 FETCH_THREADS = 3  # Nomad fetches up to 3 artifacts at once
 CONNECT_TIMEOUT = 30.0
-HASHES = {"md5": 16, "sha1": 20, "sha256": 32, "sha512": 64}
 DONE_FILE = "artifacts.done"
 
 
@@ -56,54 +54,6 @@ class _Fetch:
     cancel: threading.Event = field(default_factory=threading.Event)
     finished: bool = False
     error: str = ""
-
-
-@dataclass(frozen=True)
-class Source:
-    """A source split as go-getter reads it: getter, URL without its magic query parameters."""
-
-    getter: str
-    url: str
-    checksum: str
-    archive: str
-    filename: str
-    path: str  # the URL path, which names the file and its archive type
-
-
-def parse_source(source: str) -> Source:
-    # archive formats and git (~2.7 MB with unpack) are loaded by the first artifact
-    from reconciler.executor.linux import gitsource
-
-    forced, rest = "", source
-    head, sep, tail = source.partition("::")
-    if sep and head.isalnum():
-        forced, rest = head.lower(), tail
-    if not forced and (detected := gitsource.detect(rest)):
-        forced, rest = "git", detected
-    parts = urlsplit(rest)
-    scheme = parts.scheme.lower()
-    getter = forced or (scheme if len(scheme) > 1 else "file")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    magic = {k: v for k, v in query if k in ("checksum", "archive", "filename")}
-    kept = urlencode([(k, v) for k, v in query if k not in magic])
-    url = urlunsplit(parts._replace(query=kept))
-    return Source(getter, url, magic.get("checksum", ""), magic.get("archive", ""),
-                  magic.get("filename", ""), parts.path)  # fmt: skip
-
-
-def parse_checksum(value: str) -> tuple[str, bytes]:
-    kind, sep, hexval = value.strip().partition(":")
-    if not sep:
-        raise Failed(f'checksum must be given as "type:value"; got "{value}"')
-    if kind not in HASHES:
-        raise Failed(f"unsupported checksum type: {kind}")
-    try:
-        raw = bytes.fromhex(hexval)
-    except ValueError:
-        raise Failed(f"invalid checksum: {hexval!r} is not hexadecimal") from None
-    if len(raw) != HASHES[kind]:
-        raise Failed(f"invalid {kind} checksum: {hexval}")
-    return kind, raw
 
 
 def destination(dirs: rootfs.TaskDirs, dest: str) -> tuple[Path, str]:
@@ -205,10 +155,11 @@ class Fetcher:
 
     def _one(self, a: Artifact, dirs: rootfs.TaskDirs, owner: tuple[int, int] | None,
              cancel: threading.Event) -> None:  # fmt: skip
-        src = parse_source(a.source)
-        if src.getter not in ("http", "https", "git"):
-            raise Failed(f"download not supported for scheme '{src.getter}'")
-        if src.getter == "git" and src.checksum:
+        if a.problem:
+            raise Failed(a.problem)
+        if a.getter not in ("http", "https", "git"):
+            raise Failed(f"download not supported for scheme '{a.getter}'")
+        if a.getter == "git" and a.checksum:
             raise Failed("checksum cannot be specified for directory download")
         with self._placing:
             if cancel.is_set():
@@ -222,30 +173,30 @@ class Fetcher:
             staging = dirs.task / f"artifact-{secrets.token_hex(4)}.tmp"
             staging.mkdir(mode=0o700)
         try:
-            if src.getter == "git":
-                self._git(src, a, dirs, staging / "repo", owner, cancel)
+            if a.getter == "git":
+                self._git(a, dirs, staging / "repo", owner, cancel)
                 remember(dirs, a.key)
                 return
             download = staging / "download"
-            self._http_get(src, a, download, cancel)
-            if src.checksum:
-                _verify(download, src.checksum, posixpath.basename(src.path))
+            self._http_get(a, download, cancel)
+            if a.checksum:
+                _verify(download, a.checksum, posixpath.basename(a.path))
             with self._placing:
                 if cancel.is_set():
                     return
-                self._place(src, a, dirs, download, owner)
+                self._place(a, dirs, download, owner)
             remember(dirs, a.key)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _git(self, src: Source, a: Artifact, dirs: rootfs.TaskDirs, repo: Path,
+    def _git(self, a: Artifact, dirs: rootfs.TaskDirs, repo: Path,
              owner: tuple[int, int] | None, cancel: threading.Event) -> None:  # fmt: skip
         from reconciler.executor.linux import gitsource, unpack
 
         if a.mode == "file":
             raise Failed('mode "file" cannot hold a git checkout')
         try:
-            gitsource.clone(src.url, repo, self.node.artifact_git_timeout, cancel)
+            gitsource.clone(a.url, repo, self.node.artifact_git_timeout, cancel)
         except gitsource.GitFailed as e:
             raise Failed(str(e)) from None
         with self._placing:
@@ -274,8 +225,8 @@ class Fetcher:
             self._http = urllib3.PoolManager()
         return self._http
 
-    def _http_get(self, src: Source, a: Artifact, path: Path, cancel: threading.Event) -> None:
-        if src.path.endswith("/") and a.mode != "file":
+    def _http_get(self, a: Artifact, path: Path, cancel: threading.Event) -> None:
+        if a.path.endswith("/") and a.mode != "file":
             raise Failed("a source ending in / names a directory, which http cannot fetch")
         read = self.node.artifact_read_timeout or None  # Nomad: the whole download's deadline
         limit = self.node.artifact_max_size
@@ -284,12 +235,12 @@ class Fetcher:
 
         try:
             r = self._pool_for(a.insecure).request(
-                "GET", src.url, headers=dict(a.headers), preload_content=False,
+                "GET", a.url, headers=dict(a.headers), preload_content=False,
                 timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read),
                 retries=urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=10),
             )  # fmt: skip
         except urllib3.exceptions.HTTPError as e:
-            raise Failed(f"GET {src.url}: {_reason(e)}") from None
+            raise Failed(f"GET {a.url}: {_reason(e)}") from None
         try:
             if r.status not in (200, 206):
                 raise Failed(f"bad response code: {r.status}")
@@ -310,16 +261,16 @@ class Fetcher:
                         raise Failed(f"download exceeds the node's http_max_size {limit}")
                     out.write(chunk)
         except urllib3.exceptions.HTTPError as e:
-            raise Failed(f"GET {src.url}: {_reason(e)}") from None
+            raise Failed(f"GET {a.url}: {_reason(e)}") from None
         finally:
             r.release_conn()
 
-    def _place(self, src: Source, a: Artifact, dirs: rootfs.TaskDirs, download: Path,
+    def _place(self, a: Artifact, dirs: rootfs.TaskDirs, download: Path,
                owner: tuple[int, int] | None) -> None:  # fmt: skip
         from reconciler.executor.linux import unpack
 
         base_path, rel = destination(dirs, a.destination)
-        kind = unpack.kind_of(src.path, src.archive)
+        kind = unpack.kind_of(a.path, a.archive)
         limits = unpack.Limits(self.node.artifact_decompression_size_limit,
                                self.node.artifact_decompression_file_count_limit)  # fmt: skip
         base = safefs.open_base(str(base_path))
@@ -341,7 +292,7 @@ class Fetcher:
                 if a.mode == "dir":
                     raise Failed('mode "dir" needs an archive (or a git source)')
                 if a.mode == "any":
-                    name = src.filename or posixpath.basename(src.path)
+                    name = a.filename or posixpath.basename(a.path)
                     if not name:
                         raise Failed("the source names no file")
                     rel = posixpath.join(rel, name) if rel else name
@@ -372,8 +323,8 @@ def _reason(e: Exception) -> str:
     return str(inner or e)
 
 
-def _verify(path: Path, value: str, name: str) -> None:
-    kind, want = parse_checksum(value)
+def _verify(path: Path, checksum: tuple[str, bytes], name: str) -> None:
+    kind, want = checksum
     h = hashlib.new(kind)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

@@ -23,20 +23,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from reconciler.executor.linux import unpack
 
 GIT_OPTIONS = ("ref", "depth", "sshkey")
-HOSTS = ("github.com/", "gitlab.com/", "bitbucket.org/")
 
 
 class GitFailed(Exception):
     pass
-
-
-def detect(source: str) -> str:
-    """go-getter's GitHub/GitLab/Bitbucket detection: "github.com/a/b" -> an https remote."""
-    if source.startswith(HOSTS):
-        path, _, query = source.partition("?")
-        url = "https://" + path + ("" if path.endswith(".git") else ".git")
-        return url + ("?" + query if query else "")
-    return ""
 
 
 def clone(url: str, dest: Path, timeout: float, cancel: threading.Event) -> None:
