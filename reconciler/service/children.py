@@ -21,23 +21,34 @@ from reconciler.spec.models import Job
 class Children:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.specs: dict[str, JobSpec] = {}
+        self.specs: dict[str, JobSpec] = {}  # changed only by add and drop
+        self._version = 0  # counts those changes
+        self._merged: tuple[Desired, int, Desired] | None = None  # (files, _version, merged)
         for row in store.child_rows():
             job = Job.model_validate_json(row.canonical)
             self.specs[row.id] = JobSpec(row.id, job, row.source_file, row.digest, row.canonical)
 
     def merged(self, desired: Desired) -> Desired:
-        """The job files' desired state plus every child not yet garbage-collected."""
+        """The job files' desired state plus every child not yet garbage-collected. A pass asks
+        several times; the map is copied again only when the files or the children changed."""
         if not self.specs:
             return desired
-        return replace(desired, jobs=MappingProxyType({**desired.jobs, **self.specs}))
+        last = self._merged
+        fresh = last is not None and last[1] == self._version
+        if last is not None and fresh and (desired is last[0] or desired is last[2]):
+            return last[2]
+        out = replace(desired, jobs=MappingProxyType({**desired.jobs, **self.specs}))
+        self._merged = (desired, self._version, out)
+        return out
 
     def add(self, spec: JobSpec) -> None:
         self.specs[spec.id] = spec
+        self._version += 1
 
     def drop(self, ids: tuple[str, ...]) -> None:
         for i in ids:
             self.specs.pop(i, None)
+        self._version += 1
 
     # ---- operator launches ----
 
