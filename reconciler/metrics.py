@@ -9,8 +9,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import threading
-from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 _lock = threading.Lock()
@@ -138,14 +137,11 @@ def restarted() -> None:
     RESTARTS.inc()
 
 
-def pass_done(seconds: float, per_job: Iterable[Tally[str]]) -> None:
-    """`per_job`: each job's task slots counted by state."""
+def pass_done(seconds: float, states: Mapping[str, int]) -> None:
+    """`states`: every task slot counted by state (the loop keeps the sum up to date)."""
     PASS.observe(seconds)
-    counts: Tally[str] = Tally()
-    for c in per_job:
-        counts.update(c)
     for state in STATES:
-        TASKS.set(counts.get(state, 0), state)
+        TASKS.set(states.get(state, 0), state)
 
 
 def pickup(seconds: float) -> None:

@@ -478,7 +478,7 @@ class Service(TemplateInputs, Exits):
             log.exception("updating the service registry")
         if scope is None:
             self._leaving = leaving(self.children.merged(desired), observed)
-        metrics.pass_done(time.perf_counter() - started, (self._states,))
+        metrics.pass_done(time.perf_counter() - started, self._states)
         if self._first_event is not None:
             metrics.pickup(time.monotonic() - self._first_event)
             self._first_event = None

@@ -90,7 +90,7 @@ def test_metrics_render_with_their_names_and_values() -> None:
 
     before = generate_latest(_registry(metrics)).decode()
     metrics.exited(Exit())
-    metrics.pass_done(0.02, [])
+    metrics.pass_done(0.02, {})
     metrics.degraded("disk full", True)
     text = generate_latest(_registry(metrics)).decode()
     metrics.degraded("disk full", False)
