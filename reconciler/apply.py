@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler import metrics, restarts
+from reconciler import metrics, restarts, trace
 from reconciler.db.children import Launched
 from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey, SlotRecord
 from reconciler.db.store import Event, Started, Store
@@ -246,7 +246,9 @@ class Applier:
                 continue
             if not config.artifacts or self._artifacts_ready(a, config, observed, now):
                 ready.append((a, config))
+        trace.mark("configured")
         results = self.executor.start_all([c for _, c in ready])
+        trace.mark("exec_reported")
         batch: list[Started] = []
         host_fault: TransientFault | None = None
         for (a, _), result in zip(ready, results, strict=True):
@@ -275,6 +277,7 @@ class Applier:
                                  (held.cpu, held.memory, held.cores), a.cores))  # fmt: skip
         if batch:
             self._record_starts(batch, now)
+            trace.mark("start_recorded")
         if host_fault is not None:
             raise host_fault
 

@@ -19,6 +19,7 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from reconciler import trace
 from reconciler.spec.jobdir import Journal, is_watched_file
 
 
@@ -35,9 +36,11 @@ class _Debounce(FileSystemEventHandler):
         self.jobs = str(jobs)
         self.journal = journal
         self.wake, self.early, self.quiet, self.cap = wake, early, quiet, cap
-        self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
-        self._first: float | None = None
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._first: float | None = None  # the burst's first event, None between bursts
+        self._last = 0.0  # its latest
         self._early_file = False  # `early` has had this burst's first job file
 
     def _relevant(self, ev: FileSystemEvent) -> str | None:
@@ -73,26 +76,46 @@ class _Debounce(FileSystemEventHandler):
         path = self._relevant(event)
         if path is None:
             return
-        with self._lock:
+        trace.mark("event")
+        with self._cond:
             now = time.monotonic()
-            started = self._first if self._first is not None else now
             early = self._first is None or (path != "" and not self._early_file)
-            self._first = started
             self._early_file |= path != ""
-            if self._timer is not None:
-                self._timer.cancel()
-            delay = max(0.0, min(self.quiet, started + self.cap - now))
-            self._timer = threading.Timer(delay, self._fire, args=(started,))
-            self._timer.daemon = True
-            self._timer.start()
+            self._last = now
+            if self._first is None:
+                self._first = now
+                self._cond.notify()  # (within a burst the thread looks again at its deadline)
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._run, name="debounce", daemon=True)
+                self._thread.start()
         if early:
             self.early(path)
 
-    def _fire(self, first: float) -> None:
-        with self._lock:
-            self._first = self._timer = None
-            self._early_file = False
-        self.wake(first)
+    def _run(self) -> None:
+        """One thread for every burst (a timer per event cost a thread start each): it wakes
+        the loop once a burst has been quiet for `quiet`, or `cap` after it began."""
+        while True:
+            with self._cond:
+                while self._first is None and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                first = self._first
+                assert first is not None
+                due = min(self._last + self.quiet, first + self.cap)
+                left = due - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._first = None
+                self._early_file = False
+            trace.mark("wake")
+            self.wake(first)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
 
 
 class Watcher:
@@ -149,6 +172,7 @@ class Watcher:
         # watchdog's emitter may still be reading when it is stopped and logs that as an
         # error ("queue_events() called when the thread is inactive"): not one at shutdown.
         logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
+        self.handler.stop()
         self.observer.stop()
         with contextlib.suppress(RuntimeError):
             self.observer.join(timeout=2)

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from reconciler import metrics
+from reconciler import metrics, trace
 from reconciler.apply import Applier
 from reconciler.db.store import Store
 from reconciler.executor.base import Executor, ExitResult, TaskHandle
@@ -43,6 +43,7 @@ class Exits:
             time.sleep(0.5)
             return
         if exits:
+            trace.mark("exit_seen")
             self.executor.prime()  # a restart may follow
         for handle, result in exits:
             self.queue.put(("exit", (handle, result)))
@@ -70,3 +71,4 @@ class Exits:
             else:
                 metrics.exited(result)
             del self._unrecorded[hid]
+        trace.mark("exit_recorded")

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from reconciler import metrics
+from reconciler import metrics, trace
 from reconciler.apply import Applier
 from reconciler.db.parsecache import ParseRows
 from reconciler.db.snapshot import Observed
@@ -283,6 +283,7 @@ class Service(TemplateInputs, Exits):
         items: list[tuple[str, Any]] = []
         with contextlib.suppress(queue.Empty):
             items.append(self.queue.get(timeout=timeout))
+            trace.mark("dequeued")
         while True:
             try:
                 items.append(self.queue.get_nowait())
@@ -322,6 +323,7 @@ class Service(TemplateInputs, Exits):
                     self.recovery.check_wal(self.store)
         finally:
             self.recovery.idle()
+            trace.flush()
 
     def _run_script(self, handle: TaskHandle, argv: list[str], timeout: float) -> tuple[int, bytes]:
         r = self.executor.exec(handle, argv, timeout)
@@ -381,6 +383,7 @@ class Service(TemplateInputs, Exits):
         if self.watcher is not None:
             self.watcher.check()
         desired = self.loader.scan()
+        trace.mark("loaded")
         raise_if_transient(desired.directory_ok, desired.directory_error)
         settle_by = time.monotonic() + SETTLE
         while desired is not self._recorded and not self.loader.settled():
@@ -404,6 +407,7 @@ class Service(TemplateInputs, Exits):
             for p in desired.problems
         ]
         self.store.record_scan(versions, problems, self.clock(), self.git.commit_of)
+        trace.mark("scan_recorded")
         for p in desired.problems:
             text = str(p)
             if text not in self._seen_errors:
@@ -491,6 +495,7 @@ class Service(TemplateInputs, Exits):
         changed = False
         desired = self.children.merged(desired)
         observed = self.store.observed(self.applier.live, scope)
+        trace.mark("observed")
         for _ in range(5):
             if self._new_children:  # launched by the last plan: planned (and started) now
                 desired = self.children.merged(self._recorded or desired)
@@ -499,11 +504,13 @@ class Service(TemplateInputs, Exits):
                 observed = self.store.observed(self.applier.live, scope)
             p = plan(desired, observed, self._host_now(), self.clock(),
                      allow_empty=self.allow_empty, scope=scope)  # fmt: skip
+            trace.mark("planned")
             if any(a.reason.startswith("blocked: file descriptor") for a in p.blocked):
                 self._budget_retry = self.clock() + 5.0
             for w in p.warnings:
                 log.warning("%s", w)
             wrote = self.applier.apply(p, observed)
+            trace.mark("applied")
             self.adopted += len(p.adopt)
             self.last_plan = p
             self.passes += 1

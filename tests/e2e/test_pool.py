@@ -147,3 +147,23 @@ def test_tasks_a_warm_shim_cannot_take_start_cold(warm: LinuxExecutor) -> None:
     r = warm.wait(h, 20)
     assert r is not None and r.exit_code == 0
     assert logs(warm, h).strip() != "1"
+
+
+def test_a_restart_claims_a_warm_shim_and_its_old_cgroups_go_in_the_background(
+    warm: LinuxExecutor,
+) -> None:
+    """A task that starts again under its name (a restart keeps the emptied cgroups): the claim
+    sets the old ones aside under a pool name, and they are removed, not left behind."""
+    first = warm.start(sh("exit 3"))
+    assert warm.wait(first, 20) is not None  # exited; its cgroups are kept, as for a restart
+    old = cgroups.TaskCgroup.from_record(warm.layout, first.cgroup)  # type: ignore[arg-type]
+    assert any(p.is_dir() for p in old.dirs.values())
+    ready = set(_ready(warm))
+    again = warm.start(sh("exec sleep 1000"))
+    assert again.shim_pid in ready  # warm, not cold
+    assert cgroups.TaskCgroup.from_record(warm.layout, again.cgroup).pids() == {again.pid}  # type: ignore[arg-type]
+    wait_for(lambda: not any(n for n in _pool_cgroups(warm) if "-old" in n),
+             what="the set-aside cgroups to be removed")  # fmt: skip
+    warm.stop(again, "SIGKILL", 0)
+    assert warm.wait(again, 10) is not None
+    warm.destroy(again, force=True)

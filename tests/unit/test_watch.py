@@ -35,3 +35,18 @@ def test_events_outside_the_directory_are_ignored(tmp_path: Path) -> None:
     d = _Debounce(tmp_path / "jobs", lambda t: None, early.append, 0.01, 1.0)
     d.on_any_event(FileMovedEvent(f"{tmp_path}/x.tmp", f"{tmp_path}/x.hcl"))
     assert early == []
+
+
+def test_one_thread_debounces_every_burst(tmp_path: Path) -> None:
+    jobs = str(tmp_path)
+    woke = threading.Semaphore(0)
+    d = _Debounce(tmp_path, lambda t: woke.release(), lambda _p: None, 0.001, 1.0)
+    before = threading.active_count()
+    for i in range(20):
+        d.on_any_event(FileMovedEvent(f"{jobs}/.a.tmp", f"{jobs}/a{i}.hcl"))
+        assert woke.acquire(timeout=5)
+    assert threading.active_count() <= before + 1  # not a timer thread per event
+    d.stop()
+    assert d._thread is not None
+    d._thread.join(5)
+    assert not d._thread.is_alive()

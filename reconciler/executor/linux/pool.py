@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.executor.linux import cgroups, launch, rootfs
+from reconciler.executor.linux import cgroups, cpusets, launch, rootfs
 
 log = logging.getLogger("reconciler")
 PREFIX = "pool-"
@@ -72,6 +72,7 @@ class Pool:
         self.made = 0  # warm shims made, for tests and metrics
         self.replaced = 0  # dropped because their process was gone
         self._ready: list[Warm] = []
+        self._aside: list[cgroups.TaskCgroup] = []  # earlier runs' cgroups, to be removed
         self._lock = threading.Lock()
         self._starts: deque[float] = deque(maxlen=4096)
         self._names = itertools.count()
@@ -113,6 +114,23 @@ class Pool:
             self._discard(warm)
             self.replaced += 1
 
+    def clear_name(self, name: str) -> None:
+        """Make way for a claim under a task's cgroup name. A task that restarts keeps its
+        emptied cgroups; removing them waits for the kernel (~8 ms, most of a restart), so they
+        are renamed aside (a rename never waits) under a pool name and removed on the refill
+        thread, or by `sweep` after a crash. A cgroup pinned to cores of its own is left to the
+        claim's rename to remove: its removal gives the cores back."""
+        old = cgroups.TaskCgroup.at(self.layout, name)
+        pinned = old.dirs.get("cpuset")
+        if pinned is not None and pinned.parent.name != cpusets.SHARED:
+            return
+        if not any(p.is_dir() for p in old.dirs.values()):
+            return
+        aside = old.rename(f"{PREFIX}{self._tag}-old{next(self._names)}")
+        with self._lock:
+            self._aside.append(aside)
+        self._wake()
+
     def release(self, warm: Warm) -> None:
         """Let a claimed shim go without a task (the claim failed before it was sent)."""
         self._discard(warm)
@@ -140,6 +158,7 @@ class Pool:
             ready, self._ready = self._ready, []
         for w in ready:
             self._discard(w)
+        self._remove_aside()
 
     # ---- the refill thread ----
 
@@ -158,6 +177,7 @@ class Pool:
             # CPU the claimed one needs to start its task.
             time.sleep(REFILL_DELAY)
             self._prune()
+            self._remove_aside()
             while not self._closed and self.size() < self.target() and self._failures < 3:
                 try:
                     warm = self._make()
@@ -193,6 +213,16 @@ class Pool:
                 time.sleep(1)  # a broken host: retry slowly
                 self._failures = 2
         # closed: nothing more is made
+
+    def _remove_aside(self) -> None:
+        with self._lock:
+            aside, self._aside = self._aside, []
+        for cg in aside:
+            try:
+                cg.kill_all()  # (nothing, normally: the task's exit emptied it)
+                cg.remove()
+            except OSError as e:  # left for the next service start's sweep
+                log.debug("removing %s: %s", cg.name, e)
 
     def _prune(self) -> None:
         """Drop warm shims whose process is gone (killed by hand), and trim to the target."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from reconciler import trace
 from reconciler.executor.base import ExitResult, StartError, TaskHandle
 from reconciler.executor.linux import cgroups, proc
 
@@ -118,6 +119,8 @@ class Supervision:
         if next_deadline is not None:
             timeout = max(0.0, min(timeout, next_deadline - time.monotonic()))
         ready = self._epoll.poll(timeout)
+        if ready:
+            trace.mark("x_epoll")
         for fd, _ in ready:
             with self._lock:
                 w = self._watched.pop(fd, None)
