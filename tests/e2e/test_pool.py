@@ -5,6 +5,7 @@ leaves none behind."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -167,3 +168,30 @@ def test_a_restart_claims_a_warm_shim_and_its_old_cgroups_go_in_the_background(
     warm.stop(again, "SIGKILL", 0)
     assert warm.wait(again, 10) is not None
     warm.destroy(again, force=True)
+
+
+def test_warm_shims_work_with_descriptors_past_1024(data_dir: Path) -> None:
+    """With a thousand tasks (two descriptors each) the pool's own descriptors are numbered
+    past select()'s limit: warm shims are still made, watched and claimed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        pytest.skip(f"the open files limit ({hard}) is below 1,200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    fillers: list[int] = []
+    ex: LinuxExecutor | None = None
+    try:
+        while not fillers or fillers[-1] < 1100:  # the next descriptors are numbered past 1,024
+            fillers.append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+        ex = LinuxExecutor(data_dir, warm_pool=2)
+        ready = _ready(ex)
+        h = ex.start(sh("exit 3"))
+        assert h.shim_pid in ready  # claimed warm, not started cold after a failed pool
+        r = ex.wait(h, 20)
+        assert r is not None and r.exit_code == 3
+        assert ex.pool is not None and ex.pool._failures == 0
+    finally:
+        if ex is not None:
+            ex.close()
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import os
 import select
 import signal
@@ -229,7 +230,7 @@ class Pool:
         with self._lock:
             dead = [w for w in self._ready if not _alive(w.pidfd)]
             self._ready = [w for w in self._ready if w not in dead]
-            extra = self._ready[self.most:]
+            extra = self._ready[self.most :]
             self._ready = self._ready[: self.most]
         for w in dead:
             self._discard(w)
@@ -247,7 +248,9 @@ class Pool:
         launch.write_config(conf, items)
         r_in, w_in = os.pipe2(os.O_CLOEXEC)
         r_out, w_out = os.pipe2(os.O_CLOEXEC)
-        err = os.open(self.stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        err = os.open(
+            self.stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640
+        )
         try:
             pid = os.posix_spawn(
                 str(self.shim()), [str(self.shim()), "warm", str(conf)],
@@ -290,9 +293,17 @@ class Pool:
         w.cgroup.remove()
 
 
+def _readable(fd: int, timeout: float) -> bool:
+    """poll, not select: with a thousand tasks (two descriptors each) our descriptors are
+    numbered past select's limit of 1,024."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
+
+
 def _alive(pidfd: int) -> bool:
     """A pidfd reads as ready once its process has exited."""
-    return not select.select([pidfd], [], [], 0)[0]
+    return not _readable(pidfd, 0)
 
 
 def _read_line(fd: int, timeout: float) -> str:
@@ -301,7 +312,7 @@ def _read_line(fd: int, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while not out.endswith(b"\n"):
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        if left <= 0 or not _readable(fd, left):
             return "error no answer from the warm shim"
         chunk = os.read(fd, 1)
         if not chunk:
