@@ -1,0 +1,171 @@
+"""Where "up N" goes: N job files written at once until every task has exec'd with full
+isolation, on the real service and executor in this process (root), split by phase.
+
+The workload is bench/peers.py's (a shell that writes a marker and execs sleep). Each phase
+is timed around the service's own calls: wall time, and CPU time of the thread that ran it
+(the loop thread, or a start thread for the executor's launches). "up" is from the first file
+written to the last marker's timestamp, as peers.py measures it.
+
+    sudo .venv/bin/python bench/bringup.py [--sizes 500,1000]
+
+Phases: scan (read, parse, validate the files), record scan (their versions into the store),
+plan, observed (store reads), apply (everything apply does), of which task configs, executor
+start_all (launch: directories, config, cgroups, spawn; finish: wait for "started"),
+store started (the starts' transaction). Per-call sums; launches overlap on threads, so
+their wall sum can exceed the wall time they took together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from bench.peers import JOB, wait
+from reconciler import apply as apply_module
+from reconciler.db.store import Store
+from reconciler.executor.base import NodeConfig
+from reconciler.executor.linux.cleanup import teardown
+from reconciler.executor.linux.executor import LinuxExecutor
+from reconciler.service import loop as loop_module
+from reconciler.service.process import raise_file_limit
+from reconciler.service.start import WARM_POOL
+
+SLEEP = "100000"
+
+
+class Phases:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.on = False
+        self.t0 = 0.0
+        self.timeline: list[tuple[str, float, float, str]] = []  # top-level calls: when, what
+        self.top = {"scan", "plan", "apply", "  executor start_all"}
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kw: Any) -> Any:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args, **kw)
+            finally:
+                if self.on:
+                    w, c = time.perf_counter() - t0, time.thread_time() - c0
+                    with self.lock:
+                        self.wall[name] = self.wall.get(name, 0.0) + w
+                        self.cpu[name] = self.cpu.get(name, 0.0) + c
+                        self.calls[name] = self.calls.get(name, 0) + 1
+                        if name in self.top:
+                            n = len(args[0]) if name.endswith("start_all") else ""
+                            self.timeline.append((name.strip(), t0 - self.t0, w, str(n)))
+
+        return timed
+
+    def reset(self) -> None:
+        self.wall, self.cpu, self.calls = {}, {}, {}
+
+    def table(self) -> str:
+        lines = ["| phase | calls | wall s | CPU s |", "|---|---|---|---|"]
+        for name in self.wall:
+            lines.append(f"| {name} | {self.calls[name]} | {self.wall[name]:.2f} | "
+                         f"{self.cpu[name]:.2f} |")  # fmt: skip
+        return "\n".join(lines)
+
+    def passes(self) -> str:
+        return "\n".join(
+            f"  {start:6.2f} s +{took:5.2f} s  {name} {n}" for name, start, took, n in self.timeline
+        )
+
+
+def marker(data: Path, svc: str) -> Path:
+    return data / "allocs" / svc / "g" / "0" / "alloc" / "data" / "marker"
+
+
+def started_ns(data: Path, svc: str) -> int | None:
+    try:
+        return int(marker(data, svc).read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def instrument(svc: loop_module.Service, ex: LinuxExecutor, ph: Phases) -> None:
+    svc.loader.scan = ph.wrap("scan", svc.loader.scan)  # type: ignore[method-assign]
+    svc.store.record_scan = ph.wrap("record scan", svc.store.record_scan)  # type: ignore[method-assign]
+    svc.store.observed = ph.wrap("observed", svc.store.observed)  # type: ignore[method-assign]
+    loop_module.plan = ph.wrap("plan", loop_module.plan)  # type: ignore[attr-defined]
+    svc.applier.apply = ph.wrap("apply", svc.applier.apply)  # type: ignore[method-assign]
+    apply_module.task_config = ph.wrap("  task configs", apply_module.task_config)  # type: ignore[attr-defined]
+    ex.start_all = ph.wrap("  executor start_all", ex.start_all)  # type: ignore[method-assign]
+    for name in ("_launch", "_finish"):
+        if hasattr(ex, name):
+            setattr(ex, name, ph.wrap(f"    {name.strip('_')}", getattr(ex, name)))
+    svc.store.started = ph.wrap("  store started", svc.store.started)  # type: ignore[method-assign]
+
+
+def run(size: int, root: Path) -> str:
+    jobs, data = root / "jobs", root / "data"
+    jobs.mkdir()
+    data.mkdir()
+    (jobs / "anchor.hcl").write_text(JOB.format(s="anchor", sleep="99999"))
+    store = Store(data / "state.db")
+    ex = LinuxExecutor(data, NodeConfig(), warm_pool=WARM_POOL)
+    svc = loop_module.Service(jobs, store, ex, NodeConfig())
+    ph = Phases()
+    instrument(svc, ex, ph)
+    sys.setswitchinterval(0.0005)  # as `reconciler run`
+    loop = threading.Thread(target=svc.run, name="loop", daemon=True)
+    loop.start()
+    try:
+        if not wait(lambda: started_ns(data, "anchor") is not None, 30):
+            return "anchor task did not start"
+        time.sleep(2)  # the warm pool fills, the first pass is done
+        names = [f"n{size}-{i}" for i in range(size)]
+        ph.on = True
+        load0 = os.getloadavg()[0]
+        c0 = time.process_time()
+        t0 = time.time_ns()
+        ph.t0 = time.perf_counter()
+        for s in names:
+            tmp = jobs / f".{s}.tmp"
+            tmp.write_text(JOB.format(s=s, sleep=SLEEP))
+            tmp.rename(jobs / f"{s}.hcl")
+        written = (time.time_ns() - t0) / 1e9
+        ok = wait(lambda: all(started_ns(data, x) is not None for x in names), 300)
+        cpu = time.process_time() - c0
+        ph.on = False
+        last = max((started_ns(data, x) or 0) for x in names)
+        up = (last - t0) / 1e9 if ok else float("nan")
+        passes = svc.passes
+        return (f"up {size}: {up:.2f} s (files written in {written:.2f} s; service process CPU "
+                f"{cpu:.2f} s while waiting; load {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
+                f"{passes} passes since start)\n\n{ph.table()}\n\ntimeline:\n{ph.passes()}\n")  # fmt: skip
+    finally:
+        svc.stop()
+        loop.join(30)
+        ex.close()
+        store.close()
+        teardown(data)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="500,1000")
+    args = ap.parse_args()
+    raise_file_limit()  # as `reconciler run`: two descriptors per task
+    for size in (int(x) for x in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix="bringup") as d:
+            print(run(size, Path(d)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
