@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from bench.peers import JOB, wait
-from reconciler import apply as apply_module
+from reconciler.apply import starts as apply_module
 from reconciler.db.store import Store
 from reconciler.executor.base import NodeConfig
 from reconciler.executor.linux.cleanup import teardown

@@ -1,0 +1,145 @@
+"""Task exits: the restart policy decides what a slot does next; a stop the service asked
+for ends as its intent says; a leader's exit stops the rest of its group."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from reconciler import metrics, restarts
+from reconciler.apply.core import Core, Running, handle_of
+from reconciler.db.snapshot import Observed, SlotKey
+from reconciler.db.store import Event
+from reconciler.executor.base import ExitResult, TaskHandle
+
+log = logging.getLogger("reconciler")
+
+
+class Exits(Core):
+    def on_exit(self, handle: TaskHandle, result: ExitResult, observed: Observed) -> None:
+        """Record an exit and decide what the slot does next. The task stays known as running
+        until that is written: when the store refuses, the caller keeps the exit and calls
+        again (a write already done is not done twice: `finished` closes a run once)."""
+        run = self.running.get(handle.id)
+        if run is None:
+            return
+        self._on_exit(run, handle, result, observed)
+        self.running.pop(handle.id, None)
+
+    def _on_exit(
+        self, run: Running, handle: TaskHandle, result: ExitResult, observed: Observed
+    ) -> None:
+        now = self.clock()
+        slot = observed.slots.get(run.key)
+        with_signal = f", signal {result.signal}" if result.signal else ""
+        oom = ", OOM killed" if result.oom_killed else ""
+        dropped = (f"; {result.dropped_log_lines} lines of output dropped (log not writable)"
+                   if result.dropped_log_lines else "")  # fmt: skip
+        terminated = Event("Terminated", f"exit code {result.exit_code}{with_signal}{oom}"
+                           + (f": {result.error}" if result.error else "") + dropped)  # fmt: skip
+        outcome = "exited" if result.successful else "failed"
+        common: dict[str, Any] = dict(
+            exit_code=result.exit_code,
+            signal=result.signal,
+            oom=result.oom_killed,
+            error=result.error,
+            finished_at=result.finished_at or now,
+            now=now,
+        )
+
+        def destroy() -> None:
+            try:
+                self.executor.destroy(handle, force=True)
+            except Exception:
+                log.exception("destroying %s", handle.id)
+
+        # A task that will start again keeps its cgroup (emptied); others give it back.
+        if slot is None or (slot.state == "stopping" and slot.stop_intent in ("remove", "pause")):
+            destroy()
+        # A check_restart kill is a failure the restart policy counts, as in Nomad.
+        by_check = slot is not None and slot.state == "stopping" and slot.stop_intent == "check"
+        if slot is not None and slot.state == "stopping" and not by_check:
+            intent = slot.stop_intent
+            killed = Event("Killed", "task was killed by reconciler")
+            if intent == "remove":
+                self.store.finished(
+                    run.instance_id,
+                    outcome="killed",
+                    slot_state=None,
+                    events=[terminated, killed],
+                    **common,
+                )
+                self._release_empty_allocs((run.key,), observed)
+            elif intent == "pause":
+                self.store.finished(
+                    run.instance_id,
+                    outcome="killed",
+                    slot_state="dead",
+                    events=[terminated, killed],
+                    **common,
+                )
+            else:  # update, restart, leader: start again at once, not counted as a failure
+                msg = {
+                    "update": "new version of the task",
+                    "restart": "restart requested by operator",
+                }
+                self.store.finished(
+                    run.instance_id, outcome="killed", slot_state="pending", next_start_at=now,
+                    reason=intent, events=[terminated, killed,
+                                           Event("Restarting", msg.get(intent, intent))],
+                    **common,
+                )  # fmt: skip
+            self.on_change(f"{run.key}: stopped")
+            return
+        policy = self._policy(run.key)
+        if policy is None:
+            self.store.finished(
+                run.instance_id, outcome=outcome, slot_state=None, events=[terminated], **common
+            )
+            return
+        d = restarts.after_exit(
+            successful=result.successful and not by_check,
+            restarts=slot.restarts if slot else 0,
+            window_start=slot.window_start if slot else None,
+            policy=policy[0],
+            restart_on_success=policy[1],
+            now=now,
+            jitter=self.jitter(),
+        )
+        if d.state != "pending":
+            destroy()
+        events = (
+            [terminated] if d.event == "Terminated" else [terminated, Event(d.event, d.message)]
+        )
+        key = self.store.finished(
+            run.instance_id, outcome=outcome, slot_state=d.state, next_start_at=d.next_start_at,
+            restarts=d.restarts, window_start=d.window_start,
+            reason="" if d.state == "complete" else d.message, events=events,
+            **common,
+        )  # fmt: skip
+        if d.event == "Restarting" and key is not None:
+            metrics.restarted()
+        self.on_change(f"{run.key}: exited ({terminated.message}); {d.message}")
+        self._leader_exit(run.key, d.state, observed)
+
+    def _leader_exit(self, key: SlotKey, state: str, observed: Observed) -> None:
+        spec = self.specs.get(key.job)
+        if spec is None or not spec.job.group[key.group].task[key.task].leader:
+            return
+        now = self.clock()
+        for slot in observed.slots.values():
+            other = slot.key
+            if (
+                other.alloc == key.alloc
+                and other != key
+                and slot.state == "running"
+                and slot.instance
+            ):
+                intent = "leader" if state == "pending" else "pause"
+                signal, timeout, delay = self._kill_settings(other, observed)
+                self.store.stopping(
+                    other, intent, now, [Event("Leader Task Dead", f"leader {key.task} exited")]
+                )
+                self.executor.stop(handle_of(other, slot.instance), signal, timeout, delay)
+
+    # ---- operator actions ----

@@ -1,0 +1,171 @@
+"""Starting tasks: every start of a pass is launched together (the executor overlaps their
+kernel work) and recorded in one transaction; a start that fails goes through the restart
+policy; artifacts are fetched in the background first."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+
+from reconciler import restarts, trace
+from reconciler.apply.core import Core, Running
+from reconciler.db.snapshot import Observed, SlotKey, SlotRecord
+from reconciler.db.store import Event, Started
+from reconciler.executor.base import ArtifactError, StartError, TaskConfig, TaskHandle
+from reconciler.faults import TransientFault, transient_cause
+from reconciler.plan import Action, admission
+from reconciler.spec.load import JobSpec
+from reconciler.spec.template import TemplateError
+from reconciler.taskconfig import task_config
+
+log = logging.getLogger("reconciler")
+# A slot whose artifacts are downloading is planned again this often, in case their completion
+# is never heard of (the service restarted meanwhile); completion itself wakes it at once.
+ARTIFACT_RECHECK = 10.0
+
+
+class Starts(Core):
+    def _start_all(self, actions: tuple[Action, ...], observed: Observed, now: float) -> None:
+        """Launch every start of the pass together, then record them in one transaction."""
+        ready: list[tuple[Action, TaskConfig]] = []
+        for a in actions:
+            assert a.spec is not None
+            try:
+                config = task_config(a.spec, a.key, self.node, self.attributes, self.variables,
+                                     self.services, cores=a.cores)  # fmt: skip
+                config = self._with_payload(a.spec, a.key, config)
+            except KeyError as e:
+                self._start_failed(a, observed.slots.get(a.key), f"cannot resolve ${{{e.args[0]}}}",
+                                   now, permanent=True, event="Failed Validation")  # fmt: skip
+                continue
+            except TemplateError as e:
+                self._start_failed(a, observed.slots.get(a.key), f"template {e}", now,
+                                   permanent=True, event="Template Failed")  # fmt: skip
+                continue
+            if not config.artifacts or self._artifacts_ready(a, config, observed, now):
+                ready.append((a, config))
+        trace.mark("configured")
+        results = self.executor.start_all([c for _, c in ready])
+        trace.mark("exec_reported")
+        batch: list[Started] = []
+        host_fault: TransientFault | None = None
+        for (a, _), result in zip(ready, results, strict=True):
+            slot = observed.slots.get(a.key)
+            if isinstance(result, Exception) and (cause := transient_cause(result)):
+                # The host, not the task (a full disk, no descriptors): not a failed start
+                # against the restart policy; the pass is retried once the fault is gone.
+                host_fault = host_fault or TransientFault(cause, f"starting {a.key}: {result}")
+                continue
+            if isinstance(result, Exception):
+                permanent = isinstance(result, StartError)
+                if not permanent:
+                    log.error("starting %s: %s", a.key, result)
+                self._start_failed(a, slot, str(result), now, permanent=permanent,
+                                   event="Driver Failure")  # fmt: skip
+                continue
+            events = [Event("Received", "task received by reconciler")] if slot is None else []
+            events += [Event("Task Setup", "building task directory"),
+                       Event("Started", f"task started by reconciler (pid {result.pid})")]  # fmt: skip
+            assert a.spec is not None
+            new_spec = slot is None or slot.spec_digest != a.task_digest
+            held = admission.of_task(a.spec.job.group[a.key.group].task[a.key.task])
+            # started_at on the service's clock: health deadlines are measured against it
+            handle = dataclasses.replace(result, started_at=now)
+            batch.append(Started(a.key, a.task_digest, a.spec.digest, handle, events, new_spec,
+                                 (held.cpu, held.memory, held.cores), a.cores))  # fmt: skip
+        if batch:
+            self._record_starts(batch, now)
+            trace.mark("start_recorded")
+        if host_fault is not None:
+            raise host_fault
+
+    def _record_starts(self, batch: list[Started], now: float) -> None:
+        try:
+            ids = self.store.started(batch, now)
+        except Exception:
+            # A task nobody knows about would be started a second time by the next pass: stop
+            # what cannot be recorded; it starts again once the store takes writes.
+            for s in batch:
+                assert isinstance(s.handle, TaskHandle)
+                with contextlib.suppress(Exception):
+                    self.executor.destroy(s.handle, force=True)
+            log.warning("%d new tasks stopped again: their start could not be recorded",
+                        len(batch))  # fmt: skip
+            raise
+        for s, inst_id in zip(batch, ids, strict=True):
+            handle = s.handle
+            assert isinstance(handle, TaskHandle)
+            self.running[handle.id] = Running(inst_id, s.key, handle)
+            self.on_change(f"{s.key}: started pid {handle.pid}")
+
+    def _artifacts_ready(self, a: Action, config: TaskConfig, observed: Observed,
+                         now: float) -> bool:  # fmt: skip
+        """Artifacts are fetched in the background: until they are there, the slot waits
+        (pending) and the pass goes on; a failed download goes through the restart policy."""
+        slot = observed.slots.get(a.key)
+        try:
+            state = self.executor.fetch_artifacts(config, self.on_fetched)
+        except ArtifactError as e:
+            self.fetching.pop(config.id, None)
+            self._start_failed(a, slot, str(e), now, permanent=False,
+                               event="Failed Artifact Download")  # fmt: skip
+            return False
+        if state == "ready":
+            self.fetching.pop(config.id, None)
+            return True
+        self.fetching[config.id] = a.key
+        events = []
+        if state == "started":
+            events = [Event("Received", "task received by reconciler")] if slot is None else []
+            events.append(Event("Downloading Artifacts", "Client is downloading artifacts"))
+            self.on_change(f"{a.key}: downloading artifacts")
+        assert a.spec is not None
+        self.store.defer_start(a.key, a.task_digest, a.spec.digest, now + ARTIFACT_RECHECK,
+                               events, now)  # fmt: skip
+        return False
+
+    def artifacts_fetched(self, task_ids: list[str]) -> set[str]:
+        """Downloads ended: their slots may start at once. Returns the jobs concerned."""
+        now = self.clock()
+        jobs = set()
+        for tid in task_ids:
+            key = self.fetching.get(tid)
+            if key is not None and self.store.hurry(key, now):
+                jobs.add(key.job)
+            self.fetching.pop(tid, None)
+        return jobs
+
+    def _with_payload(self, spec: JobSpec, key: SlotKey, config: TaskConfig) -> TaskConfig:
+        """A dispatched child's payload (kept in the store) for a task with dispatch_payload,
+        written as Nomad's dispatch hook does: once per task (a restart finds the file as the
+        task left it), and not at all when the payload is empty."""
+        wants = spec.job.group[key.group].task[key.task].dispatch_payload
+        if wants is None or self.store.has_run(*key):
+            return config
+        data = self.store.payload(key.job)
+        if not data:
+            return config
+        return dataclasses.replace(config, payload=data, payload_file=wants.file)
+
+    def _start_failed(
+        self, a: Action, slot: SlotRecord | None, error: str, now: float, *, permanent: bool,
+        event: str,
+    ) -> None:  # fmt: skip
+        policy = self._policy(a.key)
+        restarts_n = slot.restarts if slot and slot.spec_digest == a.task_digest else 0
+        window = slot.window_start if slot and slot.spec_digest == a.task_digest else None
+        if policy is None:
+            d = restarts.Decision("failed", None, restarts_n, window, "Not Restarting", error)
+        else:
+            d = restarts.after_exit(
+                successful=False, restarts=restarts_n, window_start=window, policy=policy[0],
+                restart_on_success=policy[1], now=now, jitter=self.jitter(),
+                unrecoverable=error if permanent else "",
+            )  # fmt: skip
+        assert a.spec is not None
+        self.store.start_failed(
+            a.key, a.task_digest, a.spec.digest, error, now, d.state, d.next_start_at,
+            d.restarts, d.window_start, [Event(event, error), Event(d.event, d.message)],
+        )  # fmt: skip
+        self.on_change(f"{a.key}: failed to start: {error}")
