@@ -6,7 +6,7 @@ is timed around the service's own calls: wall time, and CPU time of the thread t
 (the loop thread, or a start thread for the executor's launches). "up" is from the first file
 written to the last marker's timestamp, as peers.py measures it.
 
-    sudo .venv/bin/python bench/bringup.py [--sizes 500,1000]
+    sudo .venv/bin/python bench/bringup.py [--sizes 500,1000] [--plain-dirs]
 
 Phases: scan (read, parse, validate the files), record scan (their versions into the store),
 plan, observed (store reads), apply (everything apply does), of which task configs, executor
@@ -33,9 +33,11 @@ from bench.peers import JOB, wait
 from reconciler.apply import starts as apply_module
 from reconciler.db.store import Store
 from reconciler.executor.base import NodeConfig
+from reconciler.executor.linux import rootfs
 from reconciler.executor.linux.cleanup import teardown
 from reconciler.executor.linux.executor import LinuxExecutor
 from reconciler.service import loop as loop_module
+from reconciler.service import threads
 from reconciler.service.process import raise_file_limit
 from reconciler.service.start import WARM_POOL
 
@@ -98,6 +100,32 @@ def started_ns(data: Path, svc: str) -> int | None:
         return None
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds a process has run (schedstat: exact, not in clock ticks)."""
+    return _cpu_at(f"/proc/{pid}/schedstat")
+
+
+def _threads() -> dict[str, float]:
+    """CPU seconds per thread name of this process (threads of one name summed)."""
+    out: dict[str, float] = {}
+    for t in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{t}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + _cpu_at(f"/proc/self/task/{t}/schedstat")
+    return out
+
+
+def _cpu_at(path: str) -> float:
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError):
+        return 0.0
+
+
 def instrument(svc: loop_module.Service, ex: LinuxExecutor, ph: Phases) -> None:
     svc.loader.scan = ph.wrap("scan", svc.loader.scan)  # type: ignore[method-assign]
     svc.store.record_scan = ph.wrap("record scan", svc.store.record_scan)  # type: ignore[method-assign]
@@ -123,8 +151,7 @@ def run(size: int, root: Path) -> str:
     ph = Phases()
     instrument(svc, ex, ph)
     sys.setswitchinterval(0.0005)  # as `reconciler run`
-    loop = threading.Thread(target=svc.run, name="loop", daemon=True)
-    loop.start()
+    loop = threads.start(svc.run, "loop")
     try:
         if not wait(lambda: started_ns(data, "anchor") is not None, 30):
             return "anchor task did not start"
@@ -132,6 +159,7 @@ def run(size: int, root: Path) -> str:
         names = [f"n{size}-{i}" for i in range(size)]
         ph.on = True
         load0 = os.getloadavg()[0]
+        threads0 = _threads()
         c0 = time.process_time()
         t0 = time.time_ns()
         ph.t0 = time.perf_counter()
@@ -142,13 +170,25 @@ def run(size: int, root: Path) -> str:
         written = (time.time_ns() - t0) / 1e9
         ok = wait(lambda: all(started_ns(data, x) is not None for x in names), 300)
         cpu = time.process_time() - c0
+        wait(lambda: len(svc.applier.running) > size, 60)  # the pass that started them ends
         ph.on = False
         last = max((started_ns(data, x) or 0) for x in names)
         up = (last - t0) / 1e9 if ok else float("nan")
         passes = svc.passes
+        threads1 = _threads()
+        by_thread = {n: threads1[n] - threads0.get(n, 0.0) for n in threads1}
+        busy = ", ".join(f"{n} {c:.2f}" for n, c in sorted(by_thread.items(), key=lambda x: -x[1])
+                         if c >= 0.01)  # fmt: skip
+        runs = list(svc.applier.running.values())
+        shims = sum(_cpu(r.handle.shim_pid) for r in runs)
+        tasks = sum(_cpu(r.handle.pid) for r in runs)
         return (f"up {size}: {up:.2f} s (files written in {written:.2f} s; service process CPU "
                 f"{cpu:.2f} s while waiting; load {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
-                f"{passes} passes since start)\n\n{ph.table()}\n\ntimeline:\n{ph.passes()}\n")  # fmt: skip
+                f"{passes} passes since start)\n"
+                f"CPU of the {len(runs)} shims {shims:.2f} s, of their tasks (set-up in the shim's "
+                f"child, then the workload's sh) {tasks:.2f} s\n"
+                f"CPU s by thread (those still alive; launch threads end with their pass): {busy}"
+                f"\n\n{ph.table()}\n\ntimeline:\n{ph.passes()}\n")  # fmt: skip
     finally:
         svc.stop()
         loop.join(30)
@@ -160,7 +200,11 @@ def run(size: int, root: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="500,1000")
+    ap.add_argument("--plain-dirs", action="store_true",
+                    help="leave allocs/ unmarked (no chattr +T), as before: for comparison")  # fmt: skip
     args = ap.parse_args()
+    if args.plain_dirs:
+        rootfs.spread_out = lambda _path: False  # type: ignore[assignment]
     raise_file_limit()  # as `reconciler run`: two descriptors per task
     for size in (int(x) for x in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="bringup") as d:
