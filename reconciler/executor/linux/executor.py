@@ -112,6 +112,7 @@ class LinuxExecutor(Supervision):
         allocs = self.data_dir / "allocs"
         allocs.mkdir(mode=mode, exist_ok=True)
         os.chmod(allocs, mode)
+        rootfs.spread_out(allocs)  # each group instance's tree in a block group of its own
 
     def dirs(self, alloc_id: str, task: str) -> rootfs.TaskDirs:
         alloc = self.data_dir / "allocs" / alloc_id
