@@ -1,8 +1,8 @@
 """A parsed job file -> the plain body the loader validates, after HCL2 evaluation.
 
-python-hcl2 gives the structure and where each expression starts; every expression is read
-again by hclsyntax and evaluated with `var`, `local`, the jobspec functions and `dynamic`
-blocks. A file made only of literals needs none of this: its python-hcl2 body is used as is.
+The parse (spec/hcl.py) gives the outline: blocks, attributes and where each expression is;
+every expression is read again by hclsyntax and evaluated with `var`, `local`, the jobspec functions and `dynamic`
+blocks. A file made only of literals needs none of this: its parsed body is used as is.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from hcl2.rules.base import AttributeRule, BlockRule
 
 from reconciler.spec import hcl
 from reconciler.spec import hclexpr as ev
@@ -21,6 +19,7 @@ from reconciler.spec.hclfiles import JobDirectory
 from reconciler.spec.hclfuncs import FUNCTIONS as BASE_FUNCTIONS
 from reconciler.spec.hclfuncs_data import FUNCTIONS as DATA_FUNCTIONS
 from reconciler.spec.hclfuncs_data import UNSUPPORTED
+from reconciler.spec.hcloutline import Attribute, Block, Outline
 
 FUNCTIONS: dict[str, ev.Function] = {**BASE_FUNCTIONS, **DATA_FUNCTIONS}
 FS_FUNCTIONS = (
@@ -58,83 +57,26 @@ class Evaluated:
     problems: list[vs.VarProblem] = field(default_factory=list)
 
 
-# -- is there anything to evaluate? ------------------------------------------------------------
-def needs_evaluation(tree: Any) -> bool:
-    """False when every value in the file is a literal python-hcl2 reads exactly as HCL does."""
-    return _body_needs(tree.body, top=True)
-
-
-def _body_needs(body: Any, top: bool = False) -> bool:
-    for child in body.children:
-        if isinstance(child, AttributeRule):
-            if not _plain(child.expression):
-                return True
-        elif isinstance(child, BlockRule):
-            kind = str(child.labels[0].serialize(hcl.OPTIONS))
-            if kind == "dynamic" or (top and kind in TOP_LEVEL) or _body_needs(child.body):
-                return True
-    return False
-
-
-def _plain(rule: Any) -> bool:
-    name = rule.lark_name()
-    if name == "expr_term":
-        return not rule.parentheses and _plain(rule.expression)
-    if name in ("int_lit", "literal_value"):
-        return True
-    if name == "float_lit":
-        return "e" not in str(rule.token.value).lower()
-    if name == "string":
-        return all(p.content.lark_name() == "STRING_CHARS" for p in rule.string_parts)
-    if name == "tuple":
-        return all(_plain(e) for e in rule.elements)
-    if name == "object":
-        for elem in rule.elements:
-            key = elem.key
-            if key.lark_name() != "object_elem_key" or key.value.lark_name() not in (
-                "identifier",
-                "string",
-            ):
-                return False
-            if key.value.lark_name() == "string" and not _plain(key.value):
-                return False
-            if not _plain(elem.expression):
-                return False
-        return True
-    return False
-
-
 # -- evaluation -------------------------------------------------------------------------------
 def evaluate(parsed: hcl.Parsed, text: str, inputs: Inputs) -> Evaluated:
     """Needs a parse with positions. Problems are returned, never raised."""
     try:
-        return _evaluate(parsed.tree, text, inputs)
+        return _evaluate(parsed.outline, text, inputs)
     except vs.VarProblem as p:
         return Evaluated({}, [p])
 
 
-def _source(rule: Any, text: str, file: str | None = None) -> vs.Source:
-    meta = rule._meta
-    return vs.Source(text[meta.start_pos : meta.end_pos], meta.line, file, meta.column)
+def _source(attr: Attribute, text: str, file: str | None = None) -> vs.Source:
+    e = attr.expression
+    return vs.Source(text[e.start : e.end], e.line or 0, file, e.column)
 
 
-def _attrs(body: Any, text: str, file: str | None = None) -> dict[str, vs.Source]:
-    out: dict[str, vs.Source] = {}
-    for child in body.children:
-        if isinstance(child, AttributeRule):
-            out[str(child.identifier.serialize(hcl.OPTIONS))] = _source(
-                child.expression, text, file
-            )
-    return out
+def _attrs(children: Outline, text: str, file: str | None = None) -> dict[str, vs.Source]:
+    return {c.name: _source(c, text, file) for c in children if isinstance(c, Attribute)}
 
 
-def _blocks(body: Any) -> list[tuple[str, list[str], Any]]:
-    out = []
-    for child in body.children:
-        if isinstance(child, BlockRule):
-            labels = [str(lbl.serialize(hcl.OPTIONS)) for lbl in child.labels]
-            out.append((labels[0], labels[1:], child))
-    return out
+def _blocks(children: Outline) -> list[tuple[str, list[str], Block]]:
+    return [(c.kind, list(c.labels), c) for c in children if isinstance(c, Block)]
 
 
 def scope(variables: dict[str, Any], directory: JobDirectory | None = None) -> ev.Scope:
@@ -148,18 +90,18 @@ def scope(variables: dict[str, Any], directory: JobDirectory | None = None) -> e
     return ev.Scope(variables, functions, unsupported)
 
 
-def _evaluate(tree: Any, text: str, inputs: Inputs) -> Evaluated:
+def _evaluate(outline: Outline, text: str, inputs: Inputs) -> Evaluated:
     base = scope({}, inputs.directory)
     problems: list[vs.VarProblem] = []
     declared: dict[str, vs.Declared] = {}
     local_sources: dict[str, vs.Source] = {}
-    rest: list[Any] = []
-    for child in tree.body.children:
-        if not isinstance(child, BlockRule):
+    rest: list[Attribute | Block] = []
+    for child in outline:
+        if not isinstance(child, Block):
             rest.append(child)
             continue
-        kind, labels, block = _blocks_one(child)
-        line = block._meta.line
+        kind, labels, block = child.kind, list(child.labels), child
+        line = block.line or 0
         try:
             if kind == "variable":
                 if len(labels) != 1:
@@ -169,24 +111,24 @@ def _evaluate(tree: Any, text: str, inputs: Inputs) -> Evaluated:
                 if labels[0] in declared:
                     raise vs.VarProblem(line, f"variable.{labels[0]}", "duplicate variable")
                 validations = []
-                for vkind, _, vblock in _blocks(block.body):
+                for vkind, _, vblock in _blocks(block.children):
                     if vkind != "validation":
                         raise vs.VarProblem(
-                            vblock._meta.line,
+                            vblock.line,
                             f"variable.{labels[0]}.{vkind}",
                             f'unsupported block "{vkind}"',
                         )
-                    validations.append((vblock._meta.line, _attrs(vblock.body, text)))
+                    validations.append((vblock.line or 0, _attrs(vblock.children, text)))
                 declared[labels[0]] = vs.declare_block(
-                    labels[0], line, _attrs(block.body, text), validations
+                    labels[0], line, _attrs(block.children, text), validations
                 )
             elif kind == "variables":
-                for name, src in _attrs(block.body, text).items():
+                for name, src in _attrs(block.children, text).items():
                     if name in declared:
                         raise vs.VarProblem(src.line, f"variable.{name}", "duplicate variable")
                     declared[name] = vs.declare_block(name, src.line, {"default": src}, [])
             elif kind == "locals":
-                for name, src in _attrs(block.body, text).items():
+                for name, src in _attrs(block.children, text).items():
                     if name in local_sources:
                         raise vs.VarProblem(src.line, f"local.{name}", "duplicate value in locals")
                     local_sources[name] = src
@@ -213,31 +155,26 @@ def _evaluate(tree: Any, text: str, inputs: Inputs) -> Evaluated:
     return Evaluated(body, problems)
 
 
-def _blocks_one(child: Any) -> tuple[str, list[str], Any]:
-    labels = [str(lbl.serialize(hcl.OPTIONS)) for lbl in child.labels]
-    return labels[0], labels[1:], child
-
-
 def _var_file(declared: dict[str, vs.Declared], vf: VarFile) -> None:
     try:
         parsed = hcl.parse(vf.text, positions=True)
     except hcl.HclSyntaxError as e:
         raise vs.VarProblem(e.line, "", e.message, vf.name) from None
-    for kind, _, block in _blocks(parsed.tree.body):
+    for kind, _, block in _blocks(parsed.outline):
         if kind == "variable":
             raise vs.VarProblem(
-                block._meta.line,
+                block.line,
                 "variable",
                 "a var file sets values (name = value); declare variables in the job file",
                 vf.name,
             )
         raise vs.VarProblem(
-            block._meta.line,
+            block.line,
             kind,
             f'unexpected block "{kind}"; a var file holds only name = value lines',
             vf.name,
         )
-    vs.file_values(declared, vf.name, _attrs(parsed.tree.body, vf.text, vf.name))
+    vs.file_values(declared, vf.name, _attrs(parsed.outline, vf.text, vf.name))
 
 
 class _Walker:
@@ -248,22 +185,22 @@ class _Walker:
         self.problems = problems
 
     def body_of(
-        self, children: list[Any], scope: ev.Scope, path: tuple[str, ...]
+        self, children: Outline | list[Attribute | Block], scope: ev.Scope, path: tuple[str, ...]
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for child in children:
-            if isinstance(child, AttributeRule):
-                name = str(child.identifier.serialize(hcl.OPTIONS))
-                src = _source(child.expression, self.text)
+            if isinstance(child, Attribute):
+                name = child.name
+                src = _source(child, self.text)
                 ok, value = self.value(src, scope, (*path, name))
                 if ok and value is not None:  # null leaves the field unset, as in Nomad
                     out[name] = value
-            elif isinstance(child, BlockRule):
-                kind, labels, block = _blocks_one(child)
+            else:
+                kind, labels = child.kind, list(child.labels)
                 if kind == "dynamic":
-                    self.dynamic(labels, block, scope, path, out)
+                    self.dynamic(labels, child, scope, path, out)
                     continue
-                inner = self.body_of(block.body.children, scope, (*path, kind, *labels))
+                inner = self.body_of(child.children, scope, (*path, kind, *labels))
                 out.setdefault(kind, []).append(_nest(labels, inner))
         return out
 
@@ -281,12 +218,12 @@ class _Walker:
     def dynamic(
         self,
         labels: list[str],
-        block: Any,
+        block: Block,
         scope: ev.Scope,
         path: tuple[str, ...],
         out: dict[str, Any],
     ) -> None:
-        line = block._meta.line
+        line = block.line or 0
         where = ".".join((*path, "dynamic", *labels))
         if len(labels) != 1:
             self.problems.append(
@@ -296,8 +233,8 @@ class _Walker:
             )
             return
         kind = labels[0]
-        attrs = _attrs(block.body, self.text)
-        contents = [b for k, _, b in _blocks(block.body) if k == "content"]
+        attrs = _attrs(block.children, self.text)
+        contents = [b for k, _, b in _blocks(block.children) if k == "content"]
         if "for_each" not in attrs or len(contents) != 1:
             self.problems.append(
                 vs.VarProblem(line, where, "a dynamic block needs for_each and one content block")
@@ -355,9 +292,7 @@ class _Walker:
                     )
                     return
                 block_labels = got
-            inner = self.body_of(
-                contents[0].body.children, inner_scope, (*path, kind, *block_labels)
-            )
+            inner = self.body_of(contents[0].children, inner_scope, (*path, kind, *block_labels))
             out.setdefault(kind, []).append(_nest(block_labels, inner))
 
 

@@ -18,7 +18,7 @@ from reconciler.spec.problems import Problem
 from reconciler.spec.template import Workload, check_template
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-# What makes a file HCL2 to evaluate (hclbody.needs_evaluation), seen without parsing: such a
+# What makes a file HCL2 to evaluate (Parsed.needs_evaluation), seen without parsing: such a
 # file is parsed once, with positions (the evaluator reads each expression's text). A miss
 # costs only time: a file that needs evaluation after all is parsed again. (Linear: no
 # pattern may span lines, so none rescans a run of blank lines.)
@@ -68,8 +68,8 @@ def _parse_text(
             (),
             (Problem(file, e.line, "", e.message, column=e.column, excerpt=e.excerpt),),
         )
-    if hclbody.needs_evaluation(parsed.tree):  # HCL2: variables, locals, functions, ...
-        if not positions:  # the evaluator reads each expression's text: it needs positions
+    if parsed.needs_evaluation:  # HCL2: variables, locals, functions, ...
+        if not parsed.positions:  # the evaluator reads each expression's text: it needs positions
             if not untracked_eval:
                 raise _NeedsPositions
             return _parse_text(text, file, True, inputs)
@@ -82,7 +82,7 @@ def _parse_text(
                     p.what,
                     p.message,
                     column=p.column,
-                    excerpt=hcl._excerpt(text, p.line, p.column)
+                    excerpt=hcl.excerpt(text, p.line, p.column)
                     if p.line and p.column and not p.file
                     else "",
                 )
