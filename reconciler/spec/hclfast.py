@@ -34,6 +34,9 @@ _DIGITS = re.compile(r"[0-9]+")
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 # a run of template text up to `"`, `${`, `%{`, a newline or a bad escape
 _STRING_RUN = re.compile(r'(?:[^"\\$%\n]+|\\[^\n]|\$(?!\{)|%(?!\{))*')
+_INLINE_NO_CR = re.compile(r"[ \t]*")
+# binary operators; `//` and `/*` start comments, `=`, `=>` and a lone `&` or `|` are not here
+_OPERATOR = re.compile(r"==|!=|<=|>=|&&|\|\||[<>+*%-]|/(?![/*])")
 _UNARY = frozenset(f"-{d}" for d in range(10))  # -12 and -1.5 are literals to python-hcl2
 _HEREDOC = re.compile(r"<<(-?)([A-Za-z][A-Za-z0-9_-]*)\r?\n")
 _SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
@@ -156,9 +159,8 @@ class _Parser:
                 return crossed
             crossed = True
 
-    def at_separator(self) -> bool:
+    def at_separator(self, after_newline: bool) -> bool:
         """After an attribute or block: the end, a newline, a comment or a closing brace."""
-        after_newline = self.text[self.i - 1] == "\n"  # a heredoc ends with its newline
         self.inline()
         i = self.i
         if i >= self.n or self.text[i] == "}" or after_newline:
@@ -207,9 +209,12 @@ class _Parser:
                 self.inline()
                 start = self.i
                 plain, value = self.expression(inline=False)
+                end, after_newline = self.i, self.text[self.i - 1] == "\n"  # heredocs end so
+                if self.binary_end:
+                    end, after_newline = self.absorb()
                 line, column = self.where(start)
                 children.append(
-                    Attribute(name, self.line(i), Expression(start, self.i, line, column))
+                    Attribute(name, self.line(i), Expression(start, end, line, column))
                 )
                 if not plain:
                     self.plain = False
@@ -224,7 +229,8 @@ class _Parser:
                 out.setdefault(name, []).append(_nest(block.labels, inner))
                 if name == "dynamic":
                     self.needs = True
-            if not self.at_separator():
+                after_newline = False
+            if not self.at_separator(after_newline):
                 raise Declined("two items on one line")
 
     def block(self, kind: str, start: int, depth: int) -> tuple[Block, dict[str, Any]]:
@@ -254,15 +260,107 @@ class _Parser:
         self.i += 1  # the closing brace
         return Block(kind, tuple(labels), self.line(start), children), body
 
+    def absorb(self) -> tuple[int, bool]:
+        """python-hcl2 ends a binary operation with the newlines and comments after it (and
+        the newline it appends to the text): where the attribute's expression ends, and
+        whether a newline was crossed."""
+        text, n = self.text, self.n
+        end, crossed = self.i, False
+        while True:
+            i = _INLINE.match(text, end).end()  # type: ignore[union-attr]
+            if i >= n:
+                self.i = n
+                return n + 1, True
+            if text[i] == "\n":
+                end = _INLINE_NO_CR.match(text, i + 1).end()  # type: ignore[union-attr]
+            elif text[i] == "#" or text.startswith("//", i):
+                nl = text.find("\n", i)
+                if nl < 0:
+                    self.i = n
+                    return n + 1, True
+                end = nl + 1
+            elif text.startswith("/*", i):
+                close = text.find("*/", i + 2)
+                if close < 0:
+                    raise Declined("unclosed comment")
+                end = close + 2
+                self.count()
+                crossed = crossed or "\n" in text[i:end]
+                continue
+            else:
+                self.i = end
+                return end, crossed
+            crossed = True
+
     # -- expressions ----------------------------------------------------------------------
+    binary_end = False  # the last expression read ends with a binary operation
+
     def expression(self, inline: bool) -> tuple[bool, Any]:
         """One expression at self.i (spaces skipped): (is it a plain literal, its value).
-        Callers check what follows it."""
+        Callers check what follows it; self.i is left just after its last token."""
         self.enter()
         try:
-            return self._primary(inline)
+            plain, value, self.binary_end = self._conditional(inline)
+            return plain, value
         finally:
             self.depth -= 1
+
+    def _conditional(self, inline: bool) -> tuple[bool, Any, bool]:
+        text = self.text
+        plain, value, ends_binary = self._chain(inline)
+        after = self.i
+        self.inline()
+        if not text.startswith("?", self.i):
+            self.i = after
+            return plain, value, ends_binary
+        self.i += 1
+        self.skip(inline)
+        self.expression(inline)
+        self.skip(inline)
+        if not text.startswith(":", self.i) or text.startswith("::", self.i):
+            raise Declined("odd conditional")
+        self.i += 1
+        self.skip(inline)
+        self.expression(inline)
+        return False, None, self.binary_end
+
+    def _chain(self, inline: bool) -> tuple[bool, Any, bool]:
+        """Operands joined by binary operators; each operator nests one deeper, as the full
+        parser counts, until the expression ends."""
+        plain, value = self._unary(inline)
+        steps = 0
+        try:
+            while True:
+                after = self.i
+                self.inline()
+                m = _OPERATOR.match(self.text, self.i)
+                if m is None:
+                    self.i = after
+                    return (False, None, True) if steps else (plain, value, False)
+                if m.group() == "-" and self.text[m.end() : m.end() + 1].isdigit():
+                    raise Declined("a minus the lexer may read as a sign")
+                self.i = m.end()
+                self.enter()
+                steps += 1
+                self.skip(inline)  # a newline may follow an operator
+                self._unary(inline)
+        finally:
+            self.depth -= steps
+
+    def _unary(self, inline: bool) -> tuple[bool, Any]:
+        text, i = self.text, self.i
+        if (text.startswith("!", i) and not text.startswith("!=", i)) or (
+            text.startswith("-", i) and not text[i + 1 : i + 2].isdigit()
+        ):
+            self.i = i + 1
+            self.inline()
+            if text.startswith(("!", "-"), self.i):
+                raise Declined("two unary operators")
+            self.enter()
+            self._primary(inline)
+            self.depth -= 1
+            return False, None
+        return self._primary(inline)
 
     def _primary(self, inline: bool) -> tuple[bool, Any]:
         text, i = self.text, self.i
@@ -275,6 +373,14 @@ class _Parser:
             return self.list_(inline)
         if c == "{":
             return self.object(inline)
+        if c == "(":
+            self.i = i + 1
+            self.skip(inline)
+            self.expression(inline)
+            self.skip(inline)
+            self.expect(")")
+            self.postfix(inline)
+            return False, None
         if c == "<":
             if inline:
                 raise Declined("heredoc in a template")

@@ -56,7 +56,12 @@ REFERENCES = st.sampled_from(["var.x", "local.args", "NOMAD_TASK_DIR", "var.m[\"
                               "a.b.c", "x.0", "upper(\"a\")", "concat([1], [2])", "f()", "f(1,)",
                               "f(\n1,\n2\n)", "f(x...)", "x[*].y", "x.*", "a :: b", "ns::f(1)",
                               "var.true", "var.for", "x.0.1", "for", "in", "(1)", "!true", "-x",
-                              "1 + 2", "var.x >= 1 && var.x <= 4", "a ? b : c", "f (1)"])  # fmt: skip
+                              "1 + 2", "var.x >= 1 && var.x <= 4", "a ? b : c", "f (1)",
+                              "x +\n 1", "x\n+ 1", "a ? b : c + 1", "a ?\n b\n : c", "x + 1 # c\n",
+                              "- 1", "!!x", "x -1", "x - 12", "x-1", "1 / /* c */ 2", "x // c\n",
+                              "a || b", "a & b", "(x + 1\n)", "(x).y", '"${a + 1}"', "a ? b",
+                              '"${a ? 1 : 2}"', "x * 2 % 3 / 4", "a != b == c", "1 + 2 /* c */",
+                              "!x.y", "-(1)", "a<=b", "a=>b", "a + b ? c + d : e + f"])  # fmt: skip
 GAPS = st.sampled_from(["", " ", "\t", "  ", " # c", " // c", " /* c */", "\r"])
 NEWLINES = st.sampled_from(["\n", "\n\n", "\r\n", "\n  \n", "\n# comment\n", "\n/* a\nb */\n",
                             "\n// c\n", " \n"])  # fmt: skip
