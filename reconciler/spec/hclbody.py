@@ -19,7 +19,7 @@ from reconciler.spec.hclfiles import JobDirectory
 from reconciler.spec.hclfuncs import FUNCTIONS as BASE_FUNCTIONS
 from reconciler.spec.hclfuncs_data import FUNCTIONS as DATA_FUNCTIONS
 from reconciler.spec.hclfuncs_data import UNSUPPORTED
-from reconciler.spec.hcloutline import Attribute, Block, Outline
+from reconciler.spec.hcloutline import NOT_LITERAL, Attribute, Block, Outline
 
 FUNCTIONS: dict[str, ev.Function] = {**BASE_FUNCTIONS, **DATA_FUNCTIONS}
 FS_FUNCTIONS = (
@@ -191,8 +191,11 @@ class _Walker:
         for child in children:
             if isinstance(child, Attribute):
                 name = child.name
-                src = _source(child, self.text)
-                ok, value = self.value(src, scope, (*path, name))
+                literal = child.expression.literal
+                if literal is not NOT_LITERAL:  # read by the parser as the evaluator would
+                    ok, value = True, _fresh(literal)
+                else:
+                    ok, value = self.value(_source(child, self.text), scope, (*path, name))
                 if ok and value is not None:  # null leaves the field unset, as in Nomad
                     out[name] = value
             else:
@@ -294,6 +297,10 @@ class _Walker:
                 block_labels = got
             inner = self.body_of(contents[0].children, inner_scope, (*path, kind, *block_labels))
             out.setdefault(kind, []).append(_nest(block_labels, inner))
+
+
+def _fresh(value: Any) -> Any:
+    return [_fresh(v) for v in value] if isinstance(value, list) else value
 
 
 def _nest(labels: list[str], body: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import re
 import time
 from typing import Any
 
-from reconciler.spec.hcloutline import Attribute, Block, Expression, Outline
+from reconciler.spec.hcloutline import NOT_LITERAL, Attribute, Block, Expression, Outline
 
 # The full parser's limits (spec/hcl.py) are counted in its own units; well below them the
 # fast path declines, so a file near a limit is the full parser's to measure and report.
@@ -112,7 +112,8 @@ class _Parser:
         self.n = len(text)
         self.i = 0
         self.depth = 0
-        self.deadline = time.thread_time() + max_seconds
+        self.max_seconds = max_seconds
+        self.started: float | None = None  # the clock is read only for files of 256+ items
         self.newlines = [m.start() for m in re.finditer("\n", text)]
         # every newline is a token of the full parser's; each item counts for several
         self.items_left = (max_tokens // 2 - len(self.newlines)) // TOKENS_PER_ITEM
@@ -171,8 +172,11 @@ class _Parser:
         self.items_left -= items
         if self.items_left < 0:
             raise Declined("near the token limit")
-        if not self.items_left & 255 and time.thread_time() > self.deadline:
-            raise Declined("slow")
+        if not self.items_left & 255:
+            now = time.thread_time()
+            self.started = now if self.started is None else self.started
+            if now - self.started > self.max_seconds:
+                raise Declined("slow")
 
     def enter(self, steps: int = 1) -> None:
         self.depth += steps
@@ -208,13 +212,15 @@ class _Parser:
                 self.i = j + 1
                 self.inline()
                 start = self.i
+                self.unsafe = False
                 plain, value = self.expression(inline=False)
                 end, after_newline = self.i, self.text[self.i - 1] == "\n"  # heredocs end so
                 if self.binary_end:
                     end, after_newline = self.absorb()
                 line, column = self.where(start)
+                literal = value if plain and not self.unsafe else NOT_LITERAL
                 children.append(
-                    Attribute(name, self.line(i), Expression(start, end, line, column))
+                    Attribute(name, self.line(i), Expression(start, end, line, column, literal))
                 )
                 if not plain:
                     self.plain = False
@@ -294,6 +300,7 @@ class _Parser:
 
     # -- expressions ----------------------------------------------------------------------
     binary_end = False  # the last expression read ends with a binary operation
+    unsafe = False  # a literal in the attribute's value the evaluator may read otherwise
 
     def expression(self, inline: bool) -> tuple[bool, Any]:
         """One expression at self.i (spaces skipped): (is it a plain literal, its value).
@@ -392,6 +399,8 @@ class _Parser:
             self.i = m.end()
             if m.group(2) or m.group() in _UNARY:  # python-hcl2: "${1e3}"; -1 is an operation
                 return False, None
+            if m.group(1) or text[i] == "-":  # the evaluator reads 1.0 as 1, -12 as -(12)
+                self.unsafe = True
             return True, float(m.group()) if m.group(1) else int(m.group())
         m = _NAME.match(text, i)
         if m is None:
@@ -511,6 +520,7 @@ class _Parser:
         return plain, values if plain else None
 
     def object(self, inline: bool) -> tuple[bool, Any]:
+        self.unsafe = True  # the evaluator sorts an object's keys
         self.i += 1
         self.skip(inline)
         text = self.text
@@ -561,7 +571,12 @@ class _Parser:
             i = self.i = m.end()
             if text.startswith('"', i):
                 self.i = i + 1
-                return (True, unescape("".join(parts))) if plain else (False, None)
+                if not plain:
+                    return False, None
+                raw = "".join(parts)
+                if "\\" in raw or "$" in raw or "%" in raw or "\r" in raw:
+                    self.unsafe = True  # escapes and template marks: the evaluator's own reading
+                return True, unescape(raw)
             if not text.startswith("${", i) or text.startswith("$", i - 1):
                 raise Declined("directive, escaped interpolation or newline in a string")
             plain = False

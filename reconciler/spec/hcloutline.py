@@ -4,19 +4,24 @@ each attribute's expression is in the text (hclbody reads that text again to eva
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 Path = tuple[str | int, ...]
+NOT_LITERAL: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
 class Expression:
     """Offsets into the file's text, its first line and 1-based column; None when the parse
-    did not track positions."""
+    did not track positions. `literal` is the value when the fast path read a literal that
+    the evaluator would read the same (digits, bools, null, strings without escapes, `$` or
+    `%`, lists of these): the evaluator takes it as is instead of reading the text again."""
 
     start: int | None
     end: int | None
     line: int | None
     column: int | None
+    literal: Any = field(default=NOT_LITERAL, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

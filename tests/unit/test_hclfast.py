@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.spec import hcl, hclfast
+from reconciler.spec import hcl, hclbody, hclexpr, hclfast, hclsyntax
+from reconciler.spec.hcloutline import NOT_LITERAL, Attribute, Outline
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 ROOT = Path(__file__).parents[2]
@@ -37,7 +38,21 @@ def compare(text: str) -> bool:
     took = hcl.parse(text)
     assert (took.lines, took.duplicates) == (full.lines, full.duplicates)
     assert took.body == full.body
+    for attr in attributes(fast.outline):
+        e = attr.expression
+        if e.literal is not NOT_LITERAL:  # the evaluator takes it instead of the text
+            assert e.start is not None and e.end is not None
+            node = hclsyntax.parse_expression(text[e.start : e.end])
+            value = hclexpr.evaluate(node, hclbody.scope({}))
+            assert repr(value) == repr(e.literal)
     return True
+
+
+def attributes(outline: Outline) -> list[Attribute]:
+    out: list[Attribute] = []
+    for child in outline:
+        out += [child] if isinstance(child, Attribute) else attributes(child.children)
+    return out
 
 
 # -- generated documents ------------------------------------------------------------------------
