@@ -203,15 +203,15 @@ class Registrar:
     def _endpoint(self, group: Group, key: SlotKey, port: str, mode: str, address: str,
                   values: Mapping[str, str]) -> tuple[str, int]:  # fmt: skip
         """auto: a bridge group's namespace address and the port inside it; a host group's
-        loopback and host port. host: loopback and the host port. alloc: the namespace's."""
+        loopback and host port; a custom `address` and the host port (Nomad: the routing
+        from it to the group is the user's). host: loopback and the host port. alloc: the
+        namespace's address and port."""
+        ports = port_spec.allocated(group.network, key.alloc)
+        if mode == "auto" and (custom := _resolve(address, values)):
+            return custom, port_spec.service_port(ports, port, namespace=False)
         namespace = port_spec.in_namespace(mode, group.network.mode)
-        number = port_spec.service_port(port_spec.allocated(group.network, key.alloc), port,
-                                        namespace)  # fmt: skip
-        if mode == "host":
-            return LOOPBACK, number
-        if namespace:
-            return (_resolve(address, values) or self.executor.alloc_address(key.alloc)), number
-        return (_resolve(address, values) or LOOPBACK), number
+        number = port_spec.service_port(ports, port, namespace)
+        return (self.executor.alloc_address(key.alloc) if namespace else LOOPBACK), number
 
 
 @dataclass

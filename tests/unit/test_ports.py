@@ -77,3 +77,15 @@ def test_a_host_address_mode_service_of_a_bridge_group_has_the_host_port(h: Harn
         [(address, port)] = c.exec_driver_sql("SELECT address, port FROM services").all()
     assert (address, str(port)) == ("127.0.0.1", config.env["NOMAD_HOST_PORT_http"])
     assert port != 8080
+
+
+def test_a_custom_address_is_registered_with_the_host_port(h: Harness) -> None:
+    """Nomad's GetAddress: a custom address with a port label gets the mapping's host value;
+    routing from it to the group is the user's."""
+    h.write("web.hcl", port_job("bridge", "to = 8080").replace(
+        'address_mode = "auto"', 'address_mode = "auto"\n address = "10.1.2.3"'))
+    h.step()
+    [config] = h.fake.started
+    with h.store.engine.connect() as c:
+        [(address, port)] = c.exec_driver_sql("SELECT address, port FROM services").all()
+    assert (address, str(port)) == ("10.1.2.3", config.env["NOMAD_HOST_PORT_http"])
