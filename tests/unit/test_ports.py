@@ -5,6 +5,8 @@ spec.ports, for host and bridge groups, static and dynamic ports, with and witho
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler.spec import ports
 from reconciler.spec.models import Network, Port
@@ -40,6 +42,27 @@ def test_env_follows_nomads_addports(mode: str, block: str, shape: tuple[bool, i
 def test_a_dynamic_port_is_stable_per_instance_and_label() -> None:
     assert ports.dynamic_port("web/g/0", "http") == ports.dynamic_port("web/g/0", "http")
     assert len({ports.dynamic_port(f"web/g/{i}", "http") for i in range(20)}) > 1
+
+
+PORT = st.builds(Port, static=st.none() | st.integers(1, 65535), to=st.none() | st.integers(-1, 65535))
+
+
+@given(st.sampled_from(["host", "bridge", "none"]),
+       st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), PORT, max_size=4),
+       st.integers(0, 50))  # fmt: skip
+def test_every_reader_of_a_port_sees_one_pair_of_numbers(
+    mode: str, block: dict[str, Port], idx: int
+) -> None:
+    network = Network(mode=mode, port=block)
+    alloc = f"web/g/{idx}"
+    got = ports.allocated(network, alloc)
+    env = ports.env(got, "127.0.0.1")
+    for label, p in got.items():
+        assert 1 <= p.value <= 65535 and p.value == (block[label].static or p.value)
+        assert p.inside == (p.to or p.value) and (p.to == 0 or p.to == block[label].to)
+        assert env[f"NOMAD_HOST_PORT_{label}"] == str(ports.service_port(got, label, False))
+        assert env[f"NOMAD_PORT_{label}"] == str(ports.service_port(got, label, True))
+        assert got == ports.allocated(network, alloc)  # stable
 
 
 def port_job(mode: str, block: str, address_mode: str = "auto") -> str:
