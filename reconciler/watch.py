@@ -23,6 +23,12 @@ from reconciler import trace
 from reconciler.spec.jobdir import Journal, is_watched_file
 
 
+# Events after which a job file is whole: renamed into place (or away), closed after writing,
+# removed. After these the burst is over sooner (`quick`); a write may still be under way after
+# any other (`quiet`).
+WHOLE = frozenset({"moved", "closed", "deleted"})
+
+
 class _Debounce(FileSystemEventHandler):
     def __init__(
         self,
@@ -32,10 +38,13 @@ class _Debounce(FileSystemEventHandler):
         quiet: float,
         cap: float,
         journal: Journal | None = None,
+        quick: float | None = None,
     ) -> None:
         self.jobs = str(jobs)
         self.journal = journal
         self.wake, self.early, self.quiet, self.cap = wake, early, quiet, cap
+        self.quick = quiet if quick is None else quick
+        self._whole = False  # the burst's latest file event left its file whole
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -82,9 +91,13 @@ class _Debounce(FileSystemEventHandler):
             early = self._first is None or (path != "" and not self._early_file)
             self._early_file |= path != ""
             self._last = now
-            if self._first is None:
-                self._first = now
-                self._cond.notify()  # (within a burst the thread looks again at its deadline)
+            was_whole = self._whole
+            if path or not (event.is_directory and event.event_type == "modified"):
+                # (jobs/ itself modified: one of its entries changed, which its own event tells)
+                self._whole = bool(path) and event.event_type in WHOLE
+            if self._first is None or (self._whole and not was_whole):
+                self._first = now if self._first is None else self._first
+                self._cond.notify()  # (else the thread looks again at its deadline)
             if self._thread is None and not self._stopped:
                 self._thread = threading.Thread(target=self._run, name="debounce", daemon=True)
                 self._thread.start()
@@ -102,13 +115,14 @@ class _Debounce(FileSystemEventHandler):
                     return
                 first = self._first
                 assert first is not None
-                due = min(self._last + self.quiet, first + self.cap)
+                quiet = self.quick if self._whole else self.quiet
+                due = min(self._last + quiet, first + self.cap)
                 left = due - time.monotonic()
                 if left > 0:
                     self._cond.wait(left)
                     continue
                 self._first = None
-                self._early_file = False
+                self._early_file = self._whole = False
             trace.mark("wake")
             self.wake(first)
 
@@ -130,10 +144,11 @@ class Watcher:
         quiet: float = 0.004,
         cap: float = 0.5,
         journal: Journal | None = None,
+        quick: float = 0.001,
     ) -> None:
         self.jobs = jobs.resolve()
         self.journal = journal
-        self.handler = _Debounce(self.jobs, wake, early, quiet, cap, journal)
+        self.handler = _Debounce(self.jobs, wake, early, quiet, cap, journal, quick)
         self.observer: Any = Observer()
         self._inode: int | None = None
         self._watches: list[Any] = []

@@ -390,6 +390,7 @@ class Service(TemplateInputs, Exits):
             if time.monotonic() > settle_by:
                 break
             time.sleep(0.004)  # still being written (a checkout in progress): read it again
+            trace.mark("read_again")
             desired = self.loader.scan()
             raise_if_transient(desired.directory_ok, desired.directory_error)
         self._last_scan = self.clock()

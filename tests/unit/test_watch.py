@@ -6,7 +6,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from watchdog.events import DirModifiedEvent, FileClosedNoWriteEvent, FileMovedEvent
+from watchdog.events import (
+    DirModifiedEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+)
 
 from reconciler.watch import _Debounce
 
@@ -50,3 +56,21 @@ def test_one_thread_debounces_every_burst(tmp_path: Path) -> None:
     assert d._thread is not None
     d._thread.join(5)
     assert not d._thread.is_alive()
+
+
+def test_a_file_renamed_into_place_ends_its_burst_sooner_than_a_write(tmp_path: Path) -> None:
+    """After a rename (the file is whole) the burst is over after `quick`; after a plain
+    modification (a write may go on) only after `quiet`; jobs/ itself modified changes neither."""
+    jobs = str(tmp_path)
+    woke = threading.Event()
+    d = _Debounce(tmp_path, lambda t: woke.set(), lambda _p: None, 60.0, 120.0, quick=0.001)
+    d.on_any_event(DirModifiedEvent(jobs))  # a temporary file made: a burst, not yet whole
+    d.on_any_event(FileMovedEvent(f"{jobs}/.a.tmp", f"{jobs}/a.hcl"))
+    d.on_any_event(DirModifiedEvent(jobs))
+    assert woke.wait(5)  # long before the minute a write is given
+    woke.clear()
+    d.on_any_event(FileModifiedEvent(f"{jobs}/b.hcl"))
+    assert not woke.wait(0.2)
+    d.on_any_event(FileClosedEvent(f"{jobs}/b.hcl"))  # closed after writing: whole
+    assert woke.wait(5)
+    d.stop()
