@@ -22,7 +22,6 @@ from watchdog.observers import Observer
 from reconciler import trace
 from reconciler.spec.jobdir import Journal, is_watched_file
 
-
 # Events after which a job file is whole: renamed into place (or away), closed after writing,
 # removed. After these the burst is over sooner (`quick`); a write may still be under way after
 # any other (`quiet`).

@@ -159,9 +159,15 @@ def test_a_restart_claims_a_warm_shim_and_its_old_cgroups_go_in_the_background(
     assert warm.wait(first, 20) is not None  # exited; its cgroups are kept, as for a restart
     old = cgroups.TaskCgroup.from_record(warm.layout, first.cgroup)  # type: ignore[arg-type]
     assert any(p.is_dir() for p in old.dirs.values())
+    status = warm.dirs("j/g/0", "t").exit_file
+    assert status.read_text().split()[0] == "3"
     ready = set(_ready(warm))
     again = warm.start(sh("exec sleep 1000"))
     assert again.shim_pid in ready  # warm, not cold
+    assert not status.exists()  # the previous run's, set aside and removed in the background
+    assert warm.pool is not None
+    wait_for(lambda: warm.pool is not None and not any(warm.pool.old_files.iterdir()),
+             what="the previous run's files to be removed")  # fmt: skip
     assert cgroups.TaskCgroup.from_record(warm.layout, again.cgroup).pids() == {again.pid}  # type: ignore[arg-type]
     wait_for(lambda: not any(n for n in _pool_cgroups(warm) if "-old" in n),
              what="the set-aside cgroups to be removed")  # fmt: skip

@@ -224,8 +224,12 @@ class LinuxExecutor(Supervision):
         limits = cgroups.Limits(config.memory_mb, config.memory_max_mb, config.cpu_shares,
                                 config.cores, config.pids_max or self.node.pids_max,
                                 config.core_ids)  # fmt: skip
-        with contextlib.suppress(FileNotFoundError):
-            dirs.exit_file.unlink()
+        for old in (dirs.exit_file, dirs.config_file):  # a previous run's
+            if self.pool is not None:
+                self.pool.set_file_aside(old)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
         trace.mark("x_prepared")
         if self.pool is not None:
             self.pool.started()
