@@ -9,6 +9,8 @@ started as `reconciler run`, every task up, then a quiet spell; then the figures
 
     sudo .venv/bin/python bench/memory.py [--sizes 0,100,1000] [--trace] [--restart]
 
+--distinct gives each task an env naming its job: no two job models are then equal (the
+plain files give 1,000 equal job models, which share everything).
 --restart also stops the service and starts it again on the same files and running tasks (its
 steady state: tasks adopted, files answered from the parse cache) and gives its PSS then.
 --trace starts the service under tracemalloc (which itself costs memory: use it for where
@@ -43,7 +45,7 @@ JOB = """job "{s}" {{
         command = "/bin/sh"
         args    = ["-c", "echo up > /alloc/data/marker; exec sleep {sleep}"]
       }}
-      kill_signal = "SIGKILL"
+      kill_signal = "SIGKILL"{env}
       resources {{
         cpu    = 2
         memory = 16
@@ -129,11 +131,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def measure(size: int, trace: bool, root: Path, restart: bool = False) -> dict[str, object]:
+def measure(size: int, trace: bool, root: Path, restart: bool = False,
+            distinct: bool = False) -> dict[str, object]:  # fmt: skip
     jobs, data = root / "jobs", root / "data"
     jobs.mkdir()
     for i in range(size):
-        (jobs / f"m{i}.hcl").write_text(JOB.format(s=f"m{i}", sleep=SLEEP))
+        env = f'\n      env {{ INSTANCE = "m{i}" }}' if distinct else ""
+        (jobs / f"m{i}.hcl").write_text(JOB.format(s=f"m{i}", sleep=SLEEP, env=env))
     dump = root / "trace.txt"
     argv = ["run", "--jobs", str(jobs), "--data-dir", str(data)]
     if trace:
@@ -169,6 +173,11 @@ def measure(size: int, trace: bool, root: Path, restart: bool = False) -> dict[s
             wait(lambda: pid_file.exists() and pid_file.read_text().strip() == str(proc.pid), 60)
             time.sleep(15)
             out["restarted_pss_kb"] = smaps(proc.pid)["Pss"]
+            if trace:
+                dump.unlink()
+                proc.send_signal(signal.SIGUSR1)
+                wait(dump.exists, 60)
+                out["restarted_trace"] = dump.read_text()
     finally:
         stop(proc)
         teardown(data)
@@ -190,11 +199,13 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--restart", action="store_true",
                     help="also: the service stopped and started again on the same tasks")
+    ap.add_argument("--distinct", action="store_true",
+                    help="each task's env names its job, so no two job models are equal")
     args = ap.parse_args()
     results = []
     for size in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory(prefix="rc-mem-") as tmp:
-            r = measure(size, args.trace, Path(tmp), args.restart)
+            r = measure(size, args.trace, Path(tmp), args.restart, args.distinct)
         results.append(r)
         load = "/".join(f"{x:.2f}" for x in r["load"])  # type: ignore[attr-defined]
         print(f"{size:5d} tasks: service PSS {r['pss_kb']} kB (private {r['private_kb']}), "
@@ -206,19 +217,25 @@ def main() -> None:
             trace = str(r["trace"])
             print("  " + trace.splitlines()[0] + "; traced " + trace.splitlines()[1])
     if args.trace and len(results) >= 2:
-        a, b = results[-2], results[-1]
-        n = int(b["size"]) - int(a["size"])  # type: ignore[call-overload]
-        sa, sb = sites(str(a["trace"])), sites(str(b["trace"]))
-        growth = sorted(
-            ((sb[k][0] - sa.get(k, (0, 0))[0], k, sb[k][1] - sa.get(k, (0, 0))[1]) for k in sb),
-            reverse=True,
-        )
-        total = int(str(b["trace"]).splitlines()[1].split()[1]) - int(
-            str(a["trace"]).splitlines()[1].split()[1]
-        )
-        print(f"traced bytes per task ({a['size']} -> {b['size']}): {total / max(n, 1):.0f}")
-        for grew, where, count in growth[: args.top]:
-            print(f"  {grew / max(n, 1):8.0f} B/task {count / max(n, 1):6.1f} blocks/task  {where}")
+        growth(results[-2], results[-1], "trace", args.top)
+        if args.restart:
+            growth(results[-2], results[-1], "restarted_trace", args.top)
+
+
+def growth(a: dict[str, object], b: dict[str, object], which: str, top: int) -> None:
+    """The allocation sites that grew between two sizes, per task."""
+    n = int(b["size"]) - int(a["size"])  # type: ignore[call-overload]
+    sa, sb = sites(str(a[which])), sites(str(b[which]))
+    grew = sorted(
+        ((sb[k][0] - sa.get(k, (0, 0))[0], k, sb[k][1] - sa.get(k, (0, 0))[1]) for k in sb),
+        reverse=True,
+    )
+    total = int(str(b[which]).splitlines()[1].split()[1]) - int(
+        str(a[which]).splitlines()[1].split()[1]
+    )
+    print(f"{which}: traced bytes per task ({a['size']} -> {b['size']}): {total / max(n, 1):.0f}")
+    for size, where, count in grew[:top]:
+        print(f"  {size / max(n, 1):8.0f} B/task {count / max(n, 1):6.1f} blocks/task  {where}")
 
 
 if __name__ == "__main__":

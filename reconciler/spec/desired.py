@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from reconciler.spec.models import Job
 from reconciler.spec.problems import Problem
+from reconciler.spec.sharing import share
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class JobSpec:
     file: str
     digest: str
     canonical: str
+
+    def __post_init__(self) -> None:
+        share(self.job)  # its parts equal to other jobs' are held once (in place)
 
 
 @dataclass(frozen=True)
