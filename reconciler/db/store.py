@@ -6,6 +6,7 @@ history queries and for tests."""
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,11 @@ SLOT_FIELDS = frozenset({
     "state", "reason", "version_id", "spec_digest", "restarts", "window_start", "next_start_at",
     "instance_id", "stop_intent", "cpu", "memory", "cores",
 })  # fmt: skip
+
+
+def _intern(text: Any) -> Any:
+    """A string read from the store as the one held already (None stays None)."""
+    return sys.intern(text) if type(text) is str else text
 
 
 class Store(ChildJobs, Registry):
@@ -127,14 +133,17 @@ class Store(ChildJobs, Registry):
                 " LEFT JOIN job_versions vt ON vt.id = j.attempted_version_id", "j.id"
             ):  # fmt: skip
                 records[jid] = JobRecord(
-                    jid, src, status, bool(paused), applied, attempted, canon,
+                    _intern(jid), src, _intern(status), bool(paused), _intern(applied),
+                    _intern(attempted), canon,
                     frozenset(rejected.get(jid, ())), attempted_at, reason, parent or "",
                     p_from, p_digest or "", finished,
                 )  # fmt: skip
+            # Strings many records repeat (names, states, digests, the boot id) are interned:
+            # the running tasks' handles and the pass's records then hold one of each.
             instances = {
                 row[0]: InstanceRecord(
-                    row[0], row[1] or 0, row[2] or 0, row[3] or 0, row[4] or "", row[5],
-                    row[6], row[7], row[8], row[9] or "",
+                    row[0], row[1] or 0, row[2] or 0, row[3] or 0, _intern(row[4] or ""),
+                    row[5], row[6], row[7], _intern(row[8]), _intern(row[9] or ""),
                 )  # fmt: skip
                 for row in q(
                     "SELECT i.id, i.pid, i.shim_pid, i.shim_start_ticks, i.boot_id, i.cgroup,"
@@ -152,9 +161,10 @@ class Store(ChildJobs, Registry):
                 " FROM task_slots s LEFT JOIN job_versions v ON v.id = s.version_id",
                 "s.job_id",
             ):  # fmt: skip
-                key = SlotKey(job, group, idx, task)
+                key = SlotKey(_intern(job), _intern(group), idx, _intern(task))
                 slots[key] = SlotRecord(
-                    key, state, spec_digest, version or "", restarts, window, next_at, reason,
+                    key, _intern(state), _intern(spec_digest), _intern(version or ""), restarts,
+                    window, next_at, reason,
                     instances.get(instance_id), intent, cpu, memory, cores,
                     core_ids_of(core_ids),
                 )  # fmt: skip

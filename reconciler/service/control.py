@@ -7,12 +7,10 @@ loop thread, so the store has one writer.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import socket
 import socketserver
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,10 @@ from reconciler.service import threads
 from reconciler.service.loop import Service
 
 SOCKET_NAME = "control.sock"
+# A request's head: its request line and headers (the CLI's are a few hundred bytes).
+HEAD_LIMIT = 64 * 1024
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
+           501: "Not Implemented", 503: "Service Unavailable"}  # fmt: skip
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -27,31 +29,71 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     service: Service
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(socketserver.StreamRequestHandler):
+    """One HTTP/1.0 exchange: a request line, headers, a body of Content-Length bytes; a
+    JSON reply, then the connection closes. Served without http.server, whose imports
+    (http.client, email's parser, html, mimetypes) would stay in the service's memory for
+    this socket alone (docs/operations.md, "Memory")."""
+
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def handle(self) -> None:
+        try:
+            method, path, length = self._head()
+        except ValueError as e:
+            self._reply(400, {"error": str(e)})
+            return
+        if method == "GET":
+            self._handle("health", {})
+        elif method == "POST":
+            try:
+                args = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                self._reply(400, {"error": "body is not JSON"})
+                return
+            if not isinstance(args, dict):
+                self._reply(400, {"error": "body is not a JSON object"})
+                return
+            self._handle(path.strip("/").removeprefix("v1/"), args)
+        else:
+            self._reply(501, {"error": f"unsupported method {method!r}"})
+
+    def _head(self) -> tuple[str, str, int]:
+        """(method, path, Content-Length) of the request, or ValueError."""
+        lines: list[bytes] = []
+        size = 0
+        while True:
+            line = self.rfile.readline(HEAD_LIMIT + 1)
+            size += len(line)
+            if size > HEAD_LIMIT:
+                raise ValueError("request head too long")
+            if not line:
+                raise ValueError("request ends before its headers")
+            if line in (b"\r\n", b"\n"):
+                break
+            lines.append(line)
+        if not lines:
+            raise ValueError("no request line")
+        words = lines[0].decode("latin-1").split()
+        if len(words) != 3 or not words[2].startswith("HTTP/"):
+            raise ValueError(f"bad request line {lines[0][:80]!r}")
+        length = 0
+        for line in lines[1:]:
+            name, sep, value = line.decode("latin-1").partition(":")
+            if not sep:
+                raise ValueError(f"bad header line {line[:80]!r}")
+            if name.strip().lower() == "content-length":
+                if not value.strip().isdigit():
+                    raise ValueError("bad Content-Length")
+                length = int(value)
+        return words[0], words[1], length
 
     def _reply(self, code: int, body: Any) -> None:
         data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        self._handle("health", {})
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            args = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
-            self._reply(400, {"error": "body is not JSON"})
-            return
-        self._handle(self.path.strip("/").removeprefix("v1/"), args)
+        head = (f"HTTP/1.0 {code} {REASONS.get(code, 'Error')}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n")  # fmt: skip
+        self.wfile.write(head.encode() + data)
 
     def _handle(self, action: str, args: dict[str, Any]) -> None:
         if action == "state":  # answered here, not by the loop: a stuck pass cannot hide
@@ -91,20 +133,20 @@ class NotRunning(Exception):
     pass
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
-
-
 def call(data_dir: Path, action: str, timeout: float = 65, **args: Any) -> tuple[int, Any]:
-    path = data_dir / SOCKET_NAME
-    conn = _UnixConnection(str(path), timeout)
+    import http.client  # the CLI's side: the service does not load it
+
+    class _UnixConnection(http.client.HTTPConnection):
+        def __init__(self, path: str, timeout: float) -> None:
+            super().__init__("localhost", timeout=timeout)
+            self.path = path
+
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect(self.path)
+
+    conn = _UnixConnection(str(data_dir / SOCKET_NAME), timeout)
     try:
         body = json.dumps(args)
         conn.request(

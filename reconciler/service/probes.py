@@ -7,11 +7,15 @@ import contextlib
 import errno
 import selectors
 import socket
-import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reconciler.plan.health import Result
+
+if TYPE_CHECKING:
+    import ssl
 
 OUTPUT_LIMIT = 3 * 1024  # Nomad keeps at most 3 KiB of a check's output
 
@@ -102,12 +106,14 @@ class Probe:
     def step(self) -> None:
         try:
             self._step()
-        except ssl.SSLWantReadError:
-            self._want(selectors.EVENT_READ)
-        except ssl.SSLWantWriteError:
-            self._want(selectors.EVENT_WRITE)
-        except (OSError, ssl.SSLError) as e:
-            self.finish("critical", f"{self.target.kind}: {e}")
+        except OSError as e:  # ssl's errors too; ssl is imported by the first https probe
+            tls = sys.modules.get("ssl")
+            if tls is not None and isinstance(e, tls.SSLWantReadError):
+                self._want(selectors.EVENT_READ)
+            elif tls is not None and isinstance(e, tls.SSLWantWriteError):
+                self._want(selectors.EVENT_WRITE)
+            else:
+                self.finish("critical", f"{self.target.kind}: {e}")
 
     def _step(self) -> None:
         t = self.target
@@ -123,6 +129,8 @@ class Probe:
                 self.finish("passing", "tcp ok")
                 return
             if t.protocol == "https":
+                import ssl  # only for https checks: 2 MB the service need not hold otherwise
+
                 ctx = ssl.create_default_context()
                 if t.tls_skip_verify:
                     ctx.check_hostname = False
@@ -136,6 +144,8 @@ class Probe:
                 self.phase = "send"
                 self._buf = bytearray(request_bytes(t))
         if self.phase == "handshake":
+            import ssl  # loaded already: the socket was wrapped
+
             assert isinstance(self.sock, ssl.SSLSocket)
             self.sock.do_handshake()
             self.phase = "send"

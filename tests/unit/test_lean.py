@@ -37,7 +37,9 @@ from reconciler.db.store import Store
 from reconciler.executor.base import NodeConfig
 from reconciler.executor.fake import FakeExecutor
 import reconciler.executor.linux.executor, reconciler.service.process, reconciler.service.control
-import reconciler.metrics, reconciler.service.listener
+import reconciler.metrics
+if sys.argv[2] == "http":
+    import reconciler.service.listener
 from reconciler.service.loop import Service
 reconciler.service.start.parser().parse_args(["--jobs", str(root / "jobs")])
 (root / "jobs").mkdir(exist_ok=True)
@@ -60,9 +62,18 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 """
 
 
-def loaded_on_the_run_path(tmp_path: Path) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", RUN_PATH, str(tmp_path)], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+# Loaded only with --http-addr (the HTTP API); the control socket is served without them.
+ONLY_FOR_THE_HTTP_API = (
+    "http",  # http.server, http.client
+    "ssl",  # http.client's; an https check imports it when it probes
+    "html",
+    "mimetypes",
+)
+
+
+def loaded_on_the_run_path(tmp_path: Path, http: bool = True) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", RUN_PATH, str(tmp_path), "http" if http else ""],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
     return set(json.loads(out.splitlines()[-1]))
 
 
@@ -70,6 +81,13 @@ def test_the_run_path_does_not_load_what_it_does_not_use(tmp_path: Path) -> None
     loaded = loaded_on_the_run_path(tmp_path)
     assert "reconciler" in loaded and "pydantic" in loaded  # the probe did run the service
     assert sorted(loaded & set(NOT_ON_THE_RUN_PATH)) == []
+
+
+def test_without_the_http_api_the_service_loads_no_http_server_nor_ssl(tmp_path: Path) -> None:
+    loaded = loaded_on_the_run_path(tmp_path, http=False)
+    assert "reconciler" in loaded and "socketserver" in loaded  # the control socket's server
+    assert sorted(loaded & set(ONLY_FOR_THE_HTTP_API)) == []
+    assert set(ONLY_FOR_THE_HTTP_API) - {"html", "mimetypes"} <= loaded_on_the_run_path(tmp_path)
 
 
 def test_a_restarted_service_with_unchanged_files_does_not_load_the_parser(tmp_path: Path) -> None:

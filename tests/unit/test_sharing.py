@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.spec.desired import canonical_json
+from reconciler.spec.desired import JobSpec, canonical_json
 from reconciler.spec.load import is_job_file, parse_text
 from reconciler.spec.models import Job
 from reconciler.spec.sharing import Sharing
@@ -113,3 +113,12 @@ def test_the_table_is_emptied_past_its_limit_without_changing_jobs() -> None:
         sharing.share(job)
         assert canonical_json(job) == spec.canonical
     assert len(sharing) < 100
+
+
+def test_a_job_spec_holds_its_canonical_json_deflated_and_gives_it_back() -> None:
+    for path in JOBS:
+        for spec in parse_text(path.read_text(), f"jobs/{path.name}").jobs:
+            again = JobSpec(spec.id, Job.model_validate_json(spec.canonical), spec.file,
+                            spec.digest, spec.canonical)  # fmt: skip
+            assert again.canonical == spec.canonical == canonical_json(spec.job)
+            assert again == spec and len(spec.packed) < len(spec.canonical) / 2
