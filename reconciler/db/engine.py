@@ -33,6 +33,9 @@ class StoreRefused(Exception):
     """The store cannot be used as it is; the message says what to do (one line)."""
 
 
+CACHE_KIB = 256
+
+
 def _busy_ms(readonly: bool, busy_ms: int | None) -> int:
     return busy_ms if busy_ms is not None else (10000 if readonly else WRITER_BUSY_MS)
 
@@ -45,6 +48,9 @@ def _configure(conn: sqlite3.Connection, readonly: bool, busy_ms: int) -> None:
     conn.execute(f"PRAGMA busy_timeout={busy_ms}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA synchronous=NORMAL")
+    # Each connection keeps its own page cache (2 MB by default); the file's pages stay in
+    # the kernel's cache anyway, so a small one costs a read a syscall (docs/operations.md)
+    conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
 
 
 def connect(path: Path, *, readonly: bool = False, busy_ms: int | None = None) -> sqlite3.Connection:

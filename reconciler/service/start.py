@@ -116,6 +116,7 @@ def serve(
     from reconciler.db.engine import StoreRefused
     from reconciler.db.store import Store
     from reconciler.executor.linux.executor import LinuxExecutor
+    from reconciler.executor.linux.memory import one_heap
     from reconciler.service import control
     from reconciler.service.loop import Service
     from reconciler.service.process import (
@@ -127,6 +128,7 @@ def serve(
         wait_out,
     )
 
+    one_heap()  # before any thread of the service starts
     setup_logging(log_format)
     d = data_dir(data).resolve()
     try:

@@ -106,7 +106,8 @@ class Assembly:
     def __init__(self) -> None:
         self.raw: dict[str, FileResult] = {}  # each file as parsed
         self.final: dict[str, FileResult] = {}  # as Desired shows it (duplicates noted)
-        self.owners: dict[str, dict[str, None]] = {}  # job id -> the files defining it, in order
+        # job id -> the files defining it, in order (a tuple: nearly always one file)
+        self.owners: dict[str, tuple[str, ...]] = {}
         self.jobs: dict[str, JobSpec] = {}
         self.held: set[str] = set()
         self.broken: set[str] = set()
@@ -119,18 +120,21 @@ class Assembly:
             old = self.raw.pop(name, None)
             for spec in old.jobs if old is not None else ():
                 ids.add(spec.id)
-                names = self.owners[spec.id]
-                del names[name]
-                if not names:
+                names = tuple(n for n in self.owners[spec.id] if n != name)
+                if names:
+                    self.owners[spec.id] = names
+                else:
                     del self.owners[spec.id]
             if result is not None:
                 self.raw[name] = result
                 for spec in result.jobs:
                     ids.add(spec.id)
-                    self.owners.setdefault(spec.id, {})[name] = None
+                    names = self.owners.get(spec.id, ())
+                    if name not in names:
+                        self.owners[spec.id] = (*names, name)
         touched = dict.fromkeys(changes)
         for job_id in ids:
-            touched.update(self.owners.get(job_id, {}))
+            touched.update(dict.fromkeys(self.owners.get(job_id, ())))
         for name in touched:
             result = self.raw.get(name)
             if result is None:
@@ -142,7 +146,7 @@ class Assembly:
             (self.broken.discard if final.ok else self.broken.add)(name)
             (self.noted.add if final.problems else self.noted.discard)(name)
         for job_id in ids:
-            names = self.owners.get(job_id, {})
+            names = self.owners.get(job_id, ())
             (self.held.add if len(names) > 1 else self.held.discard)(job_id)
             if len(names) == 1:
                 self.jobs[job_id] = next(
