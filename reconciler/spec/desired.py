@@ -24,12 +24,18 @@ class JobSpec:
     digest: str
     packed: bytes  # the canonical JSON, deflated against a job of defaults (see `canonical`)
 
-    def __init__(self, id: str, job: Job, file: str, digest: str, canonical: str) -> None:
+    def __init__(self, id: str, job: Job, file: str, digest: str, canonical: str | None = None,
+                 *, packed: bytes | None = None) -> None:  # fmt: skip
+        """`canonical` (or `packed`, as `dataclasses.replace` passes it) is the job's JSON."""
+        if packed is None:
+            if canonical is None:
+                raise TypeError("JobSpec needs the job's canonical JSON")
+            packed = _pack(canonical)
         object.__setattr__(self, "id", id)
         object.__setattr__(self, "job", share(job))  # its parts equal to other jobs' held once
         object.__setattr__(self, "file", file)
         object.__setattr__(self, "digest", digest)
-        object.__setattr__(self, "packed", _pack(canonical))
+        object.__setattr__(self, "packed", packed)
 
     @property
     def canonical(self) -> str:

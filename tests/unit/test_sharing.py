@@ -4,6 +4,7 @@ parts of different jobs are one object."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -122,3 +123,9 @@ def test_a_job_spec_holds_its_canonical_json_deflated_and_gives_it_back() -> Non
                             spec.digest, spec.canonical)  # fmt: skip
             assert again.canonical == spec.canonical == canonical_json(spec.job)
             assert again == spec and len(spec.packed) < len(spec.canonical) / 2
+
+
+def test_a_job_spec_is_replaced_as_a_dataclass() -> None:
+    spec = parse_text(JOBS[0].read_text(), f"jobs/{JOBS[0].name}").jobs[0]
+    other = dataclasses.replace(spec, id="other")
+    assert other.id == "other" and other.canonical == spec.canonical and other.job is spec.job
