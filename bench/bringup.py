@@ -6,7 +6,7 @@ is timed around the service's own calls: wall time, and CPU time of the thread t
 (the loop thread, or a start thread for the executor's launches). "up" is from the first file
 written to the last marker's timestamp, as peers.py measures it.
 
-    sudo .venv/bin/python bench/bringup.py [--sizes 500,1000] [--plain-dirs]
+    sudo .venv/bin/python bench/bringup.py [--sizes 500,1000] [--plain-dirs | --compare N]
 
 Phases: scan (read, parse, validate the files), record scan (their versions into the store),
 plan, observed (store reads), apply (everything apply does), of which task configs, executor
@@ -33,7 +33,7 @@ from bench.peers import JOB, wait
 from reconciler.apply import starts as apply_module
 from reconciler.db.store import Store
 from reconciler.executor.base import NodeConfig
-from reconciler.executor.linux import rootfs
+from reconciler.executor.linux import cgroups, launch, rootfs
 from reconciler.executor.linux.cleanup import teardown
 from reconciler.executor.linux.executor import LinuxExecutor
 from reconciler.service import loop as loop_module
@@ -137,6 +137,9 @@ def instrument(svc: loop_module.Service, ex: LinuxExecutor, ph: Phases) -> None:
     for name in ("_launch", "_finish"):
         if hasattr(ex, name):
             setattr(ex, name, ph.wrap(f"    {name.strip('_')}", getattr(ex, name)))
+    rootfs.prepare = ph.wrap("      directories", rootfs.prepare)  # type: ignore[assignment]
+    cgroups.TaskCgroup.create = ph.wrap("      cgroups", cgroups.TaskCgroup.create)  # type: ignore[method-assign]
+    launch.spawn_async = ph.wrap("      spawn", launch.spawn_async)  # type: ignore[assignment]
     svc.store.started = ph.wrap("  store started", svc.store.started)  # type: ignore[method-assign]
 
 
@@ -168,7 +171,14 @@ def run(size: int, root: Path) -> str:
             tmp.write_text(JOB.format(s=s, sleep=SLEEP))
             tmp.rename(jobs / f"{s}.hcl")
         written = (time.time_ns() - t0) / 1e9
-        ok = wait(lambda: all(started_ns(data, x) is not None for x in names), 300)
+        left = list(names)  # each marker read until it is there (not all, every 0.5 ms)
+
+        def all_up() -> bool:
+            while left and started_ns(data, left[-1]) is not None:
+                left.pop()
+            return not left
+
+        ok = wait(all_up, 300)
         cpu = time.process_time() - c0
         wait(lambda: len(svc.applier.running) > size, 60)  # the pass that started them ends
         ph.on = False
@@ -202,13 +212,23 @@ def main() -> None:
     ap.add_argument("--sizes", default="500,1000")
     ap.add_argument("--plain-dirs", action="store_true",
                     help="leave allocs/ unmarked (no chattr +T), as before: for comparison")  # fmt: skip
+    ap.add_argument("--compare", type=int, default=0, metavar="N",
+                    help="N pairs of runs per size, unmarked then marked, alternating (the "
+                    "load on a shared machine drifts): their summary lines")  # fmt: skip
     args = ap.parse_args()
-    if args.plain_dirs:
-        rootfs.spread_out = lambda _path: False  # type: ignore[assignment]
+    marked = rootfs.spread_out
+    plain: Callable[[Path], bool] = lambda _path: False  # noqa: E731
     raise_file_limit()  # as `reconciler run`: two descriptors per task
     for size in (int(x) for x in args.sizes.split(",")):
-        with tempfile.TemporaryDirectory(prefix="bringup") as d:
-            print(run(size, Path(d)), flush=True)
+        for mark in ([False, True] * args.compare) or [not args.plain_dirs]:
+            rootfs.spread_out = marked if mark else plain  # type: ignore[assignment]
+            with tempfile.TemporaryDirectory(prefix="bringup") as d:
+                text = run(size, Path(d))
+            if args.compare:
+                rows = [x for x in text.splitlines() if "directories" in x or "launch" in x]
+                text = f"allocs/ {'marked' if mark else 'plain'}: " + text.splitlines()[0]
+                text += "\n" + "\n".join(rows)
+            print(text, flush=True)
 
 
 if __name__ == "__main__":
