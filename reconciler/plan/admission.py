@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from reconciler.db.snapshot import SlotKey, SlotRecord
 from reconciler.executor.base import NodeConfig
+from reconciler.spec import memo
 from reconciler.spec.models import Group, Job, Task
 
 HOLDING = frozenset({"running", "stopping", "pending"})
@@ -73,20 +74,11 @@ def of_group(group: Group) -> Usage:
     return total(of_task(t) for t in group.task.values())
 
 
-_OF_JOB: dict[int, tuple[Job, Usage]] = {}
-
-
+@memo.per_job(limit=100_000)
 def of_job(job: Job) -> Usage:
     """Memoised per (frozen) job object, as task digests are: a pass over 1,000 unchanged
     jobs sums nothing."""
-    hit = _OF_JOB.get(id(job))
-    if hit is not None and hit[0] is job:
-        return hit[1]
-    if len(_OF_JOB) > 100_000:
-        _OF_JOB.clear()
-    usage = total(of_group(g) * g.count for g in job.group.values())
-    _OF_JOB[id(job)] = (job, usage)
-    return usage
+    return total(of_group(g) * g.count for g in job.group.values())
 
 
 def of_slot(slot: SlotRecord) -> Usage:

@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 
 from reconciler.db.snapshot import SlotKey
+from reconciler.spec import memo
 from reconciler.spec.models import Job
 from reconciler.spec.template import Workload, reads_services, reads_variables
 
@@ -19,22 +20,12 @@ _RUNTIME_ONLY = {
 }  # fmt: skip
 
 
-_DIGESTS: dict[tuple[int, str, str], tuple[Job, str]] = {}
-
-
+@memo.per_job(limit=100_000)
 def task_digest(job: Job, group_name: str, task_name: str) -> str:
     """What a running instance depends on: a change here means a restart (or a re-render).
     Memoised per (frozen) job object: the loader hands the same object back until its file
     changes, so a no-change pass hashes nothing."""
-    key = (id(job), group_name, task_name)
-    hit = _DIGESTS.get(key)
-    if hit is not None and hit[0] is job:
-        return hit[1]
-    if len(_DIGESTS) > 100_000:
-        _DIGESTS.clear()
-    digest = _task_digest(job, group_name, task_name)
-    _DIGESTS[key] = (job, digest)
-    return digest
+    return _task_digest(job, group_name, task_name)
 
 
 def _task_digest(job: Job, group_name: str, task_name: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from reconciler.db.snapshot import CheckRecord
+from reconciler.spec import memo
 from reconciler.spec.models import Job
 from reconciler.spec.services import effective_checks, service_name
 
@@ -146,25 +147,16 @@ def describe(c: CheckView) -> str:
 # ---- which checks gate a task slot ----
 
 Expected = tuple[str, str, str, str]  # (task or "" for the group, service, check, on_update)
-_EXPECTED: dict[tuple[int, str, str], tuple[Job, list[Expected]]] = {}
-
-
+@memo.per_job(limit=10_000, at=1)
 def expected(job_id: str, job: Job, group: str, task: str) -> list[Expected]:
     """Every check that gates this task: its own services' and its group's. Memoised per
     (frozen) job object."""
-    key = (id(job), group, task)
-    hit = _EXPECTED.get(key)
-    if hit is not None and hit[0] is job:
-        return hit[1]
     g = job.group[group]
     out: list[Expected] = []
     for owner, svcs in (("", g.service), (task, g.task[task].service)):
         for svc in svcs:
             sname = service_name(svc, job_id, group, owner)
             out += [(owner, sname, ec.name, ec.on_update) for ec in effective_checks(svc, sname)]
-    if len(_EXPECTED) > 10_000:
-        _EXPECTED.clear()
-    _EXPECTED[key] = (job, out)
     return out
 
 

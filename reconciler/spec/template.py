@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 
-from reconciler.spec import gotemplate
+from reconciler.spec import gotemplate, memo
 from reconciler.spec.gotemplate import (
     Host,
     Iface,
@@ -80,26 +80,17 @@ def reads_services(t: Template) -> frozenset[str]:
     return gotemplate.services_read(t.data or "", t.left_delimiter, t.right_delimiter)
 
 
-_JOB_READS: dict[int, tuple[Job, frozenset[str]]] = {}
-
-
+@memo.per_job(limit=100_000)
 def job_reads_services(job: Job) -> frozenset[str]:
     """The service names any template of the job reads (see reads_services). Memoised per
     (frozen) job object, as the loader hands the same object back until its file changes."""
-    hit = _JOB_READS.get(id(job))
-    if hit is not None and hit[0] is job:
-        return hit[1]
-    if len(_JOB_READS) > 100_000:
-        _JOB_READS.clear()
-    names = frozenset(
+    return frozenset(
         name
         for group in job.group.values()
         for task in group.task.values()
         for t in task.template
         for name in reads_services(t)
     )
-    _JOB_READS[id(job)] = (job, names)
-    return names
 
 
 def change_wait(job: Job, reads: Callable[[Template], bool]) -> tuple[float, float] | None:
