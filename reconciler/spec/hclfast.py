@@ -38,6 +38,7 @@ _INLINE_NO_CR = re.compile(r"[ \t]*")
 # binary operators; `//` and `/*` start comments, `=`, `=>` and a lone `&` or `|` are not here
 _OPERATOR = re.compile(r"==|!=|<=|>=|&&|\|\||[<>+*%-]|/(?![/*])")
 _UNARY = frozenset(f"-{d}" for d in range(10))  # -12 and -1.5 are literals to python-hcl2
+_ESCAPED_UNSAFE = re.compile(r'["\\\n${%]')
 _HEREDOC = re.compile(r"<<(-?)([A-Za-z][A-Za-z0-9_-]*)\r?\n")
 _SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 _UNICODE_WIDTHS = {"u": 4, "U": 8}
@@ -577,8 +578,18 @@ class _Parser:
                 if "\\" in raw or "$" in raw or "%" in raw or "\r" in raw:
                     self.unsafe = True  # escapes and template marks: the evaluator's own reading
                 return True, unescape(raw)
-            if not text.startswith("${", i) or text.startswith("$", i - 1):
-                raise Declined("directive, escaped interpolation or newline in a string")
+            if text.startswith(("${", "%{"), i) and text[i - 1] == text[i]:
+                # `$${` and `%%{`, escaped: python-hcl2 takes up to the next `}` as one token
+                if text[i - 2] in "$%\\":
+                    raise Declined("an escape python-hcl2 and the evaluator may split otherwise")
+                close = text.find("}", i)
+                if close < 0 or _ESCAPED_UNSAFE.search(text, i + 2, close):
+                    raise Declined("an escaped interpolation python-hcl2 may read across")
+                plain = False
+                self.i = close + 1
+                continue
+            if not text.startswith("${", i):
+                raise Declined("directive or newline in a string")
             plain = False
             self.i = i + 2
             if text.startswith("~", self.i):
