@@ -231,3 +231,20 @@ def test_a_fast_parse_does_not_load_lark() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout  # fmt: skip
     assert out.strip() == "[]"
+
+
+def test_the_parse_cache_version_covers_the_fast_path(tmp_path: Path) -> None:
+    """A parse kept in the store (spec/parsecache.py) is made again when the fast path
+    changes: its key hashes every source of spec/."""
+    import shutil
+
+    from reconciler.spec import parsecache
+
+    spec = tmp_path / "spec"
+    shutil.copytree(Path(parsecache.__file__).parent, spec,
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    version = parsecache.version_of(spec)
+    for name in ("hclfast.py", "hcloutline.py", "hclfull.py"):
+        (spec / name).write_text((spec / name).read_text() + "\n# changed\n")
+        assert parsecache.version_of(spec) != version
+        version = parsecache.version_of(spec)
