@@ -65,9 +65,11 @@ def test_drop_edit_break_fix_delete(svc: ServiceProc) -> None:
     first = svc.pids("a")
     # edit: a changed spec restarts the instances, a count change adds one
     write(svc, "a.hcl", job("a", count=3, script="exec sleep 99999"))
-    svc.wait(
-        lambda: len(svc.pids("a")) == 3 and not set(svc.pids("a").values()) & set(first.values())
-    )
+    def replaced() -> dict[str, int] | None:  # one read: instances are replaced one by one
+        now = svc.pids("a")
+        return now if len(now) == 3 and not set(now.values()) & set(first.values()) else None
+
+    svc.wait(replaced)
     current = svc.pids("a")
     # break: the last good version keeps running, the error is recorded with its line
     write(svc, "a.hcl", job("a").replace("count", "cuont"))
