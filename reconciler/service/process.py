@@ -106,7 +106,7 @@ def run_until_stopped(service: Service, grace: float = SHUTDOWN_GRACE) -> bool:
             # the service: out of the collector's way, so a collection never walks it again.
             # (A full collection here too paused the service long enough to split a `git
             # checkout` that began then into two passes: not done.) The free pages start-up
-            # left in the heap go back to the kernel: 1-2 ms with one malloc arena, 4-5 MB of
+            # left in the heap go back to the kernel: 1-2 ms with one malloc arena, 3-4 MB of
             # PSS at 1,000 tasks (docs/operations.md, "Memory").
             gc.freeze()
             trim_heap()
