@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import hashlib
 import os
 import posixpath
 import stat
@@ -32,11 +33,17 @@ class JobDirectory:
     base: str  # the job file's directory
     home: str = field(default_factory=lambda: os.environ.get("HOME", ""))  # for pathexpand
     read_paths: set[str] = field(default_factory=set)
+    # path -> SHA-256 of the bytes read() returned, taken as they were read (None: two reads of
+    # it differed); a path in read_paths but not here was only listed or asked about.
+    read_digests: dict[str, str | None] = field(default_factory=dict)
     # Absolute paths inside these host directories are readable too (the node configuration's
     # `reconciler { template_dirs }`).
     extra_roots: tuple[str, ...] = ()
 
     def _resolve(self, path: str) -> str:
+        return self._resolve_full(path)[1]
+
+    def _resolve_full(self, path: str) -> tuple[str, str]:
         if "\x00" in path:
             raise FunctionError("a path cannot contain a NUL byte")
         full = os.path.normpath(os.path.join(self.base, path))
@@ -47,10 +54,10 @@ class JobDirectory:
             where = " and the node's template_dirs" if self.extra_roots else ""
             raise FunctionError(f'"{path}" is outside the job directory {self.root}{where}; refused')
         self.read_paths.add(full)
-        return real
+        return full, real
 
     def read(self, path: str) -> bytes:
-        real = self._resolve(path)
+        full, real = self._resolve_full(path)
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
@@ -67,7 +74,11 @@ class JobDirectory:
                 size += len(chunk)
             if size > MAX_READ:
                 raise FunctionError(f'"{path}" is larger than {MAX_READ // 1024} KiB')
-            return b"".join(chunks)
+            data = b"".join(chunks)
+            digest = hashlib.sha256(data).hexdigest()
+            if self.read_digests.setdefault(full, digest) != digest:
+                self.read_digests[full] = None
+            return data
         finally:
             os.close(fd)
 

@@ -75,12 +75,13 @@ def key(
 
 
 def fingerprints(directory: JobDirectory) -> list[tuple[str, str]] | None:
-    """What the parse read, each with the SHA-256 of its bytes; None when it read something
-    that is not a plain file (fileset() lists a directory, fileexists() asks of a name):
-    such a result is not kept."""
+    """What the parse read, each with the SHA-256 of the bytes the parse itself read (not read
+    again: a file changed since is then seen at the next scan); None when it read something
+    that is not a plain file's bytes (fileset() lists a directory, fileexists() asks of a
+    name) or read one file twice and got different bytes: such a result is not kept."""
     out = []
     for path in sorted(directory.read_paths):
-        digest = _digest_of(directory, path)
+        digest = directory.read_digests.get(path)
         if digest is None:
             return None
         out.append((path, digest))

@@ -112,6 +112,40 @@ def test_a_changed_var_file_file_input_or_environment_invalidates(
     assert len(parses) == 4
 
 
+def test_an_input_changed_after_the_parse_read_it_is_parsed_again(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row holds the hash of the bytes the parse read, not of a later read of the file."""
+    jobs = jobs_dir(tmp_path)
+    (jobs / "v.hcl").write_text(WITH_VAR)
+    (jobs / "arg.txt").write_text("one")
+    real = load.parse_text
+
+    def parse_then_edit(*args: Any) -> Any:
+        result = real(*args)
+        (jobs / "arg.txt").write_text("two")  # after the parse's read, before the row is made
+        return result
+
+    monkeypatch.setattr(load, "parse_text", parse_then_edit)
+    assert command(start(jobs, store, env={}), "v") == ("/bin/default", ["one"])
+    monkeypatch.setattr(load, "parse_text", real)
+    assert command(start(jobs, store, env={}), "v") == ("/bin/default", ["two"])
+
+
+def test_a_file_read_twice_with_different_bytes_is_not_kept(tmp_path: Path) -> None:
+    from reconciler.spec.hclfiles import JobDirectory
+
+    (tmp_path / "a.txt").write_text("one")
+    directory = JobDirectory(str(tmp_path), str(tmp_path))
+    directory.read("a.txt")
+    assert parsecache.fingerprints(directory) == [
+        (str(tmp_path / "a.txt"), hashlib.sha256(b"one").hexdigest())
+    ]
+    (tmp_path / "a.txt").write_text("two")
+    directory.read("a.txt")
+    assert parsecache.fingerprints(directory) is None
+
+
 def test_another_parser_version_invalidates(
     tmp_path: Path, store: Store, parses: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
