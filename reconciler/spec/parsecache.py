@@ -65,10 +65,11 @@ def version_of(spec: Path) -> str:
 
 
 def key(
-    name: str, data: bytes, var_data: bytes, env: Mapping[str, str], roots: Sequence[str]
+    name: str, digest: str, var_data: bytes, env: Mapping[str, str], roots: Sequence[str]
 ) -> str:
+    """A row's key; `digest` is the SHA-256 of the file's bytes (hashed once, by the read)."""
     h = hashlib.sha256(parser_version().encode())
-    for part in (name.encode(), data, var_data, json.dumps(sorted(env.items())).encode(),
+    for part in (name.encode(), digest.encode(), var_data, json.dumps(sorted(env.items())).encode(),
                  json.dumps(list(roots)).encode()):  # fmt: skip
         h.update(len(part).to_bytes(8, "little") + part)
     return h.hexdigest()

@@ -150,7 +150,9 @@ def test_a_chmod_alone_makes_the_scan_read_the_file_again(
     reads: list[str] = []
     real = Loader._read
     monkeypatch.setattr(
-        Loader, "_read", lambda self, path, name: reads.append(name) or real(self, path, name)
+        Loader,
+        "_read",
+        lambda self, path, name, **kw: reads.append(name) or real(self, path, name, **kw),
     )
     before = p.stat().st_mtime_ns
     p.chmod(0o600)  # what makes an unreadable file readable changes no mtime

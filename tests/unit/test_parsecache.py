@@ -93,6 +93,25 @@ def test_a_restart_with_unchanged_files_parses_none_of_them(
     assert command(start(jobs, store, env={}), "j0")[0] == "/bin/edited" and parses == ["j0.hcl"]
 
 
+def test_a_restart_asks_the_store_once_for_the_rows_of_all_its_files(
+    tmp_path: Path, store: Store, parses: list[str]
+) -> None:
+    jobs = jobs_dir(tmp_path)
+    for i in range(7):
+        (jobs / f"j{i}.hcl").write_text(JOB.format(name=f"j{i}", cmd=f"c{i}"))
+    start(jobs, store, env={})
+    parses.clear()
+    asked: list[int] = []
+
+    class Counted(ParseRows):
+        def get_parses(self, keys: Any) -> Any:
+            asked.append(len(keys))
+            return super().get_parses(keys)
+
+    again = Loader(jobs, cache=Counted(store.pool), env={}).scan()
+    assert asked == [7] and parses == [] and sorted(again.jobs) == [f"j{i}" for i in range(7)]
+
+
 def test_a_changed_var_file_file_input_or_environment_invalidates(
     tmp_path: Path, store: Store, parses: list[str]
 ) -> None:
