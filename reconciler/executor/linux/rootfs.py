@@ -113,7 +113,7 @@ def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None,
         _make_subdirs(alloc + "/alloc", SHARED_DIRS, chmod=True)
         _make_subdirs(task, TASK_DIRS, chmod=True)
     binds, masks = _host_mounts(tuple(sorted(env.items())))
-    return [*binds, *_task_mounts(alloc, task), *masks]
+    return [*binds, *task_mounts(dirs), *masks]
 
 
 Mount = tuple[str, str, str]
@@ -219,7 +219,10 @@ def _host_mounts(env: tuple[tuple[str, str], ...]) -> tuple[tuple[Mount, ...], t
     return tuple(mounts), tuple(masks)
 
 
-def _task_mounts(alloc: str, task: str) -> list[Mount]:
+def task_mounts(dirs: TaskDirs) -> list[Mount]:
+    """The task's own directories in its root, in mount order: the one list both a cold start
+    (prepare) and a claim of a warm shim (shimconfig.warm_task_mounts) hand to the shim."""
+    alloc, task = str(dirs.alloc), str(dirs.task)
     return [
         ("bind_rw", alloc + "/alloc", "/alloc"),
         ("bind_ro", alloc + "/alloc/logs", "/alloc/logs"),

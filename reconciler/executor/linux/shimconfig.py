@@ -44,17 +44,20 @@ def warm_root(root: str, chroot_env: Mapping[str, str] | None) -> Items:
 
 
 def warm_task_mounts(dirs: rootfs.TaskDirs) -> Items:
-    """The task's own directories, as a claim attaches them (in rootfs._task_mounts' order)."""
-    alloc, task = str(dirs.alloc), str(dirs.task)
-    items: Items = [
-        ("bind_late", f"{alloc}/alloc\t/alloc\trw"),
-        ("bind_late", f"{alloc}/alloc/logs\t/alloc/logs\tro"),
-        ("bind_late", f"{task}/local\t/local\trw"),
-        ("bind_late", f"{task}/tmp\t/tmp\trw"),
-        ("tmpfs", "/secrets\tsize=1m,mode=0700"),
-    ]
-    if dirs.secrets.is_dir():  # staged by a template; the warm shim's parent opens it
-        items.append(("copy_into", f"{task}/secrets\t/secrets"))
+    """rootfs.task_mounts, as a claim attaches them: binds become detached mounts the warm
+    shim's parent opens (bind_late), so staged secrets are copied only where a template
+    made secrets/ (the parent refuses a directory that is not there)."""
+    items: Items = []
+    for kind, src, dst in rootfs.task_mounts(dirs):
+        if kind in ("bind_rw", "bind_ro"):
+            items.append(("bind_late", f"{src}\t{dst}\t{kind[-2:]}"))
+        elif kind == "tmpfs":
+            items.append(("tmpfs", f"{src}\t{dst}"))
+        elif kind == "copy_into":
+            if os.path.isdir(src):
+                items.append(("copy_into", f"{src}\t{dst}"))
+        else:
+            raise AssertionError(f"a warm shim cannot attach a {kind} mount")
     return items
 
 
