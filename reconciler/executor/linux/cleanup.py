@@ -8,9 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from reconciler.executor.linux import cgroups, cpusets, network, ports
+
+
+def remove_cgroups(
+    layout: cgroups.Layout, wanted: Callable[[str], bool] = lambda name: True
+) -> int:
+    """Kill what is in the layout's cgroups whose name is `wanted` and remove them, under
+    every controller's base; the number of processes killed. Both a teardown (every cgroup)
+    and the warm pool's sweep (its own, pool.is_pool_name) go through here."""
+    killed = 0
+    names: set[str] = set()
+    for base in layout.bases.values():
+        if base.is_dir():
+            names |= {p.name for p in base.iterdir() if p.is_dir() and wanted(p.name)}
+    for name in sorted(names):
+        cg = cgroups.TaskCgroup.at(layout, name)
+        killed += len(cg.pids())
+        cg.kill_all()
+        cg.remove()
+    return killed
 
 
 def teardown(data_dir: Path, bridge: str = "reconciler0", cidr: str = "172.26.64.0/20") -> int:
@@ -22,15 +42,7 @@ def teardown(data_dir: Path, bridge: str = "reconciler0", cidr: str = "172.26.64
         layout = cgroups.detect(namespace, version)
         if layout is None:
             continue
-        names: set[str] = set()
-        for base in layout.bases.values():
-            if base.is_dir():
-                names |= {p.name for p in base.iterdir() if p.is_dir()}
-        for name in names:
-            cg = cgroups.TaskCgroup.at(layout, name)
-            killed += len(cg.pids())
-            cg.kill_all()
-            cg.remove()
+        killed += remove_cgroups(layout)
         cpuset = (cgroups.cpuset_base(layout),) if layout.version == 1 else ()
         for base in (*layout.bases.values(), *(c / cpusets.SHARED for c in cpuset), *cpuset):
             with contextlib.suppress(OSError):

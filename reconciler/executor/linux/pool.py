@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.executor.linux import cgroups, cpusets, launch, rootfs
+from reconciler.executor.linux import cgroups, cleanup, cpusets, launch, rootfs
 
 log = logging.getLogger("reconciler")
 PREFIX = "pool-"
@@ -353,14 +353,4 @@ def is_pool_name(name: str) -> bool:
 def sweep(layout: cgroups.Layout) -> int:
     """Remove the warm shims' cgroups a stopped or crashed service left: kill what is in
     them (nothing, normally: a warm shim ends with its service) and remove them."""
-    killed = 0
-    names: set[str] = set()
-    for base in layout.bases.values():
-        if base.is_dir():
-            names |= {p.name for p in base.iterdir() if is_pool_name(p.name) and p.is_dir()}
-    for name in names:
-        cg = cgroups.TaskCgroup.at(layout, name)
-        killed += len(cg.pids())
-        cg.kill_all()
-        cg.remove()
-    return killed
+    return cleanup.remove_cgroups(layout, is_pool_name)
