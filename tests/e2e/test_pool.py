@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.executor.base import TaskConfig, Template, VolumeBind
+from reconciler.executor.base import StartError, TaskConfig, Template, VolumeBind
 from reconciler.executor.linux import cgroups, pool
 from reconciler.executor.linux.executor import LinuxExecutor
-from tests.e2e.conftest import logs, sh, wait_for
+from tests.e2e.conftest import logs, run_to_exit, sh, wait_for
 
 
 @pytest.fixture
@@ -201,3 +201,25 @@ def test_warm_shims_work_with_descriptors_past_1024(data_dir: Path) -> None:
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("warm_pool", [0, 1])
+def test_staged_secrets_or_none_are_handled_alike_cold_and_warm(
+    data_dir: Path, tmp_path: Path, warm_pool: int
+) -> None:
+    """No template staged secrets: the task gets an empty /secrets. A link where they are
+    staged: the start is refused, never run without them. The same for a cold start and a
+    claim of a warm shim (one routine in the shim reads them)."""
+    ex = LinuxExecutor(data_dir, warm_pool=warm_pool)
+    try:
+        ready = set(_ready(ex)) if warm_pool else set()
+        h, out = run_to_exit(ex, sh("ls -A /secrets | wc -l; echo ok", "a/g/0/t"))
+        assert out.split() == ["0", "ok"], out + logs(ex, h, "stderr")
+        assert (h.shim_pid in ready) == bool(warm_pool)
+        (data_dir / "allocs/a/g/0/tasks/t/secrets").symlink_to(tmp_path)
+        if warm_pool:
+            _ready(ex)  # so the start below is a claim
+        with pytest.raises(StartError, match="staged secrets"):
+            ex.start(sh("echo ran", "a/g/0/t"))
+    finally:
+        ex.close()

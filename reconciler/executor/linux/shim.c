@@ -241,6 +241,38 @@ static void copy_files(int dir, const char *to) {
     closedir(d);
 }
 
+/* The one reading of a "SRC\tDST" copy_into item, for a cold start and a warm shim's claim:
+   SRC (the host's staged secrets) opened as a directory, or -1 when there is none (no
+   template staged any: the task gets an empty /secrets, as under Nomad). Any other failure
+   (a link, not a directory, no fds left) refuses the start: a task is never run without the
+   secrets it was given. `*dst` is set to DST. */
+static const char *staged_dst(const char *v) {
+    const char *tab = strchr(v, '\t');
+    if (!tab) die("bad copy_into %s", v);
+    return tab + 1;
+}
+
+static int open_staged(const char *v, const char **dst) {
+    char src[4096];
+    *dst = staged_dst(v);
+    snprintf(src, sizeof src, "%.*s", (int)(*dst - 1 - v), v);
+    int dir = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir < 0 && errno != ENOENT) die("staged secrets %s: %s", src, strerror(errno));
+    return dir;
+}
+
+/* Copy what open_staged found into `to`; anything but a directory (-1, or the placeholder a
+   warm shim's parent hands over for "none staged") copies nothing. Takes over `dir`. */
+static void copy_staged(int dir, const char *to) {
+    struct stat st;
+    if (dir < 0) return;
+    if (fstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        close(dir);
+        return;
+    }
+    copy_files(dir, to);
+}
+
 static void setup_dev(const char *root) {
     char p[4096];
     snprintf(p, sizeof p, "%s/dev", root);
@@ -428,14 +460,10 @@ static void build_root(const char *root) {
         } else if (strcmp(k, "tmpfs") == 0) {
             mount_tmpfs(root, v);
         } else if (strcmp(k, "copy_into") == 0) {
-            const char *tab = strchr(v, '\t');
-            if (!tab) die("bad copy_into %s", v);
-            char src[4096];
-            snprintf(src, sizeof src, "%.*s", (int)(tab - v), v);
-            int dir = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (dir < 0) continue; /* nothing staged */
-            snprintf(p, sizeof p, "%s%s", root, tab + 1);
-            copy_files(dir, p);
+            const char *to;
+            int dir = open_staged(v, &to);
+            snprintf(p, sizeof p, "%s%s", root, to);
+            copy_staged(dir, p);
         }
     }
     setup_dev(root);
@@ -1003,9 +1031,7 @@ __attribute__((noinline)) static void warm_child(int sock) {
             if (k[0] == 'b') {
                 add_late(v, fds[next++]);
             } else {
-                const char *tab = strchr(v, '\t');
-                if (!tab) die("bad copy_into %s", v);
-                copy_files(fds[next++], tab + 1);
+                copy_staged(fds[next++], staged_dst(v));
             }
         }
     }
@@ -1106,12 +1132,11 @@ static int cmd_warm(void) {
         if (strcmp(k, "bind_late") == 0) {
             fdv[nfd++] = open_tree_of(v);
         } else if (strcmp(k, "copy_into") == 0) {
-            char src[4096];
-            const char *tab = strchr(v, '\t');
-            if (!tab) die("bad copy_into %s", v);
-            snprintf(src, sizeof src, "%.*s", (int)(tab - v), v);
-            fdv[nfd] = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (fdv[nfd++] < 0) die("staged secrets %s: %s", src, strerror(errno));
+            const char *to;
+            int dir = open_staged(v, &to);
+            /* none staged: the config file again, a placeholder that keeps the fds in order */
+            fdv[nfd++] = dir >= 0 ? dir : dup(fdv[0]);
+            if (fdv[nfd - 1] < 0) die("staged secrets: %s", strerror(errno));
         }
     }
     if (send_fds(sv[0], fdv, nfd) < 0) die("hand the task to the warm child: %s", strerror(errno));

@@ -45,17 +45,14 @@ def warm_root(root: str, chroot_env: Mapping[str, str] | None) -> Items:
 
 def warm_task_mounts(dirs: rootfs.TaskDirs) -> Items:
     """rootfs.task_mounts, as a claim attaches them: binds become detached mounts the warm
-    shim's parent opens (bind_late), so staged secrets are copied only where a template
-    made secrets/ (the parent refuses a directory that is not there)."""
+    shim's parent opens (bind_late); the rest goes as it is (staged secrets are copied, or
+    not, by the same code in the shim as for a cold start)."""
     items: Items = []
     for kind, src, dst in rootfs.task_mounts(dirs):
         if kind in ("bind_rw", "bind_ro"):
             items.append(("bind_late", f"{src}\t{dst}\t{kind[-2:]}"))
-        elif kind == "tmpfs":
-            items.append(("tmpfs", f"{src}\t{dst}"))
-        elif kind == "copy_into":
-            if os.path.isdir(src):
-                items.append(("copy_into", f"{src}\t{dst}"))
+        elif kind in ("tmpfs", "copy_into"):
+            items.append((kind, f"{src}\t{dst}"))
         else:
             raise AssertionError(f"a warm shim cannot attach a {kind} mount")
     return items
