@@ -14,14 +14,7 @@ from reconciler.executor.base import StartError, TaskConfig, TaskHandle
 from reconciler.executor.linux import pool, primer
 from reconciler.executor.linux.executor import LinuxExecutor
 from tests.e2e.conftest import sh, wait_for
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
+from tests.e2e.service import alive
 
 
 def _task_procs(ex: LinuxExecutor) -> dict[str, set[int]]:
@@ -100,7 +93,7 @@ def test_a_crash_in_the_middle_of_a_bulk_start_leaks_nothing(data_dir: Path) -> 
         results = again.start_all([sh("exec sleep 1000", f"c/g/{i}/t") for i in range(16)])
         handles = [r for r in results if isinstance(r, TaskHandle)]
         assert len(handles) == 16, [r for r in results if not isinstance(r, TaskHandle)]
-        wait_for(lambda: not any(_alive(pid) for pid in first), 20,
+        wait_for(lambda: not any(alive(pid) for pid in first), 20,
                  "every shim of the crashed bulk start to end")  # fmt: skip
         procs = _task_procs(again)
         # one process per task cgroup: the new task; nothing of the first run is left in one

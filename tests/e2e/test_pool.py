@@ -19,6 +19,7 @@ from reconciler.executor.base import StartError, TaskConfig, Template, VolumeBin
 from reconciler.executor.linux import cgroups, pool
 from reconciler.executor.linux.executor import LinuxExecutor
 from tests.e2e.conftest import logs, run_to_exit, sh, wait_for
+from tests.e2e.service import alive
 
 
 @pytest.fixture
@@ -32,14 +33,6 @@ def _ready(ex: LinuxExecutor, n: int = 1) -> list[int]:
     assert ex.pool is not None
     wait_for(lambda: ex.pool is not None and ex.pool.size() >= n, what=f"{n} warm shims")
     return ex.pool.pids()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _pool_cgroups(ex: LinuxExecutor) -> set[str]:
@@ -99,7 +92,7 @@ def test_a_warm_shim_killed_by_hand_is_replaced(warm: LinuxExecutor, victim: str
     before = _pool_cgroups(warm)
     child = next(w.child for w in warm.pool._ready if w.pid == first)
     os.kill(first if victim == "shim" else child, signal.SIGKILL)
-    wait_for(lambda: not _alive(first) and not _alive(child), what="the warm shim to end")
+    wait_for(lambda: not alive(first) and not alive(child), what="the warm shim to end")
     wait_for(lambda: warm.pool is not None and warm.pool.replaced >= 1, what="it to be dropped")
     wait_for(lambda: warm.pool is not None and warm.pool.size() >= 1
              and first not in warm.pool.pids(), what="a replacement")  # fmt: skip
@@ -128,7 +121,7 @@ def test_a_crashed_service_leaves_no_warm_shim_behind(data_dir: Path) -> None:
                        cwd=Path(__file__).parents[2])  # fmt: skip
     pids = [int(x) for x in p.stdout.split()]
     assert len(pids) == 6, p.stderr
-    wait_for(lambda: not any(_alive(pid) for pid in pids), what="every warm shim and child to end")
+    wait_for(lambda: not any(alive(pid) for pid in pids), what="every warm shim and child to end")
     again = LinuxExecutor(data_dir, warm_pool=1)  # the next service: sweeps, then its own
     try:
         left = {n for n in _pool_cgroups(again) if not n.startswith(f"{pool.PREFIX}{os.getpid()}x")}

@@ -13,14 +13,7 @@ from reconciler.executor.linux import cgroups
 from reconciler.executor.linux.cleanup import teardown
 from reconciler.executor.linux.executor import LinuxExecutor
 from tests.e2e.conftest import sh, wait_for
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
+from tests.e2e.service import alive
 
 
 def test_primer_parks_one_process_in_a_cgroup_of_its_own(ex: LinuxExecutor, data_dir: Path) -> None:
@@ -35,7 +28,7 @@ def test_primer_parks_one_process_in_a_cgroup_of_its_own(ex: LinuxExecutor, data
     wait_for(lambda: ex.primer is not None and ex.primer.primes >= 2, what="a second prime")
     assert {int(x) for x in ex.primer.procs.read_text().split()} == {pid}  # moved where it was
     teardown(data_dir)
-    wait_for(lambda: not _alive(pid), what="the parked process to go with the teardown")
+    wait_for(lambda: not alive(pid), what="the parked process to go with the teardown")
 
 
 def test_primer_starts_afresh_when_its_process_is_gone(ex: LinuxExecutor) -> None:
@@ -44,11 +37,11 @@ def test_primer_starts_afresh_when_its_process_is_gone(ex: LinuxExecutor) -> Non
     wait_for(lambda: ex.primer is not None and ex.primer.primes >= 1, what="a prime")
     (first,) = {int(x) for x in ex.primer.procs.read_text().split()}
     os.kill(first, 9)
-    wait_for(lambda: not _alive(first), what="the parked process to die")
+    wait_for(lambda: not alive(first), what="the parked process to die")
     ex.prime()
     wait_for(lambda: ex.primer is not None and ex.primer.primes >= 2, what="another prime")
     (second,) = {int(x) for x in ex.primer.procs.read_text().split()}
-    assert second != first and _alive(second)
+    assert second != first and alive(second)
 
 
 def test_cgroup_failure_after_the_shim_started_leaves_nothing_running(
@@ -62,7 +55,11 @@ def test_cgroup_failure_after_the_shim_started_leaves_nothing_running(
     with pytest.raises(ExecutorUnavailable, match="setting up the task cgroup"):
         ex.start(sh("touch /alloc/data/ran; sleep 100"))
     assert not marker.exists()  # the task never exec'd
-    shims = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(int(p)).startswith(str(ex.shim()))]
+    shims = [
+        p
+        for p in os.listdir("/proc")
+        if p.isdigit() and _cmdline(int(p)).startswith(str(ex.shim()))
+    ]
     assert [p for p in shims if "run" in _cmdline(int(p))] == []  # and its shim is gone
 
 
@@ -81,4 +78,6 @@ def test_primer_on_cgroup_v2(make_executor) -> None:  # type: ignore[no-untyped-
     ex.prime()
     wait_for(lambda: ex.primer.primes >= 1, what="a prime on cgroup v2")
     assert len(ex.primer.procs.read_text().split()) == 1
-    assert "unified" in ex.layout.bases and ex.primer.procs.is_relative_to(ex.layout.bases["unified"])
+    assert "unified" in ex.layout.bases and ex.primer.procs.is_relative_to(
+        ex.layout.bases["unified"]
+    )
