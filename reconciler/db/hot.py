@@ -122,12 +122,16 @@ class HotPaths:
                     " WHERE id = ? AND (source_file != ? OR status = 'removed')",
                     (v.source_file, now, v.job_id, v.source_file),
                 )
-                if self._vid(db, v.job_id, v.digest) is None:
+                commit = commit_of(v.source_file)
+                if (vid := self._vid(db, v.job_id, v.digest)) is None:
                     db.execute(
                         "INSERT INTO job_versions (job_id, digest, canonical, source_file,"
                         " git_commit, first_seen, state, error) VALUES (?, ?, ?, ?, ?, ?, 'pending', '')",
-                        (v.job_id, v.digest, v.canonical, v.source_file, commit_of(v.source_file), now),
+                        (v.job_id, v.digest, v.canonical, v.source_file, commit, now),
                     )  # fmt: skip
+                elif commit is not None:  # seen before without its commit (git was moving)
+                    db.execute("UPDATE job_versions SET git_commit = ? WHERE id = ?"
+                               " AND git_commit IS NULL", (commit, vid))  # fmt: skip
             open_rows = {
                 (f, line, path, msg): rid
                 for rid, f, line, path, msg in db.execute(
@@ -149,6 +153,15 @@ class HotPaths:
             for k, rid in open_rows.items():
                 if k not in seen:
                     db.execute("UPDATE spec_errors SET cleared_at = ? WHERE id = ?", (now, rid))
+
+    def fill_commits(self, commits: dict[tuple[str, str], str]) -> None:
+        """The commit of versions recorded without one ((job id, digest) -> commit)."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE job_versions SET git_commit = ? WHERE job_id = ? AND digest = ?"
+                " AND git_commit IS NULL",
+                [(c, job, digest) for (job, digest), c in commits.items()],
+            )
 
     def attempt(self, attempts: dict[str, str], now: float) -> None:
         """Record the version each job is now trying to run (job id -> digest)."""

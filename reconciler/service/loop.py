@@ -224,6 +224,8 @@ class Service(TemplateInputs, Exits):
         wake = self._last_scan + RESCAN_EVERY
         if self._budget_retry is not None:
             wake = min(wake, self._budget_retry)
+        if (git := self.git.recheck_at(now)) is not None:
+            wake = min(wake, git)
         for times in self._deadline_of.values():
             for t in times:
                 if t > self._last_pass:  # a deadline the last pass saw must not spin the loop
@@ -316,6 +318,7 @@ class Service(TemplateInputs, Exits):
             for req in requests:
                 answer(self, req)
             if ok:
+                self._guarded(self._fill_commits)
                 if self.clock() - self._last_scan >= RESCAN_EVERY:
                     self._scan_due = True
                 if self._guarded(lambda: self.reconcile(force=False)):
@@ -324,6 +327,10 @@ class Service(TemplateInputs, Exits):
         finally:
             self.recovery.idle()
             trace.flush()
+
+    def _fill_commits(self) -> None:
+        jobs = self._recorded.jobs if self._recorded else {}
+        self.git.fill({job: spec.digest for job, spec in jobs.items()}, self.store.fill_commits)
 
     def _run_script(self, handle: TaskHandle, argv: list[str], timeout: float) -> tuple[int, bytes]:
         r = self.executor.exec(handle, argv, timeout)
@@ -408,6 +415,7 @@ class Service(TemplateInputs, Exits):
             for p in desired.problems
         ]
         self.store.record_scan(versions, problems, self.clock(), self.git.commit_of)
+        self.git.recorded(versions, self.clock())
         trace.mark("scan_recorded")
         for p in desired.problems:
             text = str(p)
