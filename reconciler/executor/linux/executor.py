@@ -266,6 +266,7 @@ class LinuxExecutor(Supervision):
             launch.ready(go, ok=False)
             with contextlib.suppress(RuntimeError, OSError):
                 launch.started(pid, fd)
+                os.close(fd)  # (it started after all: the cgroup's removal below ends it)
             cg.remove()
             raise ExecutorUnavailable(f"setting up the task cgroup: {e}") from e
         launch.ready(go)
@@ -306,7 +307,7 @@ class LinuxExecutor(Supervision):
             boot_id=self.boot_id, cgroup=cg.record(), task_dir=str(dirs.task),
             started_at=time.time(),
         )  # fmt: skip
-        self._watch(handle, ours=True)
+        self._watch(handle, ours=True, report=pending.fd)
         return handle
 
     def render_templates(self, config: TaskConfig) -> None:

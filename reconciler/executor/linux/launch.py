@@ -91,11 +91,29 @@ def ready(go: int, ok: bool = True) -> None:
         os.close(go)
 
 
+def read_line(fd: int) -> str:
+    """One line from a blocking pipe, read without buffering past it: the same pipe carries
+    the shim's next report (the task's exit)."""
+    out = bytearray()
+    while not out.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        out += chunk
+    return out.decode(errors="replace").strip()
+
+
 def started(pid: int, r: int) -> tuple[int, int]:
-    """(shim pid, task pid) once the shim reports that the task exec'd; raises otherwise."""
-    with os.fdopen(r, "rb") as f:
-        line = f.readline().decode(errors="replace").strip()
+    """(shim pid, task pid) once the shim reports that the task exec'd; raises otherwise. On
+    success the caller keeps `r`: the shim reports the task's exit on it (see
+    supervision.py); on failure it is closed and the shim reaped."""
+    try:
+        line = read_line(r)
+    except BaseException:
+        os.close(r)
+        raise
     if line.startswith("started "):
         return pid, int(line.split()[1])
+    os.close(r)
     os.waitpid(pid, 0)
     raise RuntimeError(line.removeprefix("error ") or "the shim exited without starting the task")

@@ -1,6 +1,12 @@
 """Supervision of running tasks, a part of LinuxExecutor: one waiter thread calls
-`poll_exits`, which waits on pidfds of every shim through a single epoll (1,000 tasks cost no
-thread each), and reads each exit from the shim's exit-status file; stop, signal, destroy.
+`poll_exits`, which waits on every shim through a single epoll (1,000 tasks cost no thread
+each); stop, signal, destroy.
+
+A shim this process started reports its task's exit as a line on the pipe it reported the
+start on ("exit CODE SIGNAL AT DROPPED"), after writing the same to its exit-status file and
+before it tears down the task's namespaces and exits: the exit is seen without waiting for
+either. A shim recovered after a service restart is watched through its pidfd, and its exit
+read from the file.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from reconciler.executor.linux import cgroups, proc
 @dataclass
 class _Watched:
     handle: TaskHandle
-    pidfd: int
+    fd: int  # the shim's report pipe (ours), else its pidfd
     ours: bool  # spawned by this process, so we reap it
+    report: bool = False
 
 
 def signal_number(name: str) -> int:
@@ -51,16 +58,23 @@ class Supervision:
         self._delayed: dict[str, tuple[float, TaskHandle, str, float]] = {}  # shutdown_delay
         self._pending: list[tuple[TaskHandle, ExitResult]] = []
         self._done: dict[str, ExitResult] = {}
+        self._reaping: dict[int, int] = {}  # pidfd -> pid of a shim that reported, to reap
 
     # ---- waiting ----
 
-    def _watch(self, handle: TaskHandle, ours: bool) -> bool:
-        try:
-            fd = os.pidfd_open(handle.shim_pid)
-        except ProcessLookupError:
-            return False
+    def _watch(self, handle: TaskHandle, ours: bool, report: int | None = None) -> bool:
+        """Watch a shim: through `report`, the pipe it reported the start on (see the module
+        docstring), or else its pidfd. Two descriptors a task either way: that and the task's
+        pidfd (for signals)."""
+        if report is not None:
+            fd = report
+        else:
+            try:
+                fd = os.pidfd_open(handle.shim_pid)
+            except ProcessLookupError:
+                return False
         with self._lock:
-            self._watched[fd] = _Watched(handle, fd, ours)
+            self._watched[fd] = _Watched(handle, fd, ours, report is not None)
             with contextlib.suppress(ProcessLookupError, OSError):
                 self._task_fds[handle.id] = os.pidfd_open(handle.pid)
         self._epoll.register(fd, select.EPOLLIN)
@@ -81,13 +95,18 @@ class Supervision:
             return True
         return False
 
-    def _exit_result(self, handle: TaskHandle, shim_status: int | None = None) -> ExitResult:
+    def _exit_result(self, handle: TaskHandle, shim_status: int | None = None,
+                     line: str | None = None) -> ExitResult:  # fmt: skip
+        """The exit from the shim's report `line`, else from its exit-status file."""
         cg = self._cgroup(handle)
         oom = cg.oom_killed() if cg else False
         dropped = 0
         try:
-            code_s, sig_s, at_s, *rest = (Path(handle.task_dir) / "exit-status").read_text().split()
+            if line is None:
+                line = (Path(handle.task_dir) / "exit-status").read_text()
+            code_s, sig_s, at_s, *rest = line.split()
             dropped = int(rest[0]) if rest else 0
+            code, sig, at = int(code_s), int(sig_s), float(at_s)
         except (OSError, ValueError):
             if shim_status is not None and os.WIFEXITED(shim_status):
                 # the file could not be written (disk full): the shim exited with the status
@@ -99,13 +118,52 @@ class Supervision:
                 exit_code=-1, oom_killed=oom, finished_at=time.time(),
                 error="the task's shim ended without recording an exit status (killed?)",
             )  # fmt: skip
-        code, sig = int(code_s), int(sig_s)
         if sig:
             code = 128 + sig
         if oom and sig != signals.SIGKILL:
             oom = False
-        return ExitResult(exit_code=code, signal=sig, oom_killed=oom, finished_at=float(at_s),
+        return ExitResult(exit_code=code, signal=sig, oom_killed=oom, finished_at=at,
                           dropped_log_lines=dropped)  # fmt: skip
+
+    def _reported(self, w: _Watched) -> ExitResult:
+        """The exit a shim of ours reported on its pipe. The shim is still tearing the task's
+        namespaces down: it is reaped when its pidfd says it is done. A pipe that closed
+        without a line (the shim was killed) falls back to the shim's status and the file."""
+        try:
+            data = os.read(w.fd, 512).decode(errors="replace")
+        except OSError:
+            data = ""
+        line = data.strip()
+        if line.startswith("exit "):
+            self._reap_later(w.handle.shim_pid)
+            return self._exit_result(w.handle, line=line.removeprefix("exit "))
+        shim_status = None
+        with contextlib.suppress(ChildProcessError):
+            shim_status = os.waitpid(w.handle.shim_pid, 0)[1]
+        return self._exit_result(w.handle, shim_status)
+
+    def _reap_later(self, pid: int) -> None:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        try:
+            fd = os.pidfd_open(pid)
+        except (ProcessLookupError, OSError):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            return
+        with self._lock:
+            self._reaping[fd] = pid
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def _reap(self, fd: int) -> None:
+        with self._lock:
+            pid = self._reaping.pop(fd)
+        with contextlib.suppress(OSError):
+            self._epoll.unregister(fd)
+        os.close(fd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
     def poll_exits(self, timeout: float) -> list[tuple[TaskHandle, ExitResult]]:
         with self._lock:
@@ -119,21 +177,27 @@ class Supervision:
         if next_deadline is not None:
             timeout = max(0.0, min(timeout, next_deadline - time.monotonic()))
         ready = self._epoll.poll(timeout)
-        if ready:
+        if any(fd not in self._reaping for fd, _ in ready):
             trace.mark("x_epoll")
         for fd, _ in ready:
             with self._lock:
                 w = self._watched.pop(fd, None)
+                reaping = fd in self._reaping
+            if reaping:
+                self._reap(fd)
             if w is None:
                 continue
             with contextlib.suppress(OSError):
                 self._epoll.unregister(fd)
+            if w.report:
+                result = self._reported(w)
+            else:
+                shim_status = None
+                if w.ours:
+                    with contextlib.suppress(ChildProcessError):
+                        shim_status = os.waitpid(w.handle.shim_pid, 0)[1]
+                result = self._exit_result(w.handle, shim_status)
             os.close(fd)
-            shim_status = None
-            if w.ours:
-                with contextlib.suppress(ChildProcessError):
-                    shim_status = os.waitpid(w.handle.shim_pid, 0)[1]
-            result = self._exit_result(w.handle, shim_status)
             if cg := self._cgroup(w.handle):
                 cg.kill_leftovers()
             with self._lock:
@@ -219,4 +283,3 @@ class Supervision:
             cg.remove()
         with self._lock:
             self._deadlines.pop(handle.id, None)
-
