@@ -216,3 +216,18 @@ def test_staged_secrets_or_none_are_handled_alike_cold_and_warm(
             ex.start(sh("echo ran", "a/g/0/t"))
     finally:
         ex.close()
+
+
+def test_a_claim_passes_a_config_larger_than_a_pipe_holds_and_writes_no_file(
+    warm: LinuxExecutor,
+) -> None:
+    """The claim sends the task's config on the shim's stdin (no shim.conf): one of 100 kB,
+    more than a pipe holds, arrives whole."""
+    ready = _ready(warm)
+    big = "x" * 100_000
+    h = warm.start(sh('echo "${#BIG}"; exit 3', env={"BIG": big}))
+    assert h.shim_pid in ready
+    r = warm.wait(h, 20)
+    assert r is not None and r.exit_code == 3
+    assert logs(warm, h).split() == ["100000"]
+    assert not Path(h.task_dir, "shim.conf").exists()

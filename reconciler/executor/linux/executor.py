@@ -276,14 +276,16 @@ class LinuxExecutor(Supervision):
     def _claim(self, config: TaskConfig, dirs: rootfs.TaskDirs, warm: pool.Warm, name: str,
                limits: cgroups.Limits, items: list[tuple[str, str]]) -> _Launch:  # fmt: skip
         """Hand a warm shim its task: its cgroups take the task's name and limits (no process
-        moves), then it reads the task's config and attaches the task's directories."""
+        moves), then it reads the task's config from its stdin and attaches the task's
+        directories."""
         assert self.pool is not None
         try:
             self.pool.clear_name(name)
             warm.cgroup = warm.cgroup.rename(name)
             warm.cgroup.set_limits(limits)
-            launch.write_config(dirs.config_file, items)
-            os.write(warm.stdin, f"claim {dirs.config_file}\n".encode())
+            message = memoryview(launch.claim_message(items))
+            while message:  # more than a pipe holds is read by the shim meanwhile
+                message = message[os.write(warm.stdin, message) :]
             trace.mark("x_launched")
         except OSError as e:
             self.pool.release(warm)

@@ -47,7 +47,7 @@ class Warm:
 
     pid: int  # the shim (our child)
     child: int  # its child, the task-to-be
-    stdin: int  # our end: "claim PATH\n", or EOF to let it go
+    stdin: int  # our end: "claim SIZE\n" and the config, or EOF to let it go
     stdout: int  # its reports: "started <pid>" after a claim
     pidfd: int
     cgroup: cgroups.TaskCgroup

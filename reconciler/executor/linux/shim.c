@@ -128,7 +128,8 @@ static void load_config_fd(int fd, const char *path) {
     char *buf = map + items;
     ssize_t got = 0;
     while (got < st.st_size) {
-        ssize_t r = read(fd, buf + got, st.st_size - got);
+        /* pread: the warm shim's parent and child read one memfd through shared offsets */
+        ssize_t r = pread(fd, buf + got, st.st_size - got, got);
         if (r <= 0) die("read %s: %s", path, strerror(errno));
         got += r;
     }
@@ -991,7 +992,8 @@ static int cmd_run(void) {
    uts namespaces in a new pid namespace and builds the node's part of a task root (chroot_env
    binds, /dev, /proc, /sys), pivots into it, and the parent places it into the pool cgroups the
    service made; then the parent prints "ready <pid>" and waits. The service claims it by
-   renaming those cgroups to the task's and writing "claim TASK-CONFIG\n" on stdin: the parent
+   renaming those cgroups to the task's and writing "claim SIZE\n" and the task's config on
+   stdin (a memfd holds it from there, no file is written): the parent
    opens the task's own directories as detached mount trees (open_tree: it is still in the
    host's mount namespace) and hands them with the config to the child over a socket; the
    child attaches them (move_mount), drops privileges and execs; from then on the parent is
@@ -1134,7 +1136,7 @@ static int cmd_warm(void) {
     printf("ready %d\n", child);
     fflush(stdout);
     /* Wait for a claim, the service's end (EOF) or the child's (the socket closes). */
-    char *line = scratch;
+    char *line = scratch, *nl = NULL;
     size_t got = 0;
     for (;;) {
         struct pollfd fds[2] = {{0, POLLIN, 0}, {sv[0], POLLIN, 0}};
@@ -1147,24 +1149,37 @@ static int cmd_warm(void) {
         n = read(0, line + got, SCRATCH - 1 - got);
         if (n <= 0) break;
         got += n;
-        if (got && line[got - 1] == '\n') break;
+        if ((nl = memchr(line, '\n', got))) break;
         if (got >= SCRATCH - 1) break;
     }
-    if (got < 7 || strncmp(line, "claim ", 6) != 0 || line[got - 1] != '\n') {
+    if (!nl || nl - line < 7 || strncmp(line, "claim ", 6) != 0) {
         kill(child, SIGKILL);
         waitpid(child, NULL, 0);
         return 0;
     }
-    line[got - 1] = 0;
     /* The claim: everything below reports failures on stdout, as "run" does. */
     die_to_stdout = 1;
     munmap(cfg.buf, cfg.mapped);
     cfg.n = 0;
-    const char *path = line + 6;
+    /* "claim SIZE\n" and SIZE bytes of the task's config, kept in a memfd for this parent and
+       the child: no file is written for a claim. */
+    long size = strtol(line + 6, NULL, 10);
     int fdv[MAX_FDS], nfd = 0;
-    fdv[nfd++] = open(path, O_RDONLY | O_CLOEXEC);
-    if (fdv[0] < 0) die("open %s: %s", path, strerror(errno));
-    load_config(path);
+    int mem = (int)syscall(SYS_memfd_create, "task-config", 1 /* MFD_CLOEXEC */);
+    if (mem < 0 || size < 0) die("the task's config: %s", strerror(errno));
+    size_t have = got - (size_t)(nl + 1 - line);
+    if (have > (size_t)size) die("the task's config: more than its size");
+    if (have && write(mem, nl + 1, have) != (ssize_t)have) die("the task's config: %s", strerror(errno));
+    while ((long)have < size) {
+        size_t want = (size_t)size - have < sizeof pump ? (size_t)size - have : sizeof pump;
+        n = read(0, pump, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die("the task's config: cut short");
+        if (write(mem, pump, n) != n) die("the task's config: %s", strerror(errno));
+        have += n;
+    }
+    fdv[nfd++] = mem;
+    load_config_fd(dup(mem), "the task's config");
     for (int i = 0; i < cfg.n; i++) {
         const char *k = cfg.item[i].key, *v = cfg.item[i].val;
         if (nfd >= MAX_FDS && (strcmp(k, "bind_late") == 0 || strcmp(k, "copy_into") == 0))
@@ -1174,7 +1189,7 @@ static int cmd_warm(void) {
         } else if (strcmp(k, "copy_into") == 0) {
             const char *to;
             int dir = open_staged(v, &to);
-            /* none staged: the config file again, a placeholder that keeps the fds in order */
+            /* none staged: the config again, a placeholder that keeps the fds in order */
             fdv[nfd++] = dir >= 0 ? dir : dup(fdv[0]);
             if (fdv[nfd - 1] < 0) die("staged secrets: %s", strerror(errno));
         }
