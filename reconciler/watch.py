@@ -16,16 +16,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from reconciler import trace
 from reconciler.spec.jobdir import Journal, is_watched_file
 
 # Events after which a job file is whole: renamed into place (or away), closed after writing,
-# removed. After these the burst is over sooner (`quick`); a write may still be under way after
-# any other (`quiet`).
+# removed. A burst whose every file is whole wakes the loop at once; a write may still be under
+# way after any other event, and then the burst ends only after `quiet`.
 WHOLE = frozenset({"moved", "closed", "deleted"})
+# What the watches ask the kernel for: not opens or closes without a write (every scan's own
+# reads, and any reader's), which only cost the watch thread time while the loop parses
+EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent, FileMovedEvent,
+    DirMovedEvent, FileModifiedEvent, DirModifiedEvent, FileClosedEvent,
+]  # fmt: skip
 
 
 class _Debounce(FileSystemEventHandler):
@@ -37,19 +55,20 @@ class _Debounce(FileSystemEventHandler):
         quiet: float,
         cap: float,
         journal: Journal | None = None,
-        quick: float | None = None,
     ) -> None:
         self.jobs = str(jobs)
         self.journal = journal
         self.wake, self.early, self.quiet, self.cap = wake, early, quiet, cap
-        self.quick = quiet if quick is None else quick
-        self._whole = False  # the burst's latest file event left its file whole
+        # the burst's files whose latest event may leave them mid-write ("": the directory
+        # itself made, moved or replaced)
+        self._open: set[str] = set()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._first: float | None = None  # the burst's first event, None between bursts
         self._last = 0.0  # its latest
         self._early_file = False  # `early` has had this burst's first job file
+        self._ended = -1.0  # when the last burst ended at once
 
     def _relevant(self, ev: FileSystemEvent) -> str | None:
         """The path that makes this event matter ("" for the directory itself), or None."""
@@ -84,28 +103,50 @@ class _Debounce(FileSystemEventHandler):
         path = self._relevant(event)
         if path is None:
             return
-        trace.mark("event")
+        dir_modified = not path and event.is_directory and event.event_type == "modified"
+        now_first: float | None = None  # set: this event ends its burst, wake the loop now
         with self._cond:
             now = time.monotonic()
-            early = self._first is None or (path != "" and not self._early_file)
-            self._early_file |= path != ""
+            if dir_modified and self._first is None and now - self._ended < self.quiet:
+                return  # jobs/ modified by the rename that just woke the loop: its echo
+            trace.mark("event")
+            starts = self._first is None
+            early = starts or (path != "" and not self._early_file)
             self._last = now
-            was_whole = self._whole
-            if path or not (event.is_directory and event.event_type == "modified"):
+            if self._first is None:
+                self._first = now
+            if path:
+                if event.event_type in WHOLE:
+                    self._open.discard(path)
+                    self._open.discard(os.fsdecode(event.src_path))  # renamed: gone from there
+                else:
+                    self._open.add(path)
+            elif not dir_modified:
                 # (jobs/ itself modified: one of its entries changed, which its own event tells)
-                self._whole = bool(path) and event.event_type in WHOLE
-            if self._first is None or (self._whole and not was_whole):
-                self._first = now if self._first is None else self._first
-                self._cond.notify()  # (else the thread looks again at its deadline)
-            if self._thread is None and not self._stopped:
-                self._thread = threading.Thread(target=self._run, name="debounce", daemon=True)
-                self._thread.start()
-        if early:
+                self._open.add("")
+            if path and not self._open:  # every file of the burst is whole: no quiet period
+                now_first, self._first = self._first, None
+                self._early_file = False
+                self._ended = now
+            else:
+                self._early_file |= path != ""
+                self._cond.notify()  # the thread takes the burst's deadline from here
+                if self._thread is None and not self._stopped:
+                    self._thread = threading.Thread(target=self._run, name="debounce", daemon=True)
+                    self._thread.start()
+        if now_first is not None:
+            # the scan that follows at once parses the file itself: no early parse of it
+            if starts:
+                self.early("")
+            trace.mark("wake")
+            self.wake(now_first)
+        elif early:
             self.early(path)
 
     def _run(self) -> None:
-        """One thread for every burst (a timer per event cost a thread start each): it wakes
-        the loop once a burst has been quiet for `quiet`, or `cap` after it began."""
+        """One thread for every burst that is not over at once (a timer per event cost a
+        thread start each): it wakes the loop once a burst has been quiet for `quiet`, or
+        `cap` after it began."""
         while True:
             with self._cond:
                 while self._first is None and not self._stopped:
@@ -114,14 +155,14 @@ class _Debounce(FileSystemEventHandler):
                     return
                 first = self._first
                 assert first is not None
-                quiet = self.quick if self._whole else self.quiet
-                due = min(self._last + quiet, first + self.cap)
+                due = min(self._last + self.quiet, first + self.cap)
                 left = due - time.monotonic()
                 if left > 0:
                     self._cond.wait(left)
                     continue
                 self._first = None
-                self._early_file = self._whole = False
+                self._early_file = False
+                self._open.clear()
             trace.mark("wake")
             self.wake(first)
 
@@ -143,11 +184,10 @@ class Watcher:
         quiet: float = 0.004,
         cap: float = 0.5,
         journal: Journal | None = None,
-        quick: float = 0.001,
     ) -> None:
         self.jobs = jobs.resolve()
         self.journal = journal
-        self.handler = _Debounce(self.jobs, wake, early, quiet, cap, journal, quick)
+        self.handler = _Debounce(self.jobs, wake, early, quiet, cap, journal)
         self.observer: Any = Observer()
         self._inode: int | None = None
         self._watches: list[Any] = []
@@ -162,10 +202,11 @@ class Watcher:
             with contextlib.suppress(KeyError, ValueError):
                 self.observer.unschedule(w)
         self._watches = []
-        self._watches.append(self.observer.schedule(self.handler, str(self.jobs.parent)))
+        watch = self.observer.schedule
+        self._watches.append(watch(self.handler, str(self.jobs.parent), event_filter=EVENTS))
         try:
             self._inode = os.stat(self.jobs).st_ino
-            self._watches.append(self.observer.schedule(self.handler, str(self.jobs)))
+            self._watches.append(watch(self.handler, str(self.jobs), event_filter=EVENTS))
         except OSError:
             self._inode = None
         if self.journal is not None:  # a new watch may have missed events: list once in full

@@ -3,13 +3,17 @@ these, so they skip the ORM (a start costs one short transaction, a batch of sta
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.db.snapshot import SlotKey
+
+log = logging.getLogger("reconciler")
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,22 @@ class Started:
     core_ids: tuple[int, ...] = ()  # which cores, exclusively
 
 
+@dataclass(frozen=True)
+class ScanRecord:
+    """What `record_scan` writes, kept for the next transaction of the thread that scanned."""
+
+    versions: Sequence[VersionRow]
+    problems: Sequence[ProblemRow]
+    now: float
+    commit_of: Callable[[str], str | None]
+    thread: int
+    written: Callable[[], None] | None = None  # called once the record is committed
+
+
 class HotPaths:
+    # A scan's record waiting for its thread's next transaction (`defer_scan`)
+    _deferred: ScanRecord | None = None
+
     def _connection(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
@@ -75,12 +94,50 @@ class HotPaths:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._connection() as raw:
             raw.execute("BEGIN IMMEDIATE")
+            scan = self._deferred
             try:
+                if scan is not None and scan.thread == threading.get_ident():
+                    self._deferred = None  # (only its thread sets or takes it)
+                    self._write_scan(raw, scan)
+                else:
+                    scan = None
                 yield raw
             except BaseException:
                 raw.execute("ROLLBACK")
+                if scan is not None and self._deferred is None:
+                    self._deferred = scan  # not written: the next transaction writes it
                 raise
             raw.execute("COMMIT")
+        if scan is not None and scan.written is not None:
+            try:
+                scan.written()
+            except Exception:  # bookkeeping: never the fault of the write it followed
+                log.exception("after recording a scan")
+
+    def defer_scan(
+        self,
+        versions: Sequence[VersionRow],
+        problems: Sequence[ProblemRow],
+        now: float,
+        commit_of: Callable[[str], str | None] = lambda _f: None,
+        written: Callable[[], None] | None = None,
+    ) -> None:
+        """`record_scan`, written in this thread's next transaction (or `flush_scan`): a
+        start waits for no commit of its own, and the version rows it refers to are written
+        with it. A later scan replaces an unwritten one only after writing it. `written` is
+        called after the commit that wrote it."""
+        self.flush_scan()
+        self._deferred = ScanRecord(versions, problems, now, commit_of, threading.get_ident(),
+                                    written)  # fmt: skip
+
+    def flush_scan(self) -> bool:
+        """Write a deferred scan record now, if it is still waiting (True: it was)."""
+        scan = self._deferred
+        if scan is None or scan.thread != threading.get_ident():
+            return False
+        with self._tx():
+            pass  # (the transaction writes it first)
+        return True
 
     @staticmethod
     def _insert_events(
@@ -109,50 +166,54 @@ class HotPaths:
     ) -> None:
         """Remember every distinct spec ever seen and the current problems of each file; a
         problem not seen in this scan (fixed, or its file gone) is cleared."""
-        with self._tx() as db:
-            for v in versions:
+        with self._tx() as db:  # (an earlier scan's deferred record first)
+            self._write_scan(db, ScanRecord(versions, problems, now, commit_of, 0))
+
+    def _write_scan(self, db: sqlite3.Connection, scan: ScanRecord) -> None:
+        versions, problems, now, commit_of = scan.versions, scan.problems, scan.now, scan.commit_of
+        for v in versions:
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (id, source_file, status, reason, paused,"
+                " created_at, updated_at) VALUES (?, ?, 'reconciling', '', 0, ?, ?)",
+                (v.job_id, v.source_file, now, now),
+            )
+            db.execute(
+                "UPDATE jobs SET source_file = ?, updated_at = ?, status = CASE status"
+                " WHEN 'removed' THEN 'reconciling' ELSE status END"
+                " WHERE id = ? AND (source_file != ? OR status = 'removed')",
+                (v.source_file, now, v.job_id, v.source_file),
+            )
+            commit = commit_of(v.source_file)
+            if (vid := self._vid(db, v.job_id, v.digest)) is None:
                 db.execute(
-                    "INSERT OR IGNORE INTO jobs (id, source_file, status, reason, paused,"
-                    " created_at, updated_at) VALUES (?, ?, 'reconciling', '', 0, ?, ?)",
-                    (v.job_id, v.source_file, now, now),
-                )
+                    "INSERT INTO job_versions (job_id, digest, canonical, source_file,"
+                    " git_commit, first_seen, state, error) VALUES (?, ?, ?, ?, ?, ?, 'pending', '')",
+                    (v.job_id, v.digest, v.canonical, v.source_file, commit, now),
+                )  # fmt: skip
+            elif commit is not None:  # seen before without its commit (git was moving)
+                db.execute("UPDATE job_versions SET git_commit = ? WHERE id = ?"
+                           " AND git_commit IS NULL", (commit, vid))  # fmt: skip
+        open_rows = {
+            (f, line, path, msg): rid
+            for rid, f, line, path, msg in db.execute(
+                "SELECT id, file, line, path, message FROM spec_errors WHERE cleared_at IS NULL"
+            )
+        }
+        seen = set()
+        for p in problems:
+            k = (p.file, p.line, p.path, p.message)
+            seen.add(k)
+            if (rid := open_rows.get(k)) is not None:
+                db.execute("UPDATE spec_errors SET last_seen = ? WHERE id = ?", (now, rid))
+            else:
                 db.execute(
-                    "UPDATE jobs SET source_file = ?, updated_at = ?, status = CASE status"
-                    " WHEN 'removed' THEN 'reconciling' ELSE status END"
-                    " WHERE id = ? AND (source_file != ? OR status = 'removed')",
-                    (v.source_file, now, v.job_id, v.source_file),
+                    "INSERT INTO spec_errors (file, line, col, path, message, severity,"
+                    " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (p.file, p.line, p.column, p.path, p.message, p.severity, now, now),
                 )
-                commit = commit_of(v.source_file)
-                if (vid := self._vid(db, v.job_id, v.digest)) is None:
-                    db.execute(
-                        "INSERT INTO job_versions (job_id, digest, canonical, source_file,"
-                        " git_commit, first_seen, state, error) VALUES (?, ?, ?, ?, ?, ?, 'pending', '')",
-                        (v.job_id, v.digest, v.canonical, v.source_file, commit, now),
-                    )  # fmt: skip
-                elif commit is not None:  # seen before without its commit (git was moving)
-                    db.execute("UPDATE job_versions SET git_commit = ? WHERE id = ?"
-                               " AND git_commit IS NULL", (commit, vid))  # fmt: skip
-            open_rows = {
-                (f, line, path, msg): rid
-                for rid, f, line, path, msg in db.execute(
-                    "SELECT id, file, line, path, message FROM spec_errors WHERE cleared_at IS NULL"
-                )
-            }
-            seen = set()
-            for p in problems:
-                k = (p.file, p.line, p.path, p.message)
-                seen.add(k)
-                if (rid := open_rows.get(k)) is not None:
-                    db.execute("UPDATE spec_errors SET last_seen = ? WHERE id = ?", (now, rid))
-                else:
-                    db.execute(
-                        "INSERT INTO spec_errors (file, line, col, path, message, severity,"
-                        " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (p.file, p.line, p.column, p.path, p.message, p.severity, now, now),
-                    )
-            for k, rid in open_rows.items():
-                if k not in seen:
-                    db.execute("UPDATE spec_errors SET cleared_at = ? WHERE id = ?", (now, rid))
+        for k, rid in open_rows.items():
+            if k not in seen:
+                db.execute("UPDATE spec_errors SET cleared_at = ? WHERE id = ?", (now, rid))
 
     def fill_commits(self, commits: dict[tuple[str, str], str]) -> None:
         """The commit of versions recorded without one ((job id, digest) -> commit)."""

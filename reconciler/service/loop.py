@@ -70,6 +70,7 @@ class Service(TemplateInputs, Exits):
         self.allow_empty = allow_empty
         # parse results are kept in the store: a restart with unchanged files parses none
         self.loader = Loader(jobs, extra_roots=node.template_dirs, cache=ParseRows(store.pool))
+        self.loader.defer_rows = True  # new parse-cache rows are written after the pass
         fp = executor.fingerprint()
         self.fingerprint = fp
         self.host = Host(dict(fp.attributes), fp.healthy,
@@ -414,9 +415,11 @@ class Service(TemplateInputs, Exits):
             ProblemRow(p.file, p.line, p.column, p.path, p.message, p.severity)
             for p in desired.problems
         ]
-        self.store.record_scan(versions, problems, self.clock(), self.git.commit_of)
-        self.git.recorded(versions, self.clock())
-        trace.mark("scan_recorded")
+        # written in the pass's first transaction (a start's, after its launch) or after it;
+        # then the versions git gave no commit yet are remembered
+        now = self.clock()
+        self.store.defer_scan(versions, problems, now, self.git.commit_of,
+                              written=lambda: self.git.recorded(versions, now))  # fmt: skip
         for p in desired.problems:
             text = str(p)
             if text not in self._seen_errors:
@@ -469,6 +472,7 @@ class Service(TemplateInputs, Exits):
         self._release_waits(now)
         due = self._due(now)
         if not (force or self._dirty or due):
+            self._write_scan()
             return None
         full = force or self._full or bool(self._leaving)
         scope = None if full else frozenset(self._touched | due)
@@ -479,6 +483,7 @@ class Service(TemplateInputs, Exits):
         except BaseException:
             self._full = self._dirty = True  # whatever this pass was to do, the next one does
             raise
+        self._write_scan()
         self._note_jobs(observed, scope)
         for job, t in p.wake.items():  # periodic launches, garbage collection
             self._deadline_of.setdefault(job, []).append(t)
@@ -496,6 +501,13 @@ class Service(TemplateInputs, Exits):
             metrics.pickup(time.monotonic() - self._first_event)
             self._first_event = None
         return p
+
+    def _write_scan(self) -> None:
+        """What the scan left to write after the starts: its record (unless a start's
+        transaction took it) and the new parse-cache rows."""
+        if self.store.flush_scan():
+            trace.mark("scan_recorded")
+        self.loader.flush_rows()
 
     def _converge(
         self, desired: Desired, scope: frozenset[str] | None

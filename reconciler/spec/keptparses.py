@@ -87,8 +87,21 @@ class KeptParses:
         if len(self._unsaved) < 20_000:
             self._unsaved.append((row_key, *parsecache.encode(result, read)))
 
-    def _flush(self, listed: bool) -> None:
+    # set: a scan leaves its new rows to `flush_rows` (the service writes them after its pass,
+    # not before the starts it makes); what was listed in full meanwhile is remembered
+    defer_rows = False
+    _listed_since = False
+
+    def flush_rows(self) -> None:
+        """Write what scans left to write (`defer_rows`)."""
+        listed, self._listed_since = self._listed_since, False
+        self._flush(listed, now=True)
+
+    def _flush(self, listed: bool, now: bool = False) -> None:
         """Write new rows; after a full listing, drop the rows no file uses any more."""
+        if self.defer_rows and not now:
+            self._listed_since |= listed
+            return
         if self.cache is None or not (self._unsaved or (listed and self._rows_added)):
             return
         with self._reading:  # (`warm` adds rows on its own thread)

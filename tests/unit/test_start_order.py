@@ -1,0 +1,80 @@
+"""What a start waits for: a new job file's start is launched before the scan's record and
+its parse-cache row are committed; they are written with the start's record (one transaction)
+or after the pass, and a fault keeps them for the next transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from reconciler.db.store import ProblemRow, Store, VersionRow
+from reconciler.executor.base import TaskConfig, TaskHandle
+from tests.unit.conftest import Harness, job
+
+
+def _committed(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """What another connection sees: only committed rows."""
+    with sqlite3.connect(path) as c:
+        return c.execute(sql).fetchall()
+
+
+def test_a_new_file_is_started_before_its_scan_is_committed(h: Harness) -> None:
+    h.write("a.hcl", job("a"))
+    h.step()  # the first pass: the anchor of the comparison
+    db = h.store.path
+    seen: list[tuple[int, int, int]] = []
+    real = h.fake.start_all
+
+    def start_all(configs: Sequence[TaskConfig]) -> list[TaskHandle | Exception]:
+        seen.append((
+            len(_committed(db, "SELECT 1 FROM jobs WHERE id = 'b'")),
+            len(_committed(db, "SELECT 1 FROM job_versions WHERE job_id = 'b'")),
+            len(_committed(db, "SELECT 1 FROM parse_cache")),
+        ))  # fmt: skip
+        return real(configs)
+
+    h.fake.start_all = start_all  # type: ignore[method-assign]
+    rows_before = len(_committed(db, "SELECT 1 FROM parse_cache"))
+    h.write("b.hcl", job("b"))
+    h.step()
+    assert seen == [(0, 0, rows_before)]  # launched with nothing of b.hcl's scan written yet
+    # ... which the start's transaction wrote: its instance refers to the version
+    assert _committed(db, "SELECT v.digest IS NOT NULL FROM task_instances i LEFT JOIN"
+                      " job_versions v ON v.id = i.version_id WHERE i.job_id = 'b'") == [(1,)]  # fmt: skip
+    assert h.job_status("b")[0] != "removed" and h.states("b") == {"b/g/0/t": "running"}
+    assert len(_committed(db, "SELECT 1 FROM parse_cache")) == rows_before + 1  # after the pass
+
+
+def test_a_scan_that_starts_nothing_is_recorded_after_its_pass(h: Harness) -> None:
+    h.write("a.hcl", job("a"))
+    h.step()
+    h.write("bad.hcl", 'job "x" { group "g" { nonsense = 1 } }')
+    h.step()
+    errors = _committed(h.store.path, "SELECT file FROM spec_errors WHERE cleared_at IS NULL")
+    assert [f for (f,) in errors if str(f).endswith("bad.hcl")]
+
+
+def test_a_deferred_scan_survives_a_failed_transaction(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    try:
+        store.defer_scan([VersionRow("j", "d1", "{}", "j.hcl")],
+                         [ProblemRow("j.hcl", 1, 1, "job", "a warning", "warning")], 1.0)  # fmt: skip
+        with pytest.raises(RuntimeError), store._tx():
+            raise RuntimeError("the store refused the start's transaction")
+        assert _committed(store.path, "SELECT id FROM jobs") == []
+        assert store.flush_scan() and not store.flush_scan()  # written once
+        assert _committed(store.path, "SELECT id FROM jobs") == [("j",)]
+        assert _committed(store.path, "SELECT message FROM spec_errors") == [("a warning",)]
+        # a later scan's record comes after an unwritten earlier one, never instead of it
+        store.defer_scan([VersionRow("k", "d2", "{}", "k.hcl")], [], 2.0)
+        store.defer_scan([VersionRow("k", "d3", "{}", "k.hcl")], [], 3.0)
+        store.flush_scan()
+        assert _committed(store.path, "SELECT digest FROM job_versions WHERE job_id = 'k'"
+                          " ORDER BY id") == [("d2",), ("d3",)]  # fmt: skip
+        # the problem of the first scan is cleared by the later ones, which did not see it
+        assert _committed(store.path, "SELECT cleared_at FROM spec_errors") == [(2.0,)]
+    finally:
+        store.close()
