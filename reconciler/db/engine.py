@@ -40,11 +40,15 @@ def _busy_ms(readonly: bool, busy_ms: int | None) -> int:
     return busy_ms if busy_ms is not None else (10000 if readonly else WRITER_BUSY_MS)
 
 
-def _configure(conn: sqlite3.Connection, readonly: bool, busy_ms: int) -> None:
+def _configure(
+    conn: sqlite3.Connection, readonly: bool, busy_ms: int, manual_checkpoints: bool = False
+) -> None:
     conn.isolation_level = None  # we issue BEGIN ourselves
     if not readonly:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+    if manual_checkpoints:  # no commit checkpoints inline (service/checkpoints.py does)
+        conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute(f"PRAGMA busy_timeout={busy_ms}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -53,14 +57,17 @@ def _configure(conn: sqlite3.Connection, readonly: bool, busy_ms: int) -> None:
     conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
 
 
-def connect(path: Path, *, readonly: bool = False, busy_ms: int | None = None) -> sqlite3.Connection:
+def connect(
+    path: Path, *, readonly: bool = False, busy_ms: int | None = None,
+    manual_checkpoints: bool = False,
+) -> sqlite3.Connection:  # fmt: skip
     """One plain connection, configured as every connection to the store is."""
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, check_same_thread=False)
     try:
-        _configure(conn, readonly, _busy_ms(readonly, busy_ms))
+        _configure(conn, readonly, _busy_ms(readonly, busy_ms), manual_checkpoints)
     except BaseException:
         conn.close()
         raise
@@ -73,6 +80,7 @@ class Pool:
 
     def __init__(self, path: Path, *, readonly: bool = False, busy_ms: int | None = None) -> None:
         self.path, self.readonly, self.busy_ms = path, readonly, busy_ms
+        self.manual_checkpoints = False  # set: connections made from now on never checkpoint
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -84,7 +92,8 @@ class Pool:
             if self._idle and self._pid == os.getpid():
                 conn = self._idle.pop()
         if conn is None:
-            conn = connect(self.path, readonly=self.readonly, busy_ms=self.busy_ms)
+            conn = connect(self.path, readonly=self.readonly, busy_ms=self.busy_ms,
+                           manual_checkpoints=self.manual_checkpoints)  # fmt: skip
         try:
             yield conn
         except BaseException:

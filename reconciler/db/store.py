@@ -90,6 +90,11 @@ class Store(ChildJobs, Registry):
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur]
 
+    def manual_checkpoints(self) -> None:
+        """From now on no commit checkpoints the WAL inline: the caller does (`checkpoint`)."""
+        self.pool.manual_checkpoints = True
+        self.pool.close()  # (idle connections were made without it)
+
     def checkpoint(self) -> tuple[int, int]:
         """A passive checkpoint (never waits for readers): (pages in the WAL, pages copied
         into the database). Fewer copied than present: a reader holds the rest back."""

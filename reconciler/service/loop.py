@@ -29,6 +29,7 @@ from reconciler.executor.base import Executor, ExitResult, NodeConfig, TaskHandl
 from reconciler.faults import raise_if_transient, transient_cause
 from reconciler.plan import Host, Plan, admission, leaving, plan
 from reconciler.service import descriptors, threads
+from reconciler.service.checkpoints import Checkpointer
 from reconciler.service.checks import Scheduler
 from reconciler.service.children import Children
 from reconciler.service.clock import SteadyClock
@@ -77,6 +78,7 @@ class Service(TemplateInputs, Exits):
                          admission.node_capacity(fp.attributes, node),
                          volumes={n: ro for n, (_, ro) in node.host_volumes.items()},
                          started_at=clock(), gc_after=node.job_gc_threshold)  # fmt: skip
+        self.checkpoints = Checkpointer(store)
         self.variables = VariableStore(store.path.parent)
         self.children = Children(store)
         self._init_inputs(store)
@@ -171,6 +173,7 @@ class Service(TemplateInputs, Exits):
     def start_threads(self) -> None:
         self._threads.append(threads.start(self._waiter, "exits"))
         self.checks.start()
+        self.checkpoints.start()
         if self.watcher is not None:
             self.watcher.start()
 
@@ -195,6 +198,7 @@ class Service(TemplateInputs, Exits):
         if self.watcher is not None:
             self.watcher.stop()
         self.checks.stop()
+        self.checkpoints.stop()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -324,6 +328,7 @@ class Service(TemplateInputs, Exits):
                     self._scan_due = True
                 if self._guarded(lambda: self.reconcile(force=False)):
                     self.recovery.recovered()
+                    self.checkpoints.poke()
                     self.recovery.check_wal(self.store)
         finally:
             self.recovery.idle()
