@@ -231,3 +231,31 @@ def test_a_claim_passes_a_config_larger_than_a_pipe_holds_and_writes_no_file(
     assert r is not None and r.exit_code == 3
     assert logs(warm, h).split() == ["100000"]
     assert not Path(h.task_dir, "shim.conf").exists()
+
+
+def test_an_exit_clears_the_cgroups_for_the_next_claim_and_a_start_first_keeps_its_own(
+    warm: LinuxExecutor,
+) -> None:
+    """A warm-started task's exit has its cgroups set aside at the waiter's next poll (off the
+    restart's path); a start of the task that comes before that poll (warm or cold) cancels
+    it, so the new run's cgroups are never moved."""
+    _ready(warm)
+    first = warm.start(sh("exit 0"))
+    assert warm.wait(first, 20) is not None
+    name = cgroups.TaskCgroup.from_record(warm.layout, first.cgroup).name  # type: ignore[arg-type]
+    assert any(p.is_dir() for p in cgroups.TaskCgroup.at(warm.layout, name).dirs.values())  # type: ignore[arg-type]
+    warm.poll_exits(0)  # the next poll clears them
+    assert not any(p.is_dir() for p in cgroups.TaskCgroup.at(warm.layout, name).dirs.values())  # type: ignore[arg-type]
+    # A start between the exit and the next poll: warm, then cold (host pid mode)
+    for cfg in (sh("exec sleep 1000"), sh("exec sleep 1000", pid_mode="host")):
+        _ready(warm)
+        h = warm.start(sh("exit 0"))
+        assert warm.wait(h, 20) is not None
+        again = warm.start(cfg)
+        warm.poll_exits(0)
+        cg = cgroups.TaskCgroup.from_record(warm.layout, again.cgroup)  # type: ignore[arg-type]
+        assert cg.pids() == {again.pid}
+        warm.stop(again, "SIGKILL", 0)
+        assert warm.wait(again, 10) is not None
+    wait_for(lambda: not any(n for n in _pool_cgroups(warm) if "-old" in n),
+             what="the set-aside cgroups to be removed")  # fmt: skip

@@ -203,12 +203,14 @@ class TaskCgroup:
             self._enable_v2_controllers(self.dirs["unified"].parent)
         return fresh
 
-    def rename(self, name: str) -> TaskCgroup:
+    def rename(self, name: str, clear: bool = True) -> TaskCgroup:
         """The same cgroups under another name: no process moves, so no migration wait. An
-        old cgroup of that name (an earlier run of the task) is removed first."""
-        old = TaskCgroup.at(self.layout, name)
-        old.kill_leftovers()
-        old.remove()
+        old cgroup of that name (an earlier run of the task) is removed first, unless the
+        caller knows there is none (`clear=False`: a fresh name, or one cleared just now)."""
+        if clear:
+            old = TaskCgroup.at(self.layout, name)
+            old.kill_leftovers()
+            old.remove()
         dirs = {ctrl: path.with_name(name) for ctrl, path in self.dirs.items()}
         for ctrl, path in self.dirs.items():
             if path.exists():  # cpu and cpuacct may share a mount: renamed once

@@ -97,6 +97,7 @@ class LinuxExecutor(Supervision):
             )  # fmt: skip
             self.pool.warm_up()
         self._init_supervision()
+        self._claimed: set[str] = set()  # cgroup names whose current run is a warm claim
         self._net_lock = threading.Lock()
         self.fetcher = artifacts.Fetcher(self.node, self.dirs)
 
@@ -261,6 +262,9 @@ class LinuxExecutor(Supervision):
         # The task builds its root meanwhile: on cgroup v1 a first mkdir may wait for the
         # kernel (see primer.py), and that wait now overlaps the shim's work.
         try:
+            if self.pool is not None:
+                self._claimed.discard(cg.name)
+                self.pool.keep_name(cg.name)
             cg.create(limits)
         except OSError as e:
             launch.ready(go, ok=False)
@@ -280,8 +284,9 @@ class LinuxExecutor(Supervision):
         directories."""
         assert self.pool is not None
         try:
-            self.pool.clear_name(name)
-            warm.cgroup = warm.cgroup.rename(name)
+            self._claimed.add(name)
+            cleared = self.pool.clear_name(name)
+            warm.cgroup = warm.cgroup.rename(name, clear=not cleared)
             warm.cgroup.set_limits(limits)
             message = memoryview(launch.claim_message(items))
             while message:  # more than a pipe holds is read by the shim meanwhile
@@ -312,6 +317,16 @@ class LinuxExecutor(Supervision):
         self._watch(handle, ours=True, report=pending.fd)
         return handle
 
+    def _clear_soon(self, name: str) -> None:
+        """Only for a task started from a warm shim: its next start likely claims one too,
+        while a cold start reuses the cgroups it has."""
+        if self.pool is not None and name in self._claimed:
+            self.pool.clear_soon(name)
+
+    def _clear_pending(self) -> None:
+        if self.pool is not None:
+            self.pool.clear_pending()
+
     def render_templates(self, config: TaskConfig) -> None:
         """Files only: a template that sets environment takes effect at the next start."""
         alloc_id, _, task = config.id.rpartition("/")
@@ -332,6 +347,9 @@ class LinuxExecutor(Supervision):
             alloc = self.data_dir / "allocs" / alloc_id / "tasks"
             for task in alloc.iterdir() if alloc.is_dir() else []:
                 task_id = f"{alloc_id}/{task.name}"
+                self._claimed.discard(self._cgroup_name(task_id))
+                if self.pool is not None:
+                    self.pool.keep_name(self._cgroup_name(task_id))  # forget it
                 cg = cgroups.TaskCgroup.at(self.layout, self._cgroup_name(task_id))
                 cg.kill_all()
                 cg.remove()

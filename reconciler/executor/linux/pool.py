@@ -75,6 +75,9 @@ class Pool:
         self.replaced = 0  # dropped because their process was gone
         self._ready: list[Warm] = []
         self._aside: list[cgroups.TaskCgroup] = []  # earlier runs' cgroups, to be removed
+        self._clear_lock = threading.Lock()  # a start's clear_name vs the waiter's clear_pending
+        self._clear_pending: set[str] = set()
+        self._cleared: set[str] = set()  # cleared by clear_pending, not started since
         self._lock = threading.Lock()
         self._starts: deque[float] = deque(maxlen=4096)
         self._names = itertools.count()
@@ -119,22 +122,57 @@ class Pool:
             self._discard(warm)
             self.replaced += 1
 
-    def clear_name(self, name: str) -> None:
-        """Make way for a claim under a task's cgroup name. A task that restarts keeps its
+    def clear_name(self, name: str) -> bool:
+        """Make way for a start under a task's cgroup name. A task that restarts keeps its
         emptied cgroups; removing them waits for the kernel (~8 ms, most of a restart), so they
         are renamed aside (a rename never waits) under a pool name and removed on the refill
         thread, or by `sweep` after a crash. A cgroup pinned to cores of its own is left to the
-        claim's rename to remove: its removal gives the cores back."""
+        claim's rename to remove (its removal gives the cores back): False then, True when
+        nothing is left under the name. Called by a start (claim or cold), it also cancels a
+        `clear_soon` of the name: from then on the name's cgroups are the new run's."""
+        with self._clear_lock:
+            self._clear_pending.discard(name)
+            if name in self._cleared:  # by clear_pending: nothing made the name's cgroups since
+                self._cleared.discard(name)
+                return True
+            return self._clear(name)
+
+    def keep_name(self, name: str) -> None:
+        """A cold start reuses the name's cgroups (emptied, not removed): no clear_soon of it
+        after this (one under way is waited for; the start then makes them afresh)."""
+        with self._clear_lock:
+            self._clear_pending.discard(name)
+            self._cleared.discard(name)
+
+    def clear_soon(self, name: str) -> None:
+        """A task's exit was seen: its cgroups are cleared by `clear_pending` (on the waiter
+        thread, while the loop records the exit and plans), unless a start of the task comes
+        first. Only the waiter thread calls this and clear_pending."""
+        with self._clear_lock:
+            self._clear_pending.add(name)
+
+    def clear_pending(self) -> None:
+        with self._clear_lock:
+            names, self._clear_pending = self._clear_pending, set()
+            for name in names:
+                try:
+                    if self._clear(name):
+                        self._cleared.add(name)
+                except OSError as e:  # the claim's own rename removes what is left
+                    log.debug("clearing %s: %s", name, e)
+
+    def _clear(self, name: str) -> bool:
         old = cgroups.TaskCgroup.at(self.layout, name)
         pinned = old.dirs.get("cpuset")
         if pinned is not None and pinned.parent.name != cpusets.SHARED:
-            return
+            return not pinned.is_dir()
         if not any(p.is_dir() for p in old.dirs.values()):
-            return
-        aside = old.rename(f"{PREFIX}{self._tag}-old{next(self._names)}")
+            return True
+        aside = old.rename(f"{PREFIX}{self._tag}-old{next(self._names)}", clear=False)
         with self._lock:
             self._aside.append(aside)
         self._wake()
+        return True
 
     def set_file_aside(self, path: Path) -> None:
         """A previous run's file (exit status, shim config) out of a start's way. Unlinking it

@@ -165,7 +165,14 @@ class Supervision:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
 
+    def _clear_soon(self, name: str) -> None:
+        """An exited task's cgroups may be cleared for its next run (LinuxExecutor: pool)."""
+
+    def _clear_pending(self) -> None:
+        """Clear them now: at the next poll, while the loop records the exits just returned."""
+
     def poll_exits(self, timeout: float) -> list[tuple[TaskHandle, ExitResult]]:
+        self._clear_pending()
         with self._lock:
             out, self._pending = self._pending, []
             next_deadline = min(
@@ -200,6 +207,7 @@ class Supervision:
             os.close(fd)
             if cg := self._cgroup(w.handle):
                 cg.kill_leftovers()
+                self._clear_soon(cg.name)
             with self._lock:
                 self._deadlines.pop(w.handle.id, None)
                 self._delayed.pop(w.handle.id, None)
