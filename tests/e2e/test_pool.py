@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.executor.base import StartError, TaskConfig, Template, VolumeBind
+from reconciler.executor.base import StartError, TaskConfig, TaskHandle, Template, VolumeBind
 from reconciler.executor.linux import cgroups, pool
 from reconciler.executor.linux.executor import LinuxExecutor
 from tests.e2e.conftest import logs, run_to_exit, sh, wait_for
@@ -259,3 +259,35 @@ def test_an_exit_clears_the_cgroups_for_the_next_claim_and_a_start_first_keeps_i
         assert warm.wait(again, 10) is not None
     wait_for(lambda: not any(n for n in _pool_cgroups(warm) if "-old" in n),
              what="the set-aside cgroups to be removed")  # fmt: skip
+
+
+def test_a_claim_ends_with_its_own_limits_whatever_was_set_ahead(data_dir: Path) -> None:
+    """The pool sets the last claim's limits on the cgroups it makes, and a claim writes only
+    what differs: each task still ends with exactly its own."""
+    ex = LinuxExecutor(data_dir, warm_pool=1)
+    assert ex.layout is not None and ex.pool is not None
+    v1 = ex.layout.version == 1
+
+    def memory(h: TaskHandle) -> tuple[int, str]:
+        cg = cgroups.TaskCgroup.from_record(ex.layout, h.cgroup)  # type: ignore[arg-type]
+        if v1:
+            d = cg.dirs["memory"]
+            return (int((d / "memory.limit_in_bytes").read_text()) >> 20,
+                    (d / "memory.soft_limit_in_bytes").read_text().strip())  # fmt: skip
+        d = cg.dirs["unified"]
+        return int((d / "memory.max").read_text()) >> 20, (d / "memory.low").read_text().strip()
+
+    unset = "9223372036854771712" if v1 else "0"
+    try:
+        for i, (mem, mx) in enumerate(((32, 64), (48, 0), (48, 0))):
+            wait_for(lambda i=i: ex.pool is not None and ex.pool.size() >= 1 and (
+                i == 0 or ex.pool._ready[0].limits is not None), what="a warm shim")  # fmt: skip
+            ready = ex.pool.pids()
+            h = ex.start(sh("exec sleep 1000", task_id=f"j/g/0/t{i}", memory_mb=mem,
+                            memory_max_mb=mx))  # fmt: skip
+            assert h.shim_pid in ready
+            assert memory(h) == (mx or mem, str(mem << 20) if mx else unset)
+            ex.stop(h, "SIGKILL", 0)
+            assert ex.wait(h, 10) is not None
+    finally:
+        ex.close()

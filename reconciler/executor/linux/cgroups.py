@@ -217,41 +217,54 @@ class TaskCgroup:
                 path.rename(dirs[ctrl])
         return TaskCgroup(self.layout, name, dirs)
 
-    def set_limits(self, limits: Limits) -> None:
+    def set_limits(self, limits: Limits, have: Limits | None = None) -> None:
+        """Write `limits`. With `have` (what these cgroups were given before: a warm shim's,
+        set ahead of its claim) only the controllers whose limits differ are written, and
+        what `have` set that `limits` leaves at the kernel's default is reset."""
         mem_hard = limits.memory_max_mb if limits.memory_max_mb > 0 else limits.memory_mb
         if limits.memory_max_mb < 0:
             mem_hard = 0
+        fresh = have is None
+        mem = have is None or (have.memory_mb, have.memory_max_mb) != (
+            limits.memory_mb, limits.memory_max_mb)  # fmt: skip
+        soft_was = have is not None and have.memory_max_mb > 0
+        cpu = have is None or have.cpu_shares != limits.cpu_shares
+        pids = have is None or have.pids_max != limits.pids_max
         at = {c: str(p) for c, p in self.dirs.items()}  # plain strings: this runs per start
         if self.layout.version == 1:
-            if mem := at.get("memory"):
+            if mem and (m := at.get("memory")):
                 with contextlib.suppress(OSError):
-                    _write(f"{mem}/memory.swappiness", 0)
-                if mem_hard:
+                    _write(f"{m}/memory.swappiness", 0)
+                if mem_hard or not fresh:  # (a limit set ahead is lifted for none)
                     if self.layout.swap_accounting:  # lift it first: it may not go below the limit
                         with contextlib.suppress(OSError):
-                            _write(f"{mem}/memory.memsw.limit_in_bytes", -1)
-                    _write(f"{mem}/memory.limit_in_bytes", mem_hard << 20)
-                    if self.layout.swap_accounting:
+                            _write(f"{m}/memory.memsw.limit_in_bytes", -1)
+                    _write(f"{m}/memory.limit_in_bytes", (mem_hard << 20) if mem_hard else -1)
+                    if self.layout.swap_accounting and mem_hard:
                         with contextlib.suppress(OSError):
-                            _write(f"{mem}/memory.memsw.limit_in_bytes", mem_hard << 20)
+                            _write(f"{m}/memory.memsw.limit_in_bytes", mem_hard << 20)
                 if limits.memory_max_mb > 0:
-                    _write(f"{mem}/memory.soft_limit_in_bytes", limits.memory_mb << 20)
-            if cpu := at.get("cpu"):
-                _write(f"{cpu}/cpu.shares", max(2, min(262144, limits.cpu_shares)))
-            if pids := at.get("pids"):
-                _write(f"{pids}/pids.max", limits.pids_max)
+                    _write(f"{m}/memory.soft_limit_in_bytes", limits.memory_mb << 20)
+                elif soft_was:
+                    _write(f"{m}/memory.soft_limit_in_bytes", -1)
+            if cpu and (c := at.get("cpu")):
+                _write(f"{c}/cpu.shares", max(2, min(262144, limits.cpu_shares)))
+            if pids and (n := at.get("pids")):
+                _write(f"{n}/pids.max", limits.pids_max)
         else:
             d = at["unified"]
-            have = self.layout.controllers
-            if "memory" in have:
+            ctrls = self.layout.controllers
+            if mem and "memory" in ctrls:
                 _write(f"{d}/memory.max", (mem_hard << 20) if mem_hard else "max")
                 with contextlib.suppress(OSError):
                     _write(f"{d}/memory.swap.max", 0)
                 if limits.memory_max_mb > 0:
                     _write(f"{d}/memory.low", limits.memory_mb << 20)
-            if "cpu" in have:
+                elif soft_was:
+                    _write(f"{d}/memory.low", 0)
+            if cpu and "cpu" in ctrls:
                 _write(f"{d}/cpu.weight", shares_to_weight(limits.cpu_shares))
-            if "pids" in have:
+            if pids and "pids" in ctrls:
                 _write(f"{d}/pids.max", limits.pids_max)
         if limits.cores or limits.core_ids:
             self._set_cores(limits.cores, limits.core_ids)

@@ -287,7 +287,8 @@ class LinuxExecutor(Supervision):
             self._claimed.add(name)
             cleared = self.pool.clear_name(name)
             warm.cgroup = warm.cgroup.rename(name, clear=not cleared)
-            warm.cgroup.set_limits(limits)
+            warm.cgroup.set_limits(limits, have=warm.limits)
+            self.pool.expected = limits
             message = memoryview(launch.claim_message(items))
             while message:  # more than a pipe holds is read by the shim meanwhile
                 message = message[os.write(warm.stdin, message) :]

@@ -51,6 +51,7 @@ class Warm:
     stdout: int  # its reports: "started <pid>" after a claim
     pidfd: int
     cgroup: cgroups.TaskCgroup
+    limits: cgroups.Limits | None = None  # set ahead on its cgroups (the last claim's)
 
 
 class Pool:
@@ -78,6 +79,7 @@ class Pool:
         self._clear_lock = threading.Lock()  # a start's clear_name vs the waiter's clear_pending
         self._clear_pending: set[str] = set()
         self._cleared: set[str] = set()  # cleared by clear_pending, not started since
+        self.expected: cgroups.Limits | None = None  # the last claim's limits: set ahead
         self._lock = threading.Lock()
         self._starts: deque[float] = deque(maxlen=4096)
         self._names = itertools.count()
@@ -306,6 +308,13 @@ class Pool:
         self.work_dir.mkdir(mode=0o700, exist_ok=True)  # fails once the data dir is gone
         cg = cgroups.TaskCgroup.at(self.layout, name, cpuset=False)  # the shared cores
         cg.make()
+        limits = self.expected  # the next claim likely has the last one's: it writes no limit
+        if limits is not None:
+            try:
+                cg.set_limits(limits)
+            except OSError:
+                cg.remove()
+                raise
         conf = self.work_dir / f"{name}.conf"
         items = [*self.host_items(), *(("cgroup", p) for p in cg.procs_files())]
         launch.write_config(conf, items)
@@ -331,7 +340,7 @@ class Pool:
             for fd in (r_in, w_out, err):
                 os.close(fd)
         pidfd = os.pidfd_open(pid)
-        warm = Warm(pid, 0, w_in, r_out, pidfd, cg)
+        warm = Warm(pid, 0, w_in, r_out, pidfd, cg, limits)
         line = _read_line(r_out, READY_TIMEOUT)
         with contextlib.suppress(OSError):
             conf.unlink()
