@@ -8,6 +8,13 @@ started as `reconciler run`, every task up, then a quiet spell; then the figures
   service writes on SIGUSR1 when started with --trace).
 
     sudo .venv/bin/python bench/memory.py [--sizes 0,100,1000] [--trace] [--restart]
+    sudo .venv/bin/python bench/memory.py --sequence [--sizes 100,500,1000] [--trace]
+
+--sequence is bench/peers.py's order in one service lifetime: the service started on one
+anchor job, ten pickups (a job added, its task killed once, the job removed), then for each
+size N files added while it runs, every task up, PSS 12 s and 22 s later (peers.py takes its
+figure at 12 s), the N files removed and their tasks gone, then the next size; and a restart
+on the last size's files at the end. It shows what earlier bursts leave behind.
 
 --distinct gives each task an env naming its job: no two job models are then equal (the
 plain files give 1,000 equal job models, which share everything).
@@ -34,6 +41,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from bench.peers import JOB as PEERS_JOB  # restart delay 0s, cpu 1: peers.py's very job
 from reconciler.executor.linux.cleanup import teardown
 
 SLEEP = "100000"
@@ -63,25 +71,64 @@ JOB = """job "{s}" {{
 # allocation sites and the loaded heavy packages to DUMP on SIGUSR1.
 TRACED = """
 import os, signal, sys, tracemalloc
-tracemalloc.start(1)
+if os.environ.get("RECONCILER_BENCH_TRACE") == "1":
+    tracemalloc.start(1)
 dump = os.environ["RECONCILER_BENCH_DUMP"]
 HEAVY = ("sqlalchemy", "alembic", "pyroute2", "prometheus_client", "cryptography", "hcl2",
          "lark", "pydantic", "typer", "rich", "watchdog", "croniter", "psutil", "yaml", "urllib3")
 def _dump(*_):
     snap = tracemalloc.take_snapshot().filter_traces(
-        [tracemalloc.Filter(False, tracemalloc.__file__)])
+        [tracemalloc.Filter(False, tracemalloc.__file__)]) if tracemalloc.is_tracing() else None
+    if snap is None:  # not traced: the allocators' own figures only
+        with open(dump + ".tmp", "w") as f:
+            f.write(f"pymalloc {_pymalloc()}\\n")
+        os.rename(dump + ".tmp", dump)
+        return
     with open(dump + ".tmp", "w") as f:
         f.write("modules " + " ".join(m for m in HEAVY if m in sys.modules) + "\\n")
         f.write(f"total {sum(s.size for s in snap.statistics('filename'))}\\n")
+        f.write(f"pymalloc {_pymalloc()}\\n")
         for s in snap.statistics("lineno")[:400]:
             fr = s.traceback[0]
             f.write(f"{s.size} {s.count} {fr.filename}:{fr.lineno}\\n")
     os.rename(dump + ".tmp", dump)
+def _pymalloc():
+    # sys._debugmallocstats() writes to the C stderr: caught in a file for its arena counts
+    # (it prints nothing under tracemalloc, nor with PYTHONMALLOC=malloc).
+    import tempfile
+    with tempfile.TemporaryFile() as t:
+        saved = os.dup(2)
+        os.dup2(t.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        t.seek(0)
+        lines = t.read().decode().splitlines()
+    keep = ("# arenas allocated current", "# arenas highwater mark", "# bytes in allocated")
+    return ", ".join(" ".join(l.split()).replace("# ", "") for l in lines if l.startswith(keep))
 signal.signal(signal.SIGUSR1, _dump)
 from reconciler.entry import main
 sys.argv = ["reconciler", *sys.argv[1:]]
 main()
 """
+
+
+def regions(pid: int) -> dict[str, int]:
+    """PSS kB of the service by kind of mapping: the brk heap, anonymous mappings (pymalloc's
+    arenas, large blocks, thread stacks), files (python, libraries)."""
+    out = {"heap": 0, "anon": 0, "files": 0}
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 6)
+            if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+                name = head[5].strip() if len(head) > 5 else ""
+                kind = "heap" if name == "[heap]" else "files" if name.startswith("/") else "anon"
+            elif head[0] == "Pss:":
+                out[kind] += int(head[1])
+    return out
 
 
 def smaps(pid: int) -> dict[str, int]:
@@ -144,7 +191,7 @@ def measure(size: int, trace: bool, root: Path, restart: bool = False,
         cmd = [sys.executable, "-c", TRACED, *argv]
     else:
         cmd = [str(Path(sys.executable).parent / "reconciler"), *argv]
-    env = dict(os.environ, RECONCILER_BENCH_DUMP=str(dump))
+    env = dict(os.environ, RECONCILER_BENCH_DUMP=str(dump), RECONCILER_BENCH_TRACE="1")
     proc = start(cmd, env)
     out: dict[str, object] = {"size": size}
     try:
@@ -184,9 +231,122 @@ def measure(size: int, trace: bool, root: Path, restart: bool = False,
     return out
 
 
+def sequence_run(sizes: list[int], trace: bool, root: Path) -> None:
+    """bench/peers.py's order in one service lifetime (see the module's doc)."""
+    jobs, data = root / "jobs", root / "data"
+    jobs.mkdir()
+
+    def add(names: list[str]) -> None:
+        for s in names:
+            tmp = jobs / f".{s}.tmp"
+            tmp.write_text(PEERS_JOB.format(s=s, sleep=SLEEP))
+            tmp.rename(jobs / f"{s}.hcl")
+
+    def marker(s: str) -> Path:
+        return data / "allocs" / s / "g" / "0" / "alloc" / "data" / "marker"
+
+    def tasks() -> list[psutil.Process]:
+        try:
+            kids = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+        return [p for p in kids if _cmdline(p)[:2] == ["sleep", SLEEP]]
+
+    def report(what: str, prev: dict[str, int] | None = None) -> None:
+        r, g = smaps(proc.pid), regions(proc.pid)
+        cpu = psutil.Process(proc.pid).cpu_times()
+        load = "/".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"{what:>24}: service PSS {r['Pss']} kB (heap {g['heap']}, anon {g['anon']}, "
+              f"files {g['files']}), threads {psutil.Process(proc.pid).num_threads()}, "
+              f"cpu {cpu.user + cpu.system:.2f} s, load {load}", flush=True)  # fmt: skip
+        dump.unlink(missing_ok=True)
+        proc.send_signal(signal.SIGUSR1)
+        wait(dump.exists, 60)
+        text = dump.read_text()
+        if trace:
+            print("    " + text.splitlines()[0] + "; traced " + text.splitlines()[1])
+            traces[what] = text
+        else:
+            print("    " + text.strip())
+
+    dump = root / "trace.txt"
+    traces: dict[str, str] = {}
+    add(["anchor"])
+    argv = ["run", "--jobs", str(jobs), "--data-dir", str(data)]
+    # through the wrapper even untraced: its SIGUSR1 gives pymalloc's arena counts
+    cmd = [sys.executable, "-c", TRACED, *argv]
+    env = dict(os.environ, RECONCILER_BENCH_DUMP=str(dump), RECONCILER_BENCH_TRACE=str(int(trace)))
+    proc = start(cmd, env)
+    try:
+        wait(lambda: marker("anchor").exists(), 60)
+        time.sleep(1)
+        report("anchor up")
+        for i in range(10):
+            add([f"p{i}"])
+            wait(lambda i=i: marker(f"p{i}").exists(), 12)
+            before = marker(f"p{i}").stat().st_mtime_ns
+            victim = [p for p in tasks() if f"/p{i}.g.0.t." in _cgroup(p)]
+            for p in victim:
+                p.kill()
+            wait(lambda i=i: marker(f"p{i}").stat().st_mtime_ns > before, 10)
+        for i in range(10):
+            (jobs / f"p{i}.hcl").unlink()
+        wait(lambda: len(tasks()) == 1, 60)
+        report("after pickups")
+        for size in sizes:
+            names = [f"n{size}-{i}" for i in range(size)]
+            t0 = time.monotonic()
+            add(names)
+            wait(lambda ns=names: all(marker(x).exists() for x in ns), 300)
+            up = time.monotonic() - t0
+            time.sleep(12)
+            report(f"{size} up ({up:.1f} s) +12 s")
+            time.sleep(10)
+            report(f"{size} +22 s")
+            for s in names:
+                (jobs / f"{s}.hcl").unlink()
+            wait(lambda: len(tasks()) == 1, 120)
+            time.sleep(2)
+            report(f"{size} removed")
+        if sizes:
+            add(names)
+            wait(lambda ns=names: all(marker(x).exists() for x in ns), 300)
+            time.sleep(12)
+            stop(proc)
+            proc = start(cmd, env)
+            pid_file = data / "service.pid"
+            wait(lambda: pid_file.exists() and pid_file.read_text().strip() == str(proc.pid), 60)
+            time.sleep(15)
+            report(f"{sizes[-1]} restarted")
+    finally:
+        stop(proc)
+        teardown(data)
+    if trace and len(sizes) >= 1:
+        first, last = f"{sizes[0]} +22 s", f"{sizes[-1]} +22 s"
+        growth({"size": sizes[0], "t": traces[first]}, {"size": sizes[-1], "t": traces[last]},
+               "t", 25)  # fmt: skip
+        growth({"size": 0, "t": traces["after pickups"]}, {"size": 1, "t": traces[f"{sizes[-1]} removed"]},
+               "t", 25)  # fmt: skip
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return list(p.cmdline())
+    except psutil.Error:
+        return []
+
+
+def _cgroup(p: psutil.Process) -> str:
+    try:
+        with open(f"/proc/{p.pid}/cgroup") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def sites(trace: str) -> dict[str, tuple[int, int]]:
     out = {}
-    for line in trace.splitlines()[2:]:
+    for line in trace.splitlines()[3:]:
         size, count, where = line.split(" ", 2)
         out[where] = (int(size), int(count))
     return out
@@ -199,9 +359,16 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--restart", action="store_true",
                     help="also: the service stopped and started again on the same tasks")
+    ap.add_argument("--sequence", action="store_true",
+                    help="bench/peers.py's order: sizes added and removed in one service lifetime")
     ap.add_argument("--distinct", action="store_true",
                     help="each task's env names its job, so no two job models are equal")
     args = ap.parse_args()
+    if args.sequence:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        with tempfile.TemporaryDirectory(prefix="rc-mem-") as tmp:
+            sequence_run([n for n in sizes if n], args.trace, Path(tmp))
+        return
     results = []
     for size in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory(prefix="rc-mem-") as tmp:

@@ -500,7 +500,9 @@ class Service(TemplateInputs, Exits):
         except Exception:
             log.exception("updating the service registry")
         if scope is None:
-            self._leaving = leaving(self.children.merged(desired), observed)
+            merged = self.children.merged(desired)
+            self._leaving = leaving(merged, observed)
+            self._forget_gone(merged, observed)
         metrics.pass_done(time.perf_counter() - started, self._states)
         if self._first_event is not None:
             metrics.pickup(time.monotonic() - self._first_event)
@@ -513,6 +515,14 @@ class Service(TemplateInputs, Exits):
         if self.store.flush_scan():
             trace.mark("scan_recorded")
         self.loader.flush_rows()
+
+    def _forget_gone(self, desired: Desired, observed: Observed) -> None:
+        """After a full pass: the applier keeps no spec of a job whose file is gone and of
+        which no slot is left (a service that saw 1,000 jobs come and go holds none of them)."""
+        with_slots = {k.job for k in observed.slots}
+        specs = self.applier.specs
+        for job_id in [j for j in specs if j not in desired.jobs and j not in with_slots]:
+            del specs[job_id]
 
     def _converge(
         self, desired: Desired, scope: frozenset[str] | None

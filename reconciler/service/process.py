@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler.db.engine import StoreRefused
-from reconciler.executor.linux.memory import trim_heap
+from reconciler.executor.linux.memory import Trimmer, trim_heap
 from reconciler.faults import Backoff, transient_cause
 from reconciler.service import threads
 from reconciler.service.loop import Service
@@ -99,8 +99,11 @@ def run_until_stopped(service: Service, grace: float = SHUTDOWN_GRACE) -> bool:
     unfinished transaction)."""
     loop = threads.start(service.run, "loop")
     frozen = False
+    trimmer: Trimmer | None = None
     while loop.is_alive() and not service.stopping.wait(1.0):
         service.check_stuck()
+        if trimmer is not None and service.recovery.busy_since is None:
+            trimmer.check()  # a burst since (files added, removed, tasks started): its garbage
         if not frozen and service.startup_seconds:
             # What start-up made (modules, schemas, the first jobs' models) lives as long as
             # the service: out of the collector's way, so a collection never walks it again.
@@ -110,7 +113,7 @@ def run_until_stopped(service: Service, grace: float = SHUTDOWN_GRACE) -> bool:
             # PSS at 1,000 tasks (docs/operations.md, "Memory").
             gc.freeze()
             trim_heap()
-            frozen = True
+            frozen, trimmer = True, Trimmer()
     loop.join(grace)
     if not loop.is_alive():
         return True

@@ -69,7 +69,8 @@ class Loader(KeptParses):
     )
     extra_roots: tuple[str, ...] = ()  # host dirs absolute template sources may name
     _by_stat: dict[str, tuple[Any, FileResult]] = field(default_factory=dict)
-    _by_digest: dict[str, FileResult] = field(default_factory=dict)
+    # file name -> (its content key, the result): a file touched but not changed is not parsed
+    _by_digest: dict[str, tuple[str, FileResult]] = field(default_factory=dict)
     # job file name -> the other files its result was made from (var file, file() reads)
     _inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _last: Desired | None = None
@@ -299,8 +300,7 @@ class Loader(KeptParses):
                     changes[name] = None
                     last.pop(base, None)
                     self._shown.pop(base, None)
-                    self._by_stat.pop(name, None)
-                    self._rows.pop(name, None)
+                    self._forget(base, name)
                     continue
                 cached = self._by_stat.get(name)
                 if cached is not None and cached[0] == key:
@@ -319,6 +319,17 @@ class Loader(KeptParses):
         self._log = [*self._log[-15:], (weakref.ref(desired), frozenset(ids))]
         self._last, self._last_key = desired, last
         return desired
+
+    def _forget(self, base: str, name: str) -> None:
+        """A job file is gone: nothing kept for it stays (a directory whose files come and go
+        holds only what its files are now)."""
+        self._by_stat.pop(name, None)
+        self._by_digest.pop(name, None)
+        self._rows.pop(name, None)
+        self._var_of.pop(base, None)
+        if self._inputs.pop(base, None) is not None:
+            self._index_inputs(base)
+        self._external.discard(base)
 
     def changed_since(self, earlier: Desired) -> frozenset[str] | None:
         """The ids of the jobs that may differ between `earlier` (a scan's) and the last scan's
@@ -359,9 +370,9 @@ class Loader(KeptParses):
             return fail(got)
         data, digest, vars_path, var_data = got
         env = repr(sorted(self.env.items())).encode()
-        key = digest + hashlib.sha256(var_data + b"\0" + env).hexdigest() + name
-        if (hit := self._by_digest.get(key)) is not None:
-            return hit
+        key = digest + hashlib.sha256(var_data + b"\0" + env).hexdigest()
+        if (hit := self._by_digest.get(name)) is not None and hit[0] == key:
+            return hit[1]
         try:
             text = data.decode("utf-8-sig")
             var_text = var_data.decode("utf-8-sig")
@@ -378,7 +389,7 @@ class Loader(KeptParses):
             result, inputs_read = stored
             self._inputs[path.name] = (vars_path, *inputs_read)
             if not inputs_read:
-                self._by_digest[key] = result
+                self._by_digest[name] = (key, result)
             return result
         from reconciler.spec import hclbody  # the HCL parser: loaded only to parse a file
 
@@ -397,9 +408,7 @@ class Loader(KeptParses):
         self._keep(name, row_key, directory, result)
         if directory.read_paths:
             return result  # file() contents are not in `key`: re-read when their stat changes
-        if len(self._by_digest) > 20000:
-            self._by_digest.clear()
-        self._by_digest[key] = result
+        self._by_digest[name] = (key, result)
         return result
 
 

@@ -3,6 +3,9 @@ the other arguments' values), never answered for another object."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 from reconciler.plan import admission, digest, health
 from reconciler.spec import memo, template
 from reconciler.spec.load import parse_text
@@ -33,6 +36,43 @@ def test_remembered_per_object_and_argument_values() -> None:
     assert derive("x", a, "h") and len(calls) == 4
     derive("x", a, "g")
     assert len(calls) == 5
+
+
+def test_a_model_dropped_takes_its_values_with_it() -> None:
+    """A removed job's model is not kept alive by what was derived from it, and its values
+    go with it (a service that saw 1,000 jobs come and go holds none of them)."""
+
+    @memo.per_job(limit=100)
+    def whole(m: Model) -> int:
+        return m.n
+
+    @memo.per_job(limit=100)
+    def part(m: Model, group: str) -> str:
+        return f"{m.n}{group}"
+
+    kept, dropped = Model(1), Model(2)
+    assert whole(kept) == 1 and whole(dropped) == 2
+    assert part(kept, "g") == "1g" and part(dropped, "g") == "2g" and part(dropped, "h") == "2h"
+    gone = weakref.ref(dropped)
+    del dropped
+    gc.collect()
+    assert gone() is None  # nothing memo holds keeps it
+    caches = [c for c in memo._CACHES if c.by_job and id(kept) in c.by_job]
+    assert [len(c.by_job) for c in caches[-2:]] == [1, 1]  # only `kept` is left in each
+    assert [c.entries for c in caches[-2:]] == [1, 1]
+    assert whole(kept) == 1 and part(kept, "g") == "1g"
+
+
+def test_an_object_without_weak_references_is_derived_every_time() -> None:
+    calls: list[int] = []
+
+    @memo.per_job(limit=100)
+    def count(t: tuple[int, ...]) -> int:
+        calls.append(1)
+        return len(t)
+
+    t = (1, 2)
+    assert count(t) == count(t) == 2 and len(calls) == 2
 
 
 def test_the_job_model_memos_answer_as_the_functions_do() -> None:

@@ -57,7 +57,9 @@ class Supervision:
         self._deadlines: dict[str, tuple[float, TaskHandle]] = {}  # kill the cgroup then
         self._delayed: dict[str, tuple[float, TaskHandle, str, float]] = {}  # shutdown_delay
         self._pending: list[tuple[TaskHandle, ExitResult]] = []
-        self._done: dict[str, ExitResult] = {}
+        # exits kept for `wait` (tests, tools): only once it has been called, so the service
+        # (which reads every exit from poll_exits) keeps none of the exits it has seen
+        self._done: dict[str, ExitResult] | None = None
         self._reaping: dict[int, int] = {}  # pidfd -> pid of a shim that reported, to reap
 
     # ---- waiting ----
@@ -227,14 +229,18 @@ class Supervision:
         for h in expired:
             if cg := self._cgroup(h):
                 cg.kill_all()
-        with self._lock:
-            for h, r in out:
-                self._done[h.id] = r
+        if self._done is not None:
+            with self._lock:
+                for h, r in out:
+                    self._done[h.id] = r
         return out
 
     def wait(self, handle: TaskHandle, timeout: float | None = None) -> ExitResult | None:
         """For single-threaded callers (tests, tools): poll until this task's exit is seen."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            if self._done is None:
+                self._done = {}
         while True:
             with self._lock:
                 if (r := self._done.pop(handle.id, None)) is not None:
