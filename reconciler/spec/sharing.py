@@ -10,6 +10,8 @@ job dumps, digests and plans exactly as before; nothing is re-validated.
 Only parts that commonly repeat go into the table: a Job, Group or Task (and the dicts that
 hold them) are unique to their file, so they only get their parts shared. The table is a
 cache: it is emptied when it grows past LIMIT entries, which loses sharing, never meaning.
+Parts no job holds any more (their files removed or changed) leave it when it has doubled
+since it was last pruned, so a directory whose jobs come and go does not keep their parts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import BaseModel
 from reconciler.spec.models import Group, Job, Task
 
 LIMIT = 100_000
+PRUNE_FROM = 5_000  # the table is pruned when it has doubled since, and not below this
 # Unique to their job: holding them in the table would cost more than it shares.
 _OWN = (Job, Group, Task)
 
@@ -37,6 +40,7 @@ class Sharing:
         self._held: dict[int, Any] = {}
         self._numbers: dict[tuple[type, Any], Any] = {}
         self._sets: dict[frozenset[str], set[str]] = {}
+        self._pruned_at = PRUNE_FROM  # the table's size after the last prune
 
     def __len__(self) -> int:
         return len(self._held) + len(self._numbers) + len(self._sets)
@@ -47,8 +51,29 @@ class Sharing:
                 self._held.clear()
                 self._numbers.clear()
                 self._sets.clear()
+            elif len(self) > 2 * self._pruned_at:
+                self.prune()
             value, _ = self._value(model)
             return value  # type: ignore[no-any-return]
+
+    def prune(self) -> int:
+        """Drop the parts only this table holds (and parts held only by those); returns how
+        many went. O(table size) a round, a few rounds (parts nest a few deep)."""
+        dropped = 0
+        while True:
+            gone = 0
+            tables: tuple[dict[Any, Any], ...] = (self._held, self._numbers, self._sets)
+            for table in tables:
+                # held by nothing else: one reference from the table, one as the argument
+                idle = [k for k in list(table) if sys.getrefcount(table[k]) <= 2]
+                for k in idle:
+                    del table[k]
+                gone += len(idle)
+            dropped += gone
+            if not gone:
+                break
+        self._pruned_at = max(PRUNE_FROM, len(self))
+        return dropped
 
     def _value(self, v: Any) -> tuple[Any, bool]:
         """(the value to hold, whether it may be shared)."""

@@ -129,3 +129,23 @@ def test_a_job_spec_is_replaced_as_a_dataclass() -> None:
     spec = parse_text(JOBS[0].read_text(), f"jobs/{JOBS[0].name}").jobs[0]
     other = dataclasses.replace(spec, id="other")
     assert other.id == "other" and other.canonical == spec.canonical and other.job is spec.job
+
+
+def test_parts_no_job_holds_leave_the_table() -> None:
+    """A job removed (its model dropped) does not keep its parts in the table: a prune drops
+    them, and what live jobs hold stays shared."""
+    table = Sharing()
+    text = 'job "j" {\n  group "g" {\n    task "t" {\n      driver = "exec"\n' \
+           '      config {\n        command = "/bin/sleep"\n      }\n' \
+           '      env {\n        WHO = "%s"\n      }\n    }\n  }\n}\n'  # fmt: skip
+    [kept] = [s.job for s in parse_text(text % "kept", "a.hcl").jobs]
+    [gone] = [s.job for s in parse_text(text % "gone", "b.hcl").jobs]
+    kept, gone = table.share(kept), table.share(gone)
+    before = len(table)
+    env = gone.group["g"].task["t"].env
+    del gone, env
+    assert table.prune() > 0 and len(table) < before
+    [again] = [s.job for s in parse_text(text % "kept", "c.hcl").jobs]
+    again = table.share(again)
+    assert again.group["g"].task["t"].env is kept.group["g"].task["t"].env  # still shared
+    assert canonical_json(again) == canonical_json(kept)
