@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey
 from reconciler.db.store import Store
-from reconciler.executor.base import Executor, NodeConfig, TaskHandle
+from reconciler.executor.base import Executor, NodeConfig, TaskConfig, TaskHandle
 from reconciler.lifecycle import phase
+from reconciler.plan import Action
 from reconciler.spec.load import JobSpec
 from reconciler.spec.models import RUNS_TO_COMPLETION, EffectiveRestart, Job, effective_restart
 from reconciler.spec.template import ServiceSource, VariableSource
@@ -21,6 +23,15 @@ class Running:
     instance_id: int
     key: SlotKey
     handle: TaskHandle
+
+
+@dataclass
+class Bulk:
+    """Starts running in the background: what they are for, and their results to come."""
+
+    ready: list[tuple[Action, TaskConfig]]
+    observed: Observed
+    results: Future[list[TaskHandle | Exception]]
 
 
 def handle_of(key: SlotKey, inst: InstanceRecord) -> TaskHandle:
@@ -49,6 +60,9 @@ class Core:
     services: ServiceSource | None = None  # the service registry for templates
     on_fetched: Callable[[str], None] = lambda _task_id: None  # called from a download thread
     fetching: dict[str, SlotKey] = field(default_factory=dict)  # by task id: downloads running
+    on_started: Callable[[], None] = lambda: None  # starts in the background ended (their thread)
+    bulks: list[Bulk] = field(default_factory=list)  # starts running in the background
+    _background: ThreadPoolExecutor | None = None  # the thread they run on
 
     @property
     def live(self) -> frozenset[int]:

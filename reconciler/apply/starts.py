@@ -1,15 +1,22 @@
 """Starting tasks: every start of a pass is launched together (the executor overlaps their
 kernel work) and recorded in one transaction; a start that fails goes through the restart
-policy; artifacts are fetched in the background first."""
+policy; artifacts are fetched in the background first.
+
+A large batch runs in the background where the executor allows it: the loop goes on reading
+the job files that keep arriving while the shims of the earlier ones do their set-up, and
+records the batch (`finish_starts`) before it plans again. Until then nothing is recorded, as
+for a batch the loop waits for: a crash in between leaves tasks the next start of their slots
+ends (their cgroups are made again)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from reconciler import restarts, trace
-from reconciler.apply.core import Core, Running
+from reconciler.apply.core import Bulk, Core, Running
 from reconciler.db.snapshot import Observed, SlotKey, SlotRecord
 from reconciler.db.store import Event, Started
 from reconciler.executor.base import ArtifactError, StartError, TaskConfig, TaskHandle
@@ -23,6 +30,9 @@ log = logging.getLogger("reconciler")
 # A slot whose artifacts are downloading is planned again this often, in case their completion
 # is never heard of (the service restarted meanwhile); completion itself wakes it at once.
 ARTIFACT_RECHECK = 10.0
+# From this many starts in one pass, an executor that allows it starts them in the background.
+# Fewer are waited for: a single pickup or restart is recorded in the pass that started it.
+BACKGROUND_FROM = 8
 
 
 class Starts(Core):
@@ -46,8 +56,47 @@ class Starts(Core):
             if not config.artifacts or self._artifacts_ready(a, config, observed, now):
                 ready.append((a, config))
         trace.mark("configured")
-        results = self.executor.start_all([c for _, c in ready])
+        configs = [c for _, c in ready]
+        if len(ready) >= BACKGROUND_FROM and self.executor.background_starts:
+            future = self._starter().submit(self.executor.start_all, configs)
+            future.add_done_callback(lambda _f: self.on_started())
+            self.bulks.append(Bulk(ready, observed, future))
+            return
+        results = self.executor.start_all(configs)
         trace.mark("exec_reported")
+        self._record_results(ready, results, observed, now)
+
+    @property
+    def starting(self) -> frozenset[str]:
+        """Ids of the tasks whose start runs in the background, not recorded yet."""
+        return frozenset(c.id for b in self.bulks for _, c in b.ready)
+
+    def finish_starts(self) -> set[str]:
+        """Wait for the starts running in the background and record them (as a pass that
+        waited for them would have); returns their jobs, for the next plan."""
+        jobs: set[str] = set()
+        fault: Exception | None = None
+        while self.bulks:
+            bulk = self.bulks.pop(0)
+            jobs |= {a.key.job for a, _ in bulk.ready}
+            try:  # the results of every bulk are recorded before a fault is raised
+                results = bulk.results.result()
+                trace.mark("exec_reported")
+                self._record_results(bulk.ready, results, bulk.observed, self.clock())
+            except Exception as e:
+                fault = fault or e
+        if fault is not None:
+            raise fault
+        return jobs
+
+    def _starter(self) -> ThreadPoolExecutor:
+        if self._background is None:
+            self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="starts")
+        return self._background
+
+    def _record_results(self, ready: list[tuple[Action, TaskConfig]],
+                        results: list[TaskHandle | Exception], observed: Observed,
+                        now: float) -> None:  # fmt: skip
         batch: list[Started] = []
         host_fault: TransientFault | None = None
         for (a, _), result in zip(ready, results, strict=True):

@@ -212,6 +212,9 @@ class Executor(Protocol):
     """Nomad's driver verbs. `poll_exits` replaces a blocking `wait` so one thread serves all."""
 
     fds_per_task: int  # descriptors the service holds for each running task
+    # start_all may run on another thread while the caller goes on (it touches no state of
+    # the caller's, and its results are only read once it returns)
+    background_starts: bool
 
     def fingerprint(self) -> Fingerprint: ...
 

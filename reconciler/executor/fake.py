@@ -41,6 +41,7 @@ class FakeTask:
 
 class FakeExecutor:
     fds_per_task = 2
+    background_starts = False  # a test sets it to have bulk starts run on the applier's thread
 
     def __init__(self, clock: Callable[[], float], boot_id: str = "fake-boot") -> None:
         self.clock = clock

@@ -84,6 +84,7 @@ class Service(TemplateInputs, Exits):
         self._init_inputs(store)
         self.applier = Applier(store, executor, node, self.host.attributes, clock,
                                on_change=self._say, on_fetched=self._download_ended,
+                               on_started=lambda: self.queue.put(("started", None)),
                                on_launch=self._launched, on_collect=self._collected,
                                variables=variable_source(self.variables),
                                services=self.template_services)  # fmt: skip
@@ -195,6 +196,7 @@ class Service(TemplateInputs, Exits):
             except Exception as e:  # outside a pass (the queue, the clock): keep going
                 self.recovery.log_once("the service loop", e)
                 self.stopping.wait(1.0)
+        self._guarded(self._finish_starts)  # what runs in the background is recorded
         if self.watcher is not None:
             self.watcher.stop()
         self.checks.stop()
@@ -306,6 +308,8 @@ class Service(TemplateInputs, Exits):
             elif k == "fetched":
                 self._ended_downloads.add(v)  # kept until written
                 self._dirty = True
+            elif k == "started":  # starts that ran in the background: recorded next pass
+                self._dirty = True
             elif k == "checks":
                 self._check_news.append(v)  # kept until written, like exits
                 self._dirty = True
@@ -318,7 +322,8 @@ class Service(TemplateInputs, Exits):
                 for req in requests:  # answered (or refused with the fault) while waiting
                     answer(self, req)
                 return
-            ok = (self._guarded(self._record_exits) and self._guarded(self._record_fetches)
+            ok = (self._guarded(lambda: self._finish_starts_before(requests))
+                  and self._guarded(self._record_exits) and self._guarded(self._record_fetches)
                   and self._guarded(self._record_checks))
             for req in requests:
                 answer(self, req)
@@ -337,6 +342,20 @@ class Service(TemplateInputs, Exits):
     def _fill_commits(self) -> None:
         jobs = self._recorded.jobs if self._recorded else {}
         self.git.fill({job: spec.digest for job, spec in jobs.items()}, self.store.fill_commits)
+
+    def _finish_starts(self) -> None:
+        """Record the starts that ran in the background; their jobs are planned next."""
+        if self.applier.bulks:
+            self._touched |= self.applier.finish_starts()
+            self._dirty = True
+
+    def _finish_starts_before(self, requests: list[Request]) -> None:
+        """Starts in the background are recorded before an exit of one of their tasks, or a
+        request that may act on them; a scan need not wait for them (reconcile)."""
+        starting = self.applier.starting
+        if starting and (any(r.action not in READ_ONLY for r in requests)
+                         or any(hid in starting for hid in self._unrecorded)):  # fmt: skip
+            self._finish_starts()
 
     def _run_script(self, handle: TaskHandle, argv: list[str], timeout: float) -> tuple[int, bytes]:
         r = self.executor.exec(handle, argv, timeout)
@@ -473,6 +492,7 @@ class Service(TemplateInputs, Exits):
             self._dirty |= desired is not before
         else:
             desired = self._recorded
+        self._finish_starts()  # after the scan: it ran beside them
         now = self.clock()
         self._release_waits(now)
         due = self._due(now)
@@ -551,6 +571,10 @@ class Service(TemplateInputs, Exits):
             self.last_plan = p
             self.passes += 1
             changed = changed or p.changes > 0
+            if self.applier.bulks:  # starts run on: the pass their end wakes plans this again
+                self._full |= scope is None
+                self._touched |= scope or set()
+                break
             if wrote:
                 observed = self.store.observed(self.applier.live, scope)
             if p.collect:  # collected children leave: only a plan of every job removes them

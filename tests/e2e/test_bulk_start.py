@@ -1,6 +1,7 @@
 """Many starts at once (LinuxExecutor.start_all): the ones that fail fail alone and leave
-nothing behind; a service that dies in the middle of a bulk start leaves no process that the
-next start of those tasks does not end, and no task runs twice."""
+nothing behind; a service that dies in the middle of a bulk start (its own, or one running in
+the background of its loop) leaves no process that the next start of those tasks does not
+end, and no task runs twice."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import textwrap
 from pathlib import Path
 
 from reconciler.executor.base import StartError, TaskConfig, TaskHandle
-from reconciler.executor.linux import pool, primer
+from reconciler.executor.linux import cgroups, pool, primer
 from reconciler.executor.linux.executor import LinuxExecutor
 from tests.e2e.conftest import sh, wait_for
-from tests.e2e.service import alive
+from tests.e2e.service import ServiceProc, alive
+from tests.e2e.test_faults import small
+from tests.e2e.test_service import write
 
 
 def _task_procs(ex: LinuxExecutor) -> dict[str, set[int]]:
@@ -116,3 +119,42 @@ def test_a_crash_in_the_middle_of_a_bulk_start_leaks_nothing(data_dir: Path) -> 
             assert again.wait(h, 10) is not None
     finally:
         again.close()
+
+
+def _cold_shims(data: Path) -> set[int]:
+    """Every cold-started shim (`shim run CONFIG`) whose config lies in the data dir."""
+    out = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if len(argv) > 2 and argv[1] == "run" and argv[2].startswith(f"{data}/"):
+            out.add(int(pid))
+    return out
+
+
+def test_a_service_killed_while_its_bulk_start_runs_in_the_background_leaks_nothing(
+    svc: ServiceProc,
+) -> None:
+    """The batch runs on the service's threads while its loop goes on; SIGKILL then (task
+    directories appear, nothing is recorded yet) and start again: every task runs once, with
+    one shim, and its cgroup holds that task only."""
+    svc.start()
+    write(svc, "many.hcl", small("many", 24))
+    group = svc.data / "allocs" / "many" / "g"
+    svc.wait(lambda: group.is_dir() and len(list(group.iterdir())) >= 3, timeout=60,
+             what="the bulk start to begin")  # fmt: skip
+    svc.kill()
+    svc.start()
+    svc.wait(lambda: len(svc.pids("many")) == 24, timeout=120, what="24 tasks")
+    pids = svc.pids("many")
+    ex = LinuxExecutor(svc.data)
+    assert ex.layout is not None
+    for key, pid in pids.items():
+        cg = cgroups.TaskCgroup.at(ex.layout, ex._cgroup_name(key))
+        wait_for(lambda cg=cg, pid=pid: cg.pids() == {pid}, 20, f"{key}: its task alone")  # type: ignore[misc]
+    shims = {p for (p,) in svc.query("SELECT i.shim_pid FROM task_slots s JOIN task_instances i "
+                                     "ON i.id = s.instance_id WHERE s.state = 'running'")}  # fmt: skip
+    assert len(shims) == 24 and all(alive(p) for p in shims)
+    assert _cold_shims(svc.data) <= shims  # none of the killed service's is left

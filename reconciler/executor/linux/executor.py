@@ -67,6 +67,7 @@ class _Launch:
 
 class LinuxExecutor(Supervision):
     fds_per_task = 2  # pidfds of the shim and of the task
+    background_starts = True  # start_all: its own threads, and the pool's and epoll's locks
 
     def __init__(self, data_dir: Path, node: NodeConfig | None = None, warm_pool: int = 0) -> None:
         """warm_pool: the most warm shims kept ready (pool.py); the service's own executor
