@@ -11,7 +11,8 @@ written to the last marker's timestamp, as peers.py measures it.
 Phases: scan (read, parse, validate the files), record scan (their versions into the store),
 plan, observed (store reads), apply (everything apply does), of which task configs, executor
 start_all (launch: directories, config, cgroups, spawn; finish: wait for "started"),
-store started (the starts' transaction). Per-call sums; launches overlap on threads, so
+store started (the starts' transaction); finish starts: the loop waiting for (and recording) a
+batch that ran in the background beside its scans. Per-call sums; launches overlap on threads, so
 their wall sum can exceed the wall time they took together.
 """
 
@@ -53,7 +54,7 @@ class Phases:
         self.on = False
         self.t0 = 0.0
         self.timeline: list[tuple[str, float, float, str]] = []  # top-level calls: when, what
-        self.top = {"scan", "plan", "apply", "  executor start_all"}
+        self.top = {"scan", "plan", "apply", "  executor start_all", "finish starts"}
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kw: Any) -> Any:
@@ -141,6 +142,8 @@ def instrument(svc: loop_module.Service, ex: LinuxExecutor, ph: Phases) -> None:
     cgroups.TaskCgroup.create = ph.wrap("      cgroups", cgroups.TaskCgroup.create)  # type: ignore[method-assign]
     launch.spawn_async = ph.wrap("      spawn", launch.spawn_async)  # type: ignore[assignment]
     svc.store.started = ph.wrap("  store started", svc.store.started)  # type: ignore[method-assign]
+    # a large batch runs beside the loop; the loop waits for it here, before it plans again
+    svc.applier.finish_starts = ph.wrap("finish starts", svc.applier.finish_starts)  # type: ignore[method-assign]
 
 
 def run(size: int, root: Path) -> str:

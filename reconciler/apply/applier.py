@@ -43,17 +43,22 @@ class Applier(Starts, Exits):
                 self.specs[a.key.job] = a.spec
         if plan.start:
             self._start_all(plan.start, observed, now)
-        if plan.attempt:  # bookkeeping after the starts: they are what the user waits for
-            self.store.attempt({j: spec.digest for j, spec in plan.attempt.items()}, now)
+        # A job whose starts run in the background keeps its status, version and attempt until
+        # they are recorded: the pass that records them plans it again and writes them then.
+        later = {a.key.job for b in self.bulks for a, _ in b.ready}
+        attempt = {j: spec.digest for j, spec in plan.attempt.items() if j not in later}
+        if attempt:  # bookkeeping after the starts: they are what the user waits for
+            self.store.attempt(attempt, now)
         for a in plan.keep:
             if a.spec is not None:
                 self.specs[a.key.job] = a.spec
         if plan.forget:
             self.store.forget(plan.forget)
             self._release_empty_allocs(plan.forget, observed)
-        if plan.promote:
-            self.store.promote(plan.promote, now)
-            for job_id in plan.promote:
+        promote = tuple(j for j in plan.promote if j not in later)
+        if promote:
+            self.store.promote(promote, now)
+            for job_id in promote:
                 self.on_change(f"{job_id}: version applied")
         for anchor in plan.anchor:
             self.store.anchor(anchor.parent, anchor.at, anchor.digest, now, anchor.event)
@@ -72,7 +77,8 @@ class Applier(Starts, Exits):
         changed = {
             job_id: st
             for job_id, st in plan.status.items()
-            if (rec := observed.jobs.get(job_id)) is None or (rec.status, rec.reason) != st
+            if ((rec := observed.jobs.get(job_id)) is None or (rec.status, rec.reason) != st)
+            and job_id not in later
         }
         if changed:
             self.store.set_status(changed, now)

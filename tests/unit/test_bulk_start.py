@@ -109,3 +109,31 @@ def test_an_exit_of_a_task_started_in_the_background_waits_for_its_start(h: Harn
     for i in range(8):
         assert h.events(f"j{i}/g/0/t")[:4] == ["Received", "Task Setup", "Started", "Terminated"]
         assert h.states()[f"j{i}/g/0/t"] == "pending"  # restarting after the delay
+
+
+def test_a_job_status_planned_with_starts_in_the_background_is_written_with_them(
+    h: Harness,
+) -> None:
+    """Room for 10 of 20 tasks: the job is Blocked, and a reader never sees it Blocked before
+    the 10 that fit are recorded running."""
+    h.fake.background_starts = True
+    running = h.service.applier.running  # two descriptors each; room for 10
+    h.service.descriptors = lambda: (30 + 2 * len(running), 64 + 30 + 2 * 10)
+    gate = threading.Event()
+    start_all = h.fake.start_all
+
+    def held(configs: Any) -> Any:
+        assert gate.wait(10)
+        return start_all(configs)
+
+    h.fake.start_all = held  # type: ignore[method-assign]
+    h.write("many.hcl", job("many", count=20))
+    h.step()
+    assert len(h.service.applier.starting) == 10
+    assert h.job_status("many")[0] != "blocked"
+    gate.set()
+    h.service.applier.bulks[0].results.result(10)
+    h.step()
+    assert list(h.states("many").values()).count("running") == 10
+    status, reason = h.job_status("many")
+    assert status == "blocked" and reason.startswith("file descriptor limit"), reason
