@@ -7,6 +7,7 @@ is timed around the service's own calls: wall time, and CPU time of the thread t
 written to the last marker's timestamp, as peers.py measures it.
 
     sudo .venv/bin/python bench/bringup.py [--sizes 500,1000] [--plain-dirs | --compare N]
+                                           [--wait-starts]
 
 Phases: scan (read, parse, validate the files), record scan (their versions into the store),
 plan, observed (store reads), apply (everything apply does), of which task configs, executor
@@ -218,7 +219,12 @@ def main() -> None:
     ap.add_argument("--compare", type=int, default=0, metavar="N",
                     help="N pairs of runs per size, unmarked then marked, alternating (the "
                     "load on a shared machine drifts): their summary lines")  # fmt: skip
+    ap.add_argument("--wait-starts", action="store_true",
+                    help="the loop waits for every bulk start, as before they ran in the "
+                    "background: for comparison")  # fmt: skip
     args = ap.parse_args()
+    if args.wait_starts:
+        LinuxExecutor.background_starts = False  # type: ignore[misc]
     marked = rootfs.spread_out
     plain: Callable[[Path], bool] = lambda _path: False  # noqa: E731
     raise_file_limit()  # as `reconciler run`: two descriptors per task
