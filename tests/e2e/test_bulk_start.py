@@ -157,4 +157,5 @@ def test_a_service_killed_while_its_bulk_start_runs_in_the_background_leaks_noth
     shims = {p for (p,) in svc.query("SELECT i.shim_pid FROM task_slots s JOIN task_instances i "
                                      "ON i.id = s.instance_id WHERE s.state = 'running'")}  # fmt: skip
     assert len(shims) == 24 and all(alive(p) for p in shims)
-    assert _cold_shims(svc.data) <= shims  # none of the killed service's is left
+    wait_for(lambda: _cold_shims(svc.data) <= shims, 20,
+             "the killed service's shims to end")  # fmt: skip
