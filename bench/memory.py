@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -305,7 +306,7 @@ def sequence_run(sizes: list[int], trace: bool, root: Path) -> None:
             report(f"{size} +22 s")
             for s in names:
                 (jobs / f"{s}.hcl").unlink()
-            wait(lambda: len(tasks()) == 1, 120)
+            wait(lambda: len(tasks()) == 1 and slots(data) == 1, 120)  # every exit recorded
             time.sleep(2)
             report(f"{size} removed")
         if sizes:
@@ -327,6 +328,15 @@ def sequence_run(sizes: list[int], trace: bool, root: Path) -> None:
                "t", 25)  # fmt: skip
         growth({"size": 0, "t": traces["after pickups"]}, {"size": 1, "t": traces[f"{sizes[-1]} removed"]},
                "t", 25)  # fmt: skip
+
+
+def slots(data: Path) -> int | None:
+    """How many task slots the store holds (read-only; None while it is busy)."""
+    try:
+        with sqlite3.connect(f"file:{data / 'state.db'}?mode=ro", uri=True, timeout=1) as db:
+            return int(db.execute("SELECT count(*) FROM task_slots").fetchone()[0])
+    except sqlite3.Error:
+        return None
 
 
 def _cmdline(p: psutil.Process) -> list[str]:

@@ -39,6 +39,7 @@ from reconciler.service.inputs import TemplateInputs
 from reconciler.service.recovery import Recovery
 from reconciler.service.registry import Registrar
 from reconciler.service.requests import Request, answer
+from reconciler.spec import sharing
 from reconciler.spec.load import Desired, JobSpec, Loader
 from reconciler.spec.models import effective_update
 from reconciler.taskconfig import variable_source
@@ -541,8 +542,11 @@ class Service(TemplateInputs, Exits):
         which no slot is left (a service that saw 1,000 jobs come and go holds none of them)."""
         with_slots = {k.job for k in observed.slots}
         specs = self.applier.specs
-        for job_id in [j for j in specs if j not in desired.jobs and j not in with_slots]:
+        gone = [j for j in specs if j not in desired.jobs and j not in with_slots]
+        for job_id in gone:
             del specs[job_id]
+        if gone:  # their models, held once for every job equal to them, may go too
+            sharing.prune()
 
     def _converge(
         self, desired: Desired, scope: frozenset[str] | None

@@ -7,9 +7,10 @@ of each part an equal one already held, so the service keeps one of each. Values
 by values of the same type that compare equal (and models with the same fields set), so the
 job dumps, digests and plans exactly as before; nothing is re-validated.
 
-Only parts that commonly repeat go into the table: a Job, Group or Task (and the dicts that
-hold them) are unique to their file, so they only get their parts shared. The table is a
-cache: it is emptied when it grows past LIMIT entries, which loses sharing, never meaning.
+A Job, Group or Task is held once too when another job's is equal: 1,000 jobs from one
+template (only their names differ, and a name is not part of the model) are one Job model,
+and a job that differs in one task's env still shares its other tasks. The table is a cache:
+it is emptied when it grows past LIMIT entries, which loses sharing, never meaning.
 Parts no job holds any more (their files removed or changed) leave it when it has doubled
 since it was last pruned, so a directory whose jobs come and go does not keep their parts.
 """
@@ -22,12 +23,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from reconciler.spec.models import Group, Job, Task
-
 LIMIT = 100_000
 PRUNE_FROM = 5_000  # the table is pruned when it has doubled since, and not below this
-# Unique to their job: holding them in the table would cost more than it shares.
-_OWN = (Job, Group, Task)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -122,7 +119,7 @@ class Sharing:
         held_set = self._sets.setdefault(frozenset(given), given)
         if held_set is not given:
             object.__setattr__(m, "__pydantic_fields_set__", held_set)
-        if not shareable or isinstance(m, _OWN):
+        if not shareable:
             return m, False
         return self._held_one(m, _parts(m)), True
 
@@ -149,7 +146,14 @@ def _parts(v: Any) -> tuple[int, ...]:
 _SHARING = Sharing()
 
 
+def prune() -> int:
+    """Drop what no job holds any more (jobs left): see Sharing.prune."""
+    with _SHARING._lock:
+        return _SHARING.prune()
+
+
 def share(model: M) -> M:
-    """`model` with its parts replaced by equal ones already held (the same object, changed in
-    place: only equal values of the same type are put in)."""
+    """`model`, or an equal one already held (same type, same fields set), with its parts
+    replaced by equal ones already held (changed in place: only equal values of the same type
+    are put in)."""
     return _SHARING.share(model)

@@ -62,17 +62,20 @@ def test_shared_jobs_dump_and_compare_as_before(texts: list[str]) -> None:
     sharing = Sharing()
     specs = [s for text in texts for s in parse_text(text, "jobs/j.hcl").jobs]
     assert specs, texts
+    shared = []
     for spec in specs:
         before = dumps(spec.job)
         again = Job.model_validate_json(spec.canonical)
         again_before = dumps(again)
-        assert sharing.share(spec.job) is spec.job
-        assert sharing.share(again) is again
-        assert dumps(spec.job) == before and dumps(again) == again_before
-        assert canonical_json(spec.job) == spec.canonical == canonical_json(again)
-        assert again == spec.job
-    first, last = specs[0].job, specs[-1].job
-    for a, b in [(first, last), (Job.model_validate_json(specs[0].canonical), first)]:
+        one, two = sharing.share(spec.job), sharing.share(again)
+        assert dumps(one) == before and dumps(two) == again_before == dumps(again)
+        assert canonical_json(one) == spec.canonical == canonical_json(again)
+        assert again == spec.job == one == two
+        shared.append(one)
+    for a, x in zip(specs, shared, strict=True):  # one object held: equal jobs only
+        assert all(s.canonical == a.canonical for s, y in zip(specs, shared, strict=True) if y is x)
+    first, last = shared[0], shared[-1]
+    for a, b in [(first, last), (sharing.share(Job.model_validate_json(specs[0].canonical)), first)]:
         ta, tb = a.group["g"].task, b.group["g"].task
         for name in ta.keys() & tb.keys():
             if ta[name].resources == tb[name].resources and (
@@ -85,9 +88,8 @@ def test_every_example_job_keeps_its_digest_when_shared() -> None:
     sharing = Sharing()
     for path in JOBS:
         for spec in parse_text(path.read_text(), f"jobs/{path.name}").jobs:
-            twice = [spec.job, Job.model_validate_json(spec.canonical)]
+            twice = [sharing.share(spec.job), sharing.share(Job.model_validate_json(spec.canonical))]
             for job in twice:
-                sharing.share(job)
                 assert canonical_json(job) == spec.canonical
             assert twice[0] == twice[1]
 
@@ -97,12 +99,24 @@ def test_equal_parts_of_different_jobs_are_one_object() -> None:
     text = 'job "{n}" {{ group "g" {{ task "t" {{\n driver = "exec"\n' \
            ' config {{ command = "/bin/{n}" }}\n env {{ NAME = "{n}" }}\n}} }} }}'  # fmt: skip
     a, b = (parse_text(text.format(n=n), f"jobs/{n}.hcl").jobs[0].job for n in ("a", "b"))
-    sharing.share(a)
-    sharing.share(b)
+    a, b = sharing.share(a), sharing.share(b)
     ta, tb = a.group["g"].task["t"], b.group["g"].task["t"]
     assert ta.resources is tb.resources and ta.logs is tb.logs and ta.template is tb.template
     assert ta.config is not tb.config and ta.env is not tb.env  # they differ
     assert a.group["g"].network is b.group["g"].network
+    assert a is not b and a.group["g"] is not b.group["g"]  # they hold tasks that differ
+
+
+def test_jobs_equal_but_for_their_names_are_one_model() -> None:
+    """1,000 jobs from one template: one Job model (the name is the file's, not the model's)."""
+    sharing = Sharing()
+    text = 'job "{n}" {{ group "g" {{ task "t" {{\n driver = "exec"\n' \
+           ' config {{ command = "/bin/sleep" }}\n}} }} }}'  # fmt: skip
+    specs = [parse_text(text.format(n=n), f"jobs/{n}.hcl").jobs[0] for n in ("a", "b")]
+    a, b = (sharing.share(s.job) for s in specs)
+    assert a is b and canonical_json(a) == specs[0].canonical == specs[1].canonical
+    c = sharing.share(parse_text(text.format(n="c").replace("sleep", "true"), "c.hcl").jobs[0].job)
+    assert c is not a and c.group["g"].task["t"].resources is a.group["g"].task["t"].resources
 
 
 def test_the_table_is_emptied_past_its_limit_without_changing_jobs() -> None:
@@ -110,8 +124,7 @@ def test_the_table_is_emptied_past_its_limit_without_changing_jobs() -> None:
     path = JOBS[0]
     spec = parse_text(path.read_text(), f"jobs/{path.name}").jobs[0]
     for _ in range(3):
-        job = Job.model_validate_json(spec.canonical)
-        sharing.share(job)
+        job = sharing.share(Job.model_validate_json(spec.canonical))
         assert canonical_json(job) == spec.canonical
     assert len(sharing) < 100
 
@@ -138,14 +151,14 @@ def test_parts_no_job_holds_leave_the_table() -> None:
     text = 'job "j" {\n  group "g" {\n    task "t" {\n      driver = "exec"\n' \
            '      config {\n        command = "/bin/sleep"\n      }\n' \
            '      env {\n        WHO = "%s"\n      }\n    }\n  }\n}\n'  # fmt: skip
-    [kept] = [s.job for s in parse_text(text % "kept", "a.hcl").jobs]
-    [gone] = [s.job for s in parse_text(text % "gone", "b.hcl").jobs]
+    # models of their own (a parse's are in the service's table already)
+    [kept] = [Job.model_validate_json(s.canonical) for s in parse_text(text % "kept", "a.hcl").jobs]
+    [gone] = [Job.model_validate_json(s.canonical) for s in parse_text(text % "gone", "b.hcl").jobs]
     kept, gone = table.share(kept), table.share(gone)
     before = len(table)
-    env = gone.group["g"].task["t"].env
-    del gone, env
+    del gone
     assert table.prune() > 0 and len(table) < before
-    [again] = [s.job for s in parse_text(text % "kept", "c.hcl").jobs]
+    [again] = [Job.model_validate_json(s.canonical) for s in parse_text(text % "kept", "c.hcl").jobs]
     again = table.share(again)
-    assert again.group["g"].task["t"].env is kept.group["g"].task["t"].env  # still shared
+    assert again is kept  # still held
     assert canonical_json(again) == canonical_json(kept)
