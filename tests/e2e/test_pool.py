@@ -218,11 +218,9 @@ def test_staged_secrets_or_none_are_handled_alike_cold_and_warm(
         ex.close()
 
 
-def test_a_claim_passes_a_config_larger_than_a_pipe_holds_and_writes_no_file(
-    warm: LinuxExecutor,
-) -> None:
-    """The claim sends the task's config on the shim's stdin (no shim.conf): one of 100 kB,
-    more than a pipe holds, arrives whole."""
+def test_a_claim_passes_a_config_larger_than_a_pipe_holds(warm: LinuxExecutor) -> None:
+    """The claim sends the task's config on the shim's stdin: one of 100 kB, more than a pipe
+    holds, arrives whole."""
     ready = _ready(warm)
     big = "x" * 100_000
     h = warm.start(sh('echo "${#BIG}"; exit 3', env={"BIG": big}))
@@ -230,7 +228,20 @@ def test_a_claim_passes_a_config_larger_than_a_pipe_holds_and_writes_no_file(
     r = warm.wait(h, 20)
     assert r is not None and r.exit_code == 3
     assert logs(warm, h).split() == ["100000"]
-    assert not Path(h.task_dir, "shim.conf").exists()
+
+
+def test_a_command_runs_inside_a_warm_started_task(warm: LinuxExecutor) -> None:
+    """`reconciler exec` and script checks enter a task with its own user, env and cgroup,
+    also when a warm shim started it."""
+    ready = _ready(warm)
+    h = warm.start(sh("exec sleep 1000", env={"WHO": "task"}))
+    try:
+        assert h.shim_pid in ready
+        r = warm.exec(h, ["/bin/sh", "-c", 'echo "$WHO $(id -u)"'], 20)
+        assert (r.exit_code, r.output.decode().split()) == (0, ["task", "65534"])
+    finally:
+        warm.stop(h, "SIGKILL", 0)
+        warm.wait(h, 20)
 
 
 def test_an_exit_clears_the_cgroups_for_the_next_claim_and_a_start_first_keeps_its_own(

@@ -294,6 +294,8 @@ class LinuxExecutor(Supervision):
             while message:  # more than a pipe holds is read by the shim meanwhile
                 message = message[os.write(warm.stdin, message) :]
             trace.mark("x_launched")
+            # while the shim works: the config `enter_argv` reads (exec, script checks)
+            launch.write_config(dirs.config_file, items)
         except OSError as e:
             self.pool.release(warm)
             raise ExecutorUnavailable(f"claiming a warm shim: {e}") from e
