@@ -253,7 +253,7 @@ def sequence_run(sizes: list[int], trace: bool, root: Path) -> None:
             return []
         return [p for p in kids if _cmdline(p)[:2] == ["sleep", SLEEP]]
 
-    def report(what: str, prev: dict[str, int] | None = None) -> None:
+    def report(what: str) -> None:
         r, g = smaps(proc.pid), regions(proc.pid)
         cpu = psutil.Process(proc.pid).cpu_times()
         load = "/".join(f"{x:.2f}" for x in os.getloadavg())
