@@ -54,9 +54,9 @@ def write_config(path: Path, items: Sequence[tuple[str, str]]) -> None:
 
 
 def claim_message(items: Sequence[tuple[str, str]]) -> bytes:
-    """What a warm shim is claimed with on its stdin: "claim SIZE\n" and the config itself,
-    so a claim writes no file (creating one cost ~0.25 ms here, and its removal at the next
-    start as much again)."""
+    """What a warm shim is claimed with on its stdin: "claim SIZE\n" and the config itself, so
+    the shim starts on it without waiting for a file (creating one costs ~0.25 ms here); the
+    service writes shim.conf, for `exec`, while the shim works."""
     data = config_bytes(items)
     return b"claim %d\n" % len(data) + data
 

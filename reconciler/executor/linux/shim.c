@@ -993,7 +993,7 @@ static int cmd_run(void) {
    binds, /dev, /proc, /sys), pivots into it, and the parent places it into the pool cgroups the
    service made; then the parent prints "ready <pid>" and waits. The service claims it by
    renaming those cgroups to the task's and writing "claim SIZE\n" and the task's config on
-   stdin (a memfd holds it from there, no file is written): the parent
+   stdin (a memfd holds it from there): the parent
    opens the task's own directories as detached mount trees (open_tree: it is still in the
    host's mount namespace) and hands them with the config to the child over a socket; the
    child attaches them (move_mount), drops privileges and execs; from then on the parent is
@@ -1162,7 +1162,7 @@ static int cmd_warm(void) {
     munmap(cfg.buf, cfg.mapped);
     cfg.n = 0;
     /* "claim SIZE\n" and SIZE bytes of the task's config, kept in a memfd for this parent and
-       the child: no file is written for a claim. */
+       the child: no file to wait for. */
     long size = strtol(line + 6, NULL, 10);
     int fdv[MAX_FDS], nfd = 0;
     int mem = (int)syscall(SYS_memfd_create, "task-config", 1 /* MFD_CLOEXEC */);
