@@ -127,6 +127,7 @@ class Service(TemplateInputs, Exits):
         self._ended_downloads: set[str] = set()  # task ids whose artifact download ended
         self._check_news: list[Any] = []  # (transitions, restart requests) from the checks
         self.descriptors: Callable[[], tuple[int, int]] = descriptors.usage
+        self.fds = descriptors.Usage(lambda: self.descriptors(), executor.fds_per_task, clock)
         self._budget_retry: float | None = None  # starts held back: look again then
 
     # ---- wake-ups from other threads ----
@@ -524,6 +525,7 @@ class Service(TemplateInputs, Exits):
             merged = self.children.merged(desired)
             self._leaving = leaving(merged, observed)
             self._forget_gone(merged, observed)
+        self.fds.refresh(len(self.applier.running))  # (after the starts, not before them)
         metrics.pass_done(time.perf_counter() - started, self._states)
         if self._first_event is not None:
             metrics.pickup(time.monotonic() - self._first_event)
@@ -593,7 +595,8 @@ class Service(TemplateInputs, Exits):
 
     def _host_now(self) -> Host:
         """The host with how many tasks may still start (descriptors)."""
-        return descriptors.host_now(self.host, self.descriptors(), self.executor.fds_per_task)
+        usage = self.fds.now(len(self.applier.running))
+        return descriptors.host_now(self.host, usage, self.executor.fds_per_task)
 
 
 def _changed_jobs(
