@@ -3,12 +3,13 @@ for ends as its intent says; a leader's exit stops the rest of its group."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 from reconciler import metrics, restarts
 from reconciler.apply.core import Core, Running, handle_of
-from reconciler.db.snapshot import Observed, SlotKey
+from reconciler.db.snapshot import Observed, SlotKey, SlotRecord
 from reconciler.db.store import Event
 from reconciler.executor.base import ExitResult, TaskHandle
 
@@ -16,19 +17,26 @@ log = logging.getLogger("reconciler")
 
 
 class Exits(Core):
-    def on_exit(self, handle: TaskHandle, result: ExitResult, observed: Observed) -> None:
+    def on_exit(
+        self, handle: TaskHandle, result: ExitResult, observed: Observed
+    ) -> SlotRecord | None:
         """Record an exit and decide what the slot does next. The task stays known as running
         until that is written: when the store refuses, the caller keeps the exit and calls
-        again (a write already done is not done twice: `finished` closes a run once)."""
+        again (a write already done is not done twice: `finished` closes a run once).
+
+        Returns the slot as now written when the exit left it waiting to start again and
+        wrote nothing else (the restart policy's common case): the caller may plan from
+        `observed` with it, without reading the store again. None otherwise."""
         run = self.running.get(handle.id)
         if run is None:
-            return
-        self._on_exit(run, handle, result, observed)
+            return None
+        after = self._on_exit(run, handle, result, observed)
         self.running.pop(handle.id, None)
+        return after
 
     def _on_exit(
         self, run: Running, handle: TaskHandle, result: ExitResult, observed: Observed
-    ) -> None:
+    ) -> SlotRecord | None:
         now = self.clock()
         slot = observed.slots.get(run.key)
         with_signal = f", signal {result.signal}" if result.signal else ""
@@ -90,13 +98,13 @@ class Exits(Core):
                     **common,
                 )  # fmt: skip
             self.on_change(f"{run.key}: stopped")
-            return
+            return None
         policy = self._policy(run.key)
         if policy is None:
             self.store.finished(
                 run.instance_id, outcome=outcome, slot_state=None, events=[terminated], **common
             )
-            return
+            return None
         d = restarts.after_exit(
             successful=result.successful and not by_check,
             restarts=slot.restarts if slot else 0,
@@ -120,12 +128,20 @@ class Exits(Core):
         if d.event == "Restarting" and key is not None:
             metrics.restarted()
         self.on_change(f"{run.key}: exited ({terminated.message}); {d.message}")
-        self._leader_exit(run.key, d.state, observed)
+        if self._leader_exit(run.key, d.state, observed) or key is None or slot is None:
+            return None
+        if d.state != "pending":  # (a slot that ends gives its reservation back)
+            return None
+        return dataclasses.replace(
+            slot, state=d.state, next_start_at=d.next_start_at, restarts=d.restarts,
+            window_start=d.window_start, reason=d.message, instance=None, stop_intent="",
+        )  # fmt: skip
 
-    def _leader_exit(self, key: SlotKey, state: str, observed: Observed) -> None:
+    def _leader_exit(self, key: SlotKey, state: str, observed: Observed) -> bool:
+        """A leader's exit stops the rest of its group; True when it was a leader's."""
         spec = self.specs.get(key.job)
         if spec is None or not spec.job.group[key.group].task[key.task].leader:
-            return
+            return False
         now = self.clock()
         for slot in observed.slots.values():
             other = slot.key
@@ -141,5 +157,6 @@ class Exits(Core):
                     other, intent, now, [Event("Leader Task Dead", f"leader {key.task} exited")]
                 )
                 self.executor.stop(handle_of(other, slot.instance), signal, timeout, delay)
+        return True
 
     # ---- operator actions ----

@@ -5,6 +5,7 @@ file so that the loop stays readable."""
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 from reconciler import metrics, trace
 from reconciler.apply import Applier
+from reconciler.db.snapshot import Observed, SlotKey, SlotRecord
 from reconciler.db.store import Store
 from reconciler.executor.base import Executor, ExitResult, TaskHandle
 from reconciler.faults import transient_cause
@@ -29,6 +31,8 @@ class Exits:
     _touched: set[str]
     _waiting: set[str]
     _dirty: bool
+    # (the jobs read, the snapshot) after exits that only left slots to start again
+    _after_exits: tuple[frozenset[str], Observed] | None = None
 
     def _waiter(self) -> None:
         while not self.stopping.is_set():
@@ -61,14 +65,29 @@ class Exits:
             return
         jobs = {hid.rsplit("/", 3)[0] for hid in self._unrecorded}  # a child id has a /
         obs = self.store.observed(self.applier.live, jobs)
+        after: dict[SlotKey, SlotRecord] | None = {}
         for hid, (handle, result) in list(self._unrecorded.items()):
             try:
-                self.applier.on_exit(handle, result, obs)
+                slot = self.applier.on_exit(handle, result, obs)
             except Exception as e:
                 if transient_cause(e) is not None:
                     raise  # kept: written when the store is back
                 self.recovery.log_once(f"recording the exit of {hid}", e)
+                slot = None
             else:
                 metrics.exited(result)
+            after = None if after is None or slot is None else {**after, slot.key: slot}
             del self._unrecorded[hid]
+        if after:  # every exit only left its slot to start again: the pass may plan from here
+            slots = {**obs.slots, **after}
+            self._after_exits = (frozenset(jobs), dataclasses.replace(
+                obs, slots=slots, live=frozenset(self.applier.live)))  # fmt: skip
         trace.mark("exit_recorded")
+
+    def _observed_after_exits(self, scope: frozenset[str] | None) -> Observed | None:
+        """What the exits just written left, for a pass whose scope they read and in whose
+        step nothing else was written (see `step`); taken once."""
+        kept, self._after_exits = self._after_exits, None
+        if kept is None or scope is None or not scope <= kept[0]:
+            return None
+        return kept[1]

@@ -324,9 +324,15 @@ class Service(TemplateInputs, Exits):
                 for req in requests:  # answered (or refused with the fault) while waiting
                     answer(self, req)
                 return
+            # only exits to write: the pass may plan from what writing them left (exits.py)
+            only_exits = not (self._ended_downloads or self._check_news) and not any(
+                r.action not in READ_ONLY for r in requests)  # fmt: skip
+            self._after_exits = None
             ok = (self._guarded(lambda: self._finish_starts_before(requests))
                   and self._guarded(self._record_exits) and self._guarded(self._record_fetches)
                   and self._guarded(self._record_checks))
+            if not only_exits:
+                self._after_exits = None
             for req in requests:
                 answer(self, req)
             if ok:
@@ -350,6 +356,7 @@ class Service(TemplateInputs, Exits):
         if self.applier.bulks:
             self._touched |= self.applier.finish_starts()
             self._dirty = True
+            self._after_exits = None  # (written since the exits' read)
 
     def _finish_starts_before(self, requests: list[Request]) -> None:
         """Starts in the background are recorded before an exit of one of their tasks, or a
@@ -556,7 +563,7 @@ class Service(TemplateInputs, Exits):
         """Plan and apply until nothing more unlocks (lifecycle, restarts), at most 5 times."""
         changed = False
         desired = self.children.merged(desired)
-        observed = self.store.observed(self.applier.live, scope)
+        observed = self._observed_after_exits(scope) or self.store.observed(self.applier.live, scope)
         trace.mark("observed")
         for _ in range(5):
             if self._new_children:  # launched by the last plan: planned (and started) now

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +79,62 @@ def test_a_deferred_scan_survives_a_failed_transaction(tmp_path: Path) -> None:
         assert _committed(store.path, "SELECT cleared_at FROM spec_errors") == [(2.0,)]
     finally:
         store.close()
+
+
+def _restarting(h: Harness) -> None:
+    h.write("r.hcl", job("r", env='FAKE_RUN_FOR = "1"',
+                         extra_group='restart {\n attempts = 100\n delay = "0s"\n}'))  # fmt: skip
+    h.step()
+    assert h.states("r") == {"r/g/0/t": "running"}
+
+
+def test_a_restart_is_planned_from_what_writing_its_exit_left(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass after an exit that only left its slot to start again plans from the exit's
+    read with the written slot, not a second read: which must be what a read would give."""
+    import reconciler.service.loop as loop
+
+    _restarting(h)
+    planned: list[tuple[Any, Any, int]] = []
+    real_plan, read = loop.plan, h.store.observed
+    reads = _count_reads(h, monkeypatch)
+
+    def spy(desired: Any, observed: Any, *a: Any, **kw: Any) -> Any:
+        fresh = read(h.service.applier.live, kw.get("scope"))  # (not counted)
+        planned.append((observed, fresh, reads[0]))
+        return real_plan(desired, observed, *a, **kw)
+
+    monkeypatch.setattr(loop, "plan", spy)
+    h.step(1.5)  # the task exits, restarts at once
+    assert len([c for c in h.fake.started if c.id == "r/g/0/t"]) == 2
+    used, fresh, reads_before = planned[0]
+    assert used.slots == fresh.slots and used.live == fresh.live
+    assert used.slots[next(iter(used.slots))].state == "pending"
+    assert reads_before == 1  # the exit's own read, none between it and the plan
+
+
+def test_a_request_in_the_same_step_makes_the_pass_read_again(h: Harness) -> None:
+    """A request written in the step of an exit (the job stopped by the operator) is seen by
+    the pass: the exit's snapshot, which does not know of it, is not planned from."""
+    _restarting(h)
+    h.clock.advance(1.5)
+    for handle, result in h.fake.poll_exits(0):
+        h.service.queue.put(("exit", (handle, result)))
+    reply = h.service.request("stop", job="r")
+    h.service.step(0)
+    assert reply.result(0) == {"ok": True}
+    assert len([c for c in h.fake.started if c.id == "r/g/0/t"]) == 1  # not started again
+    assert h.job_status("r")[0] == "stopped"
+
+
+def _count_reads(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    reads = [0]
+    real = h.store.observed
+
+    def counted(*a: Any, **kw: Any) -> Any:
+        reads[0] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(h.store, "observed", counted)
+    return reads
