@@ -532,7 +532,7 @@ class Service(TemplateInputs, Exits):
             merged = self.children.merged(desired)
             self._leaving = leaving(merged, observed)
             self._forget_gone(merged, observed)
-        self.fds.refresh(len(self.applier.running))  # (after the starts, not before them)
+        self.fds.refresh(self._tasks_held())  # (after the starts, not before them)
         metrics.pass_done(time.perf_counter() - started, self._states)
         if self._first_event is not None:
             metrics.pickup(time.monotonic() - self._first_event)
@@ -600,9 +600,13 @@ class Service(TemplateInputs, Exits):
         self.change_passes += changed
         return p, observed, scope  # grown by launched children, or full after a collection
 
+    def _tasks_held(self) -> int:
+        """Tasks whose descriptors the service holds, or will once their start ends."""
+        return len(self.applier.running) + sum(len(b.ready) for b in self.applier.bulks)
+
     def _host_now(self) -> Host:
         """The host with how many tasks may still start (descriptors)."""
-        usage = self.fds.now(len(self.applier.running))
+        usage = self.fds.now(self._tasks_held())
         return descriptors.host_now(self.host, usage, self.executor.fds_per_task)
 
 
