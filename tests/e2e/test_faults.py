@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from reconciler.executor.linux.cleanup import teardown
@@ -53,7 +54,7 @@ def svc_on(jobs: Path, data: Path, *extra: str) -> ServiceProc:
 
 def fill(path: Path) -> None:
     """Write until the filesystem has no block left."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         for size in (1 << 20, 4096, 512, 1):
             try:
@@ -63,6 +64,13 @@ def fill(path: Path) -> None:
                 pass
     finally:
         os.close(fd)
+
+
+def shim_read(task_pid: int) -> int:
+    """Bytes the task's shim has read (its output pipe, mostly)."""
+    shim = psutil.Process(task_pid).ppid()
+    with open(f"/proc/{shim}/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
 
 
 def test_full_disk_degrades_and_converges_when_space_returns(tmpfs: Path, tmp_path: Path) -> None:
@@ -76,7 +84,15 @@ def test_full_disk_degrades_and_converges_when_space_returns(tmpfs: Path, tmp_pa
         runs_before = svc.query("SELECT id FROM task_instances")
         victim = svc.pids("a")["a/g/0/t"]
         survivor = svc.pids("a")["a/g/1/t"]
-        fill(tmpfs / "filler")
+        chat_pid = svc.pids("chat")["chat/g/0/t"]
+        chat_log = next((tmpfs / "data/allocs/chat/g/0/alloc/logs").glob("t.stdout.*"))
+
+        def full() -> None:  # and the last page of the log: the next line the shim writes fails
+            fill(tmpfs / "filler")
+            fill(chat_log)
+
+        full()
+        read_before = shim_read(chat_pid)
         write(svc, "b.hcl", job("b"))  # a job arrives while the disk is full
         os.kill(victim, signal.SIGKILL)  # and a task dies
         def degraded_by_the_disk() -> bool:  # one reading: a commit that fits in the WAL's
@@ -87,6 +103,10 @@ def test_full_disk_degrades_and_converges_when_space_returns(tmpfs: Path, tmp_pa
         svc.wait(degraded_by_the_disk, what="Degraded (disk full)")
         assert svc.proc is not None and svc.proc.poll() is None
         assert alive(survivor)
+        # The chatty task's shim reads output it cannot write (the drops its exit reports),
+        # while what the service frees meanwhile (set-aside files, its WAL) is taken again.
+        svc.wait(lambda: (full(), shim_read(chat_pid) > read_before + 8192)[1], 60,
+                 "the shim reading output")  # fmt: skip
         (tmpfs / "filler").unlink()
         svc.wait(lambda: service_state(svc)["state"] == "ok", timeout=60, what="recovery")
         svc.wait(lambda: len(svc.pids()) == 4, timeout=60)
