@@ -7,7 +7,7 @@ is timed around the service's own calls: wall time, and CPU time of the thread t
 written to the last marker's timestamp, as peers.py measures it.
 
     sudo .venv/bin/python bench/bringup.py [--sizes 500,1000] [--plain-dirs | --compare N]
-                                           [--wait-starts]
+                                           [--wait-starts] [--after N]
 
 Phases: scan (read, parse, validate the files), record scan (their versions into the store),
 plan, observed (store reads), apply (everything apply does), of which task configs, executor
@@ -147,7 +147,14 @@ def instrument(svc: loop_module.Service, ex: LinuxExecutor, ph: Phases) -> None:
     svc.applier.finish_starts = ph.wrap("finish starts", svc.applier.finish_starts)  # type: ignore[method-assign]
 
 
-def run(size: int, root: Path) -> str:
+def add(jobs: Path, names: list[str]) -> None:
+    for s in names:
+        tmp = jobs / f".{s}.tmp"
+        tmp.write_text(JOB.format(s=s, sleep=SLEEP))
+        tmp.rename(jobs / f"{s}.hcl")
+
+
+def run(size: int, root: Path, after: int = 0) -> str:
     jobs, data = root / "jobs", root / "data"
     jobs.mkdir()
     data.mkdir()
@@ -163,6 +170,16 @@ def run(size: int, root: Path) -> str:
         if not wait(lambda: started_ns(data, "anchor") is not None, 30):
             return "anchor task did not start"
         time.sleep(2)  # the warm pool fills, the first pass is done
+        if after:  # as bench/peers.py: `after` up, then removed; gone when 20 of them are
+            first = [f"a{after}-{i}" for i in range(after)]
+            add(jobs, first)
+            if not wait(lambda: all(started_ns(data, x) for x in first), 300):
+                return f"up {after} did not finish"
+            time.sleep(12)
+            pids = [svc.applier.running[f"{x}/g/0/t"].handle.pid for x in first[:20]]
+            for x in first:
+                (jobs / f"{x}.hcl").unlink()
+            wait(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids), 90)
         names = [f"n{size}-{i}" for i in range(size)]
         ph.on = True
         load0 = os.getloadavg()[0]
@@ -170,10 +187,7 @@ def run(size: int, root: Path) -> str:
         c0 = time.process_time()
         t0 = time.time_ns()
         ph.t0 = time.perf_counter()
-        for s in names:
-            tmp = jobs / f".{s}.tmp"
-            tmp.write_text(JOB.format(s=s, sleep=SLEEP))
-            tmp.rename(jobs / f"{s}.hcl")
+        add(jobs, names)
         written = (time.time_ns() - t0) / 1e9
         left = list(names)  # each marker read until it is there (not all, every 0.5 ms)
 
@@ -184,7 +198,7 @@ def run(size: int, root: Path) -> str:
 
         ok = wait(all_up, 300)
         cpu = time.process_time() - c0
-        wait(lambda: len(svc.applier.running) > size, 60)  # the pass that started them ends
+        wait(lambda: len(svc.applier.running) > size, 60 + after)  # the pass that started them ends
         ph.on = False
         last = max((started_ns(data, x) or 0) for x in names)
         up = (last - t0) / 1e9 if ok else float("nan")
@@ -219,6 +233,9 @@ def main() -> None:
     ap.add_argument("--compare", type=int, default=0, metavar="N",
                     help="N pairs of runs per size, unmarked then marked, alternating (the "
                     "load on a shared machine drifts): their summary lines")  # fmt: skip
+    ap.add_argument("--after", type=int, default=0, metavar="N",
+                    help="first bring N up and remove them, as bench/peers.py does before "
+                    "its next size (the next size starts when 20 of them are gone)")  # fmt: skip
     ap.add_argument("--wait-starts", action="store_true",
                     help="the loop waits for every bulk start, as before they ran in the "
                     "background: for comparison")  # fmt: skip
@@ -232,7 +249,7 @@ def main() -> None:
         for mark in ([False, True] * args.compare) or [not args.plain_dirs]:
             rootfs.spread_out = marked if mark else plain  # type: ignore[assignment]
             with tempfile.TemporaryDirectory(prefix="bringup") as d:
-                text = run(size, Path(d))
+                text = run(size, Path(d), args.after)
             if args.compare:
                 rows = [x for x in text.splitlines() if "directories" in x or "launch" in x]
                 text = f"allocs/ {'marked' if mark else 'plain'}: " + text.splitlines()[0]
