@@ -2,7 +2,7 @@
 kernel work) and recorded in one transaction; a start that fails goes through the restart
 policy; artifacts are fetched in the background first.
 
-A large batch runs in the background where the executor allows it: the loop goes on reading
+A large batch can run in the background where the executor allows it: the loop goes on reading
 the job files that keep arriving while the shims of the earlier ones do their set-up, and
 records the batch (`finish_starts`) before it plans again. Until then nothing is recorded, as
 for a batch the loop waits for: a crash in between leaves tasks the next start of their slots

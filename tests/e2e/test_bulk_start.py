@@ -1,7 +1,7 @@
 """Many starts at once (LinuxExecutor.start_all): the ones that fail fail alone and leave
-nothing behind; a service that dies in the middle of a bulk start (its own, or one running in
-the background of its loop) leaves no process that the next start of those tasks does not
-end, and no task runs twice."""
+nothing behind; a service that dies in the middle of a bulk start (the executor's, or the
+service's) leaves no process that the next start of those tasks does not end, and no task
+runs twice."""
 
 from __future__ import annotations
 
@@ -134,12 +134,10 @@ def _cold_shims(data: Path) -> set[int]:
     return out
 
 
-def test_a_service_killed_while_its_bulk_start_runs_in_the_background_leaks_nothing(
-    svc: ServiceProc,
-) -> None:
-    """The batch runs on the service's threads while its loop goes on; SIGKILL then (task
-    directories appear, nothing is recorded yet) and start again: every task runs once, with
-    one shim, and its cgroup holds that task only."""
+def test_a_service_killed_in_the_middle_of_a_bulk_start_leaks_nothing(svc: ServiceProc) -> None:
+    """SIGKILL while a batch of 24 starts (task directories appear, nothing is recorded yet)
+    and start again: every task runs once, with one shim, and its cgroup holds that task
+    only."""
     svc.start()
     write(svc, "many.hcl", small("many", 24))
     group = svc.data / "allocs" / "many" / "g"

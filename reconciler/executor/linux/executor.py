@@ -67,7 +67,10 @@ class _Launch:
 
 class LinuxExecutor(Supervision):
     fds_per_task = 2  # pidfds of the shim and of the task
-    background_starts = True  # start_all: its own threads, and the pool's and epoll's locks
+    # start_all is safe beside the loop (its own threads; the pool's and epoll's locks), but on
+    # two cores the loop's parse beside the launches costs more than it overlaps: both hold
+    # the GIL (bench/results/bringup.md, 2026-12-02). Off until more cores make it pay.
+    background_starts = False
 
     def __init__(self, data_dir: Path, node: NodeConfig | None = None, warm_pool: int = 0) -> None:
         """warm_pool: the most warm shims kept ready (pool.py); the service's own executor
