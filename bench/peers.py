@@ -10,7 +10,10 @@ timestamp is when the process exec'd. Definitions:
   process has exec'd;
 - restart: SIGKILL of the service until it exec'd again (reconciler: restart delay "0s");
 - stop: definition removed (plus apply) until the process is gone;
-- up N: N definitions written at once (plus apply) until all N have exec'd;
+- up N: N definitions written at once (plus apply) until all N have exec'd, starting with
+  nothing of the size before still running;
+- stop all N: the N definitions removed (plus apply) until 20 of them (the first written) are
+  gone;
 - memory: with N services, PSS of the supervisor's own process (reconciler's service, s6-svscan,
   runsvdir, supervisord), of each per-service helper (reconciler's shim, s6-supervise, runsv;
   supervisord has none), and the total of every process the supervisor runs besides the services;
@@ -112,6 +115,16 @@ class Peer:
 
     def _owns(self, p: psutil.Process, svc: str) -> bool:
         return True
+
+    def services_left(self) -> bool:
+        """Whether any service process (not the anchor) still runs under the supervisor."""
+        for p in self.tree():
+            try:
+                if p.cmdline()[:2] == ["sleep", SLEEP]:
+                    return True
+            except psutil.Error:
+                continue
+        return False
 
     def tree(self) -> list[psutil.Process]:
         assert self.proc is not None
@@ -375,6 +388,8 @@ def measure(peer: Peer, sizes: list[int], samples: int) -> dict[str, object]:
             peer.remove(names)
             finished = wait(lambda ps=pids: all(gone(p) for p in ps), 90)
             out[f"down{size}"] = time.monotonic() - t0 if finished else None
+            # the next size starts from nothing running, for every peer alike
+            wait(lambda: not peer.services_left(), 120)
             done += size
     finally:
         peer.stop()
