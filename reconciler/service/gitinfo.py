@@ -6,22 +6,14 @@ import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+
+from reconciler.db.hot import VersionRow
 
 # After a version is recorded without its commit, how long HEAD is looked at closely (a
 # push's `git reset --hard` writes the files and the index before it moves the branch), and
 # how often meanwhile. Later, every rescan looks (an edit committed afterwards).
 RECHECK_FOR = 30.0
 RECHECK_EVERY = 0.25
-
-
-class _Version(Protocol):
-    @property
-    def job_id(self) -> str: ...
-    @property
-    def digest(self) -> str: ...
-    @property
-    def source_file(self) -> str: ...
 
 
 class GitInfo:
@@ -106,7 +98,7 @@ class GitInfo:
 
     # ---- versions recorded without their commit ----
 
-    def recorded(self, versions: Sequence[_Version], now: float) -> None:
+    def recorded(self, versions: Sequence[VersionRow], now: float) -> None:
         """After a scan's versions were recorded with `commit_of`: remember those that got no
         commit although jobs/ is a work tree."""
         if not versions or self._scan is None or not self._scan_marker:
