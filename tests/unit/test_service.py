@@ -419,16 +419,16 @@ def test_a_file_event_and_a_task_exit_prime_the_executor(h: Harness) -> None:
 
 
 def _scopes(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str] | None]:
-    import reconciler.service.loop as loop
+    import reconciler.service.passes as passes
 
     seen: list[frozenset[str] | None] = []
-    real = loop.plan
+    real = passes.plan
 
     def spy(*a: Any, **kw: Any) -> Any:
         seen.append(kw.get("scope"))
         return real(*a, **kw)
 
-    monkeypatch.setattr(loop, "plan", spy)
+    monkeypatch.setattr(passes, "plan", spy)
     return seen
 
 

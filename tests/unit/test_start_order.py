@@ -93,11 +93,11 @@ def test_a_restart_is_planned_from_what_writing_its_exit_left(
 ) -> None:
     """The pass after an exit that only left its slot to start again plans from the exit's
     read with the written slot, not a second read: which must be what a read would give."""
-    import reconciler.service.loop as loop
+    import reconciler.service.passes as passes
 
     _restarting(h)
     planned: list[tuple[Any, Any, int]] = []
-    real_plan, read = loop.plan, h.store.observed
+    real_plan, read = passes.plan, h.store.observed
     reads = _count_reads(h, monkeypatch)
 
     def spy(desired: Any, observed: Any, *a: Any, **kw: Any) -> Any:
@@ -105,7 +105,7 @@ def test_a_restart_is_planned_from_what_writing_its_exit_left(
         planned.append((observed, fresh, reads[0]))
         return real_plan(desired, observed, *a, **kw)
 
-    monkeypatch.setattr(loop, "plan", spy)
+    monkeypatch.setattr(passes, "plan", spy)
     h.step(1.5)  # the task exits, restarts at once
     assert len([c for c in h.fake.started if c.id == "r/g/0/t"]) == 2
     used, fresh, reads_before = planned[0]
