@@ -149,13 +149,16 @@ class Applier(Starts, Exits):
         self.on_change(f"{a.key}: stopping ({a.reason})")
 
     def _rerender(self, a: Action, observed: Observed, now: float) -> None:
+        """Only what the templates render changed: write them again, and act as Nomad's
+        template manager does on the ones whose output changed: any of change_mode restart
+        restarts the task, else each distinct change_signal is sent; noop writes only."""
         slot = observed.slots.get(a.key)
         if a.spec is None or slot is None or slot.instance is None:
             return
         try:
             config = task_config(a.spec, a.key, self.node, self.attributes, self.variables,
                                  self.services, cores=slot.core_ids)  # fmt: skip
-            self.executor.render_templates(config)
+            written = self.executor.render_templates(config)
         except (StartError, TemplateError) as e:  # refused or failed: recorded, and the
             # running task keeps its previous files
             self.store.set_slot(a.key, now, spec_digest=a.task_digest)
@@ -163,13 +166,23 @@ class Applier(Starts, Exits):
             self.store.event(a.key, "Template Failed", why, now)
             self.on_change(f"{a.key}: template failed ({why})")
             return
-        if a.signal:
-            with contextlib.suppress(ProcessLookupError, PermanentError):
-                self.executor.signal(handle_of(a.key, slot.instance), a.signal)
+        specs = a.spec.job.group[a.key.group].task[a.key.task].template
+        changed = [t for t, c in zip(specs, config.templates, strict=True)
+                   if c.destination in written]  # fmt: skip
         self.store.set_slot(a.key, now, spec_digest=a.task_digest)
-        self.store.event(
-            a.key, "Template Rendered", f"signal {a.signal}" if a.signal else "noop", now
-        )
+        if not changed:
+            return
+        if any(t.change_mode == "restart" for t in changed):
+            reason = "Template with change_mode restart re-rendered"
+            self._stop(Action(a.key, "template re-rendered"), observed, "template", now,
+                       (Event("Restart Signaled", reason),))  # fmt: skip
+            return
+        signals = sorted({t.change_signal for t in changed if t.change_mode == "signal"})
+        for sig in signals:
+            with contextlib.suppress(ProcessLookupError, PermanentError):
+                self.executor.signal(handle_of(a.key, slot.instance), sig)
+        self.store.event(a.key, "Template Rendered",
+                         f"signal {', '.join(signals)}" if signals else "noop", now)  # fmt: skip
 
     def operator_restart(self, key: SlotKey, observed: Observed) -> bool:
         slot = observed.slots.get(key)

@@ -86,10 +86,11 @@ class Exits(Core):
                     events=[terminated, killed],
                     **common,
                 )
-            else:  # update, restart, leader: start again at once, not counted as a failure
+            else:  # update, restart, template, leader: start again at once, not counted
                 msg = {
                     "update": "new version of the task",
                     "restart": "restart requested by operator",
+                    "template": "template with change_mode restart re-rendered",
                 }
                 self.store.finished(
                     run.instance_id, outcome="killed", slot_state="pending", next_start_at=now,

@@ -47,7 +47,8 @@ class SlotRecord:
     next_start_at: float | None = None
     reason: str = ""
     instance: InstanceRecord | None = None
-    # Why a stop was asked for: "remove" | "update" | "pause" | "restart" | "" (see apply).
+    # Why a stop was asked for: "remove" | "update" | "pause" | "restart" | "template" | ""
+    # (see apply).
     stop_intent: str = ""
     # What the started task reserves of the node (MHz, MB, cores) while the slot holds it.
     cpu: int = 0

@@ -253,8 +253,9 @@ class Executor(Protocol):
 
     def exec(self, handle: TaskHandle, cmd: list[str], timeout: float) -> ExecResult: ...
 
-    def render_templates(self, config: TaskConfig) -> None:
-        """Write a running task's templates again (change_mode noop or signal)."""
+    def render_templates(self, config: TaskConfig) -> frozenset[str]:
+        """Write a running task's templates again where their output changed; the
+        destinations written (their change_mode says what follows)."""
         ...
 
     def fetch_artifacts(self, config: TaskConfig, done: Callable[[str], None]) -> FetchState:

@@ -49,7 +49,8 @@ class FakeExecutor:
         self.tasks: dict[str, FakeTask] = {}
         self.started: list[TaskConfig] = []
         self.released: list[str] = []
-        self.rendered: list[TaskConfig] = []
+        self.rendered: list[TaskConfig] = []  # re-renders that changed a file
+        self.files: dict[str, dict[str, str]] = {}  # task id -> template destination -> text
         self.render_error = ""  # set: render_templates refuses, as for a tampered destination
         self.survivors: set[str] = set()  # handle ids that `recover` finds alive
         self.primes = 0
@@ -81,6 +82,7 @@ class FakeExecutor:
         ends = now + float(run_for) if run_for else None
         self.tasks[config.id] = FakeTask(config, handle, ends, int(env.get("FAKE_EXIT_CODE", "0")))
         self.started.append(config)
+        self.files[config.id] = {t.destination: t.text for t in config.templates}
         return handle
 
     def start_all(self, configs: Sequence[TaskConfig]) -> list[TaskHandle | Exception]:
@@ -148,10 +150,16 @@ class FakeExecutor:
         if t is not None and t.handle == handle and not t.alive:
             del self.tasks[handle.id]
 
-    def render_templates(self, config: TaskConfig) -> None:
+    def render_templates(self, config: TaskConfig) -> frozenset[str]:
         if self.render_error:
             raise StartError(self.render_error)
-        self.rendered.append(config)
+        files = self.files.setdefault(config.id, {})
+        changed = frozenset(t.destination for t in config.templates
+                            if files.get(t.destination) != t.text)  # fmt: skip
+        files.update((t.destination, t.text) for t in config.templates)
+        if changed:
+            self.rendered.append(config)
+        return changed
 
     def fetch_artifacts(self, config: TaskConfig, done: Callable[[str], None]) -> FetchState:
         if config.id in self.fetches:

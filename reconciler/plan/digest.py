@@ -9,7 +9,6 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from reconciler.db.snapshot import SlotKey
 from reconciler.spec import memo
 from reconciler.spec.models import Job
 from reconciler.spec.template import Workload, reads_services, reads_variables
@@ -76,14 +75,8 @@ def _hash(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def template_change(job: Job, key: SlotKey, old: str, new: str) -> str | None:
-    """When only templates changed: the signal to send ("" for noop), or None to restart."""
-    if old.split(".")[0] != new.split(".")[0]:
-        return None
-    modes = {t.change_mode for t in job.group[key.group].task[key.task].template}
-    if modes <= {"noop"}:
-        return ""
-    if modes == {"signal"}:
-        signals = {t.change_signal for t in job.group[key.group].task[key.task].template}
-        return sorted(signals)[0]
-    return None
+def templates_only(old: str, new: str) -> bool:
+    """Whether only what the task's templates render changed between two digests (their
+    definitions, or the variables and services they read): a re-render, after which each
+    template whose output changed acts per its change_mode (apply)."""
+    return old.split(".")[0] == new.split(".")[0]

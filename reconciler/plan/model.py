@@ -37,7 +37,6 @@ class Action:
     spec: JobSpec | None = None  # the job version to run (start, restart, rerender)
     task_digest: str = ""
     intent: str = ""  # stop: remove | update | pause | restart
-    signal: str = ""  # rerender: signal to send, "" for noop
     cores: tuple[int, ...] = ()  # start: the core ids the task reserves (admission)
 
 

@@ -13,7 +13,7 @@ from reconciler import constraints, lifecycle
 from reconciler.db.snapshot import CheckRecord, JobRecord, Observed, SlotKey, SlotRecord
 from reconciler.lifecycle import Gate
 from reconciler.plan import admission, parents, versions
-from reconciler.plan.digest import services_part, task_digest, template_change, variables_part
+from reconciler.plan.digest import services_part, task_digest, templates_only, variables_part
 from reconciler.plan.model import ACTIVE, Action, Builder, Host, Plan, remove
 from reconciler.spec.load import Desired, JobSpec
 from reconciler.spec.models import RUNS_TO_COMPLETION, Job, effective_update
@@ -310,10 +310,9 @@ def _plan_slot(
         if s.spec_digest == digest:
             b.keep.append(Action(key, "running", spec, digest))
             return budget
-        sig = template_change(spec.job, key, s.spec_digest, digest)
         grows = admission.of_task(spec.job.group[key.group].task[key.task]) - admission.of_slot(s)
-        if sig is not None:
-            b.rerender.append(Action(key, "template changed", spec, digest, signal=sig))
+        if templates_only(s.spec_digest, digest):
+            b.rerender.append(Action(key, "template changed", spec, digest))
         elif why := b.room.check(grows):
             # Nomad backs out the stop of the old alloc when the new one cannot be placed
             b.keep.append(Action(key, f"running the previous version; {why}", spec, digest))

@@ -28,6 +28,21 @@ from reconciler.taskconfig import alloc_id, task_env
 LOOPBACK = "127.0.0.1"
 
 
+# Stops and exits after which the slot starts again at once or after its restart delay.
+_AGAIN = frozenset({"restart", "template", "check"})
+
+
+def _running(s: SlotRecord) -> bool:
+    return s.state == "running" and s.instance is not None
+
+
+def _restarting(s: SlotRecord) -> bool:
+    """A task between two runs of the same group instance: stopped to start again, or
+    waiting out its restart policy's delay (a pending slot that ran and was not replaced)."""
+    if s.state == "stopping":
+        return s.stop_intent in _AGAIN
+    return s.state == "pending" and s.reason not in ("", "update")
+
 @dataclass
 class Registrar:
     store: Store
@@ -96,7 +111,7 @@ class Registrar:
         inputs: tuple[object, ...] = (
             spec.digest if spec else None, rec.applied_digest if rec else None,
             tuple((s.key, s.version_digest, s.instance, s.core_ids) for s in slots
-                  if s.state == "running" and s.instance is not None),
+                  if _running(s) or _restarting(s)),
         )  # fmt: skip
         built = self._built.get(job_id)
         if built is not None and built[0] == inputs:
@@ -124,18 +139,21 @@ class Registrar:
                  specs: Mapping[str, JobSpec]) -> tuple[list[ServiceEntry], dict[Key, CheckSpec]]:  # fmt: skip
         services: list[ServiceEntry] = []
         checks: dict[Key, CheckSpec] = {}
-        running = [s for s in slots if s.state == "running" and s.instance is not None]
+        # A group's services are registered for its instance's life, through its tasks'
+        # restarts (Nomad's group service hook); a task's only while the task runs.
         allocs: dict[tuple[str, int], list[SlotRecord]] = {}
-        for s in running:
-            allocs.setdefault((s.key.group, s.key.idx), []).append(s)
+        for s in slots:
+            if _running(s) or _restarting(s):
+                allocs.setdefault((s.key.group, s.key.idx), []).append(s)
         for (gname, idx), members in sorted(allocs.items()):
-            version = members[0].version_digest
+            running = [s for s in members if _running(s)]
+            version = (running or members)[0].version_digest
             job = self._job(job_id, version, observed, specs)
             if job is None or gname not in job.group:
                 continue
             group = job.group[gname]
             by_task = {s.key.task: s for s in members}
-            for s in members:
+            for s in running:
                 job_s = self._job(job_id, s.version_digest, observed, specs) or job
                 g = job_s.group.get(gname)
                 task = g.task.get(s.key.task) if g else None

@@ -341,6 +341,14 @@ class Template(Grown):
     gid: int | None = None
     wait: TemplateWait | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sighup(cls, v: Any) -> Any:
+        """Nomad's default for change_mode "signal" without change_signal (api Canonicalize)."""
+        if isinstance(v, dict) and v.get("change_mode") == "signal" and not v.get("change_signal"):
+            return {**v, "change_signal": "SIGHUP"}
+        return v
+
     @field_validator("perms")
     @classmethod
     def _octal(cls, v: str) -> str:
@@ -364,8 +372,6 @@ class Template(Grown):
         if self.data is None:  # a source was read into data by the loader
             raise PydanticCustomError("template", "set exactly one of data or source")
         if self.change_mode == "signal":
-            if not self.change_signal:
-                raise PydanticCustomError("template", 'change_mode "signal" needs change_signal')
             _signal_name(self.change_signal)
         if self.change_mode == "script":
             raise PydanticCustomError(

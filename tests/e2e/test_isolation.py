@@ -341,11 +341,13 @@ def test_cgroup_v2_kill_and_membership(make_executor) -> None:  # type: ignore[n
 def test_templates_render_again_into_a_running_task(ex: LinuxExecutor) -> None:
     cfg = sh("exec sleep 1000", templates=(Template("local/conf.txt", "v1\n", 0o644),))
     h = ex.start(cfg)
-    ex.render_templates(
-        cfg.__class__(**{**cfg.__dict__, "templates": (Template("local/conf.txt", "v2\n", 0o644),)})
-    )
+    again = (Template("local/conf.txt", "v2\n", 0o644), Template("local/same.txt", "s\n", 0o644))
+    assert ex.render_templates(cfg.__class__(**{**cfg.__dict__, "templates": again})) == {
+        "local/conf.txt", "local/same.txt"}  # fmt: skip
     r = ex.exec(h, ["cat", "/local/conf.txt"], timeout=10)
     assert r.output.decode().strip() == "v2"
+    # the same output again: nothing written, nothing for its change_mode to act on
+    assert ex.render_templates(cfg.__class__(**{**cfg.__dict__, "templates": again})) == set()
     ex.stop(h, "SIGKILL", 0)
     ex.wait(h, 10)
 

@@ -84,3 +84,51 @@ def test_a_template_lists_a_service_and_is_signalled_when_it_goes(svc: ServicePr
     assert svc.pids("b")["b/g/0/t"] == pid  # signalled, not restarted
     assert svc.cli("logs", "b/t").stdout.endswith("reloaded\nno upstream\n\n")
     assert not serves(port)
+
+
+SELF_READER = """
+job "self" {
+  group "g" {
+    network {
+      port "http" { static = %d }
+    }
+    service {
+      name = "self"
+      provider = "nomad"
+      port = "http"
+    }
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args = ["-c", "while :; do sleep 0.1; done"]
+      }
+      template {
+        data = "{{ range nomadService \\"self\\" }}{{ .Address }}:{{ .Port }}{{ end }}"
+        destination = "local/peers"
+        change_mode = "noop"
+      }
+      template {
+        data = "ok"
+        destination = "local/health"
+      }
+    }
+  }
+}
+"""
+
+
+def test_a_task_listing_its_own_group_service_is_not_restarted(svc: ServiceProc) -> None:
+    """The noop template's output changes once the group service registers; the static
+    template beside it (change_mode restart by default) renders the same, so nothing
+    restarts: as Nomad's template manager, which acts per template whose output changed."""
+    port = free_port()
+    (svc.jobs / "self.hcl").write_text(SELF_READER % port)
+    svc.start()
+    svc.wait(lambda: "self/g/0/t" in svc.pids("self"), 30, "the task running")
+    pid = svc.pids("self")["self/g/0/t"]
+    svc.wait(lambda: any(p.read_text() == f"127.0.0.1:{port}"
+                         for p in svc.data.glob("**/t/local/peers")), 30, "its own service listed")  # fmt: skip
+    svc.wait(lambda: "Template Rendered" in svc.cli("history", "self").stdout, 30, "the re-render")
+    assert svc.pids("self") == {"self/g/0/t": pid}
+    assert "Restart Signaled" not in svc.cli("history", "self").stdout

@@ -266,6 +266,75 @@ def test_restart_is_the_default_change_mode(h: Harness) -> None:
     assert texts == ["", "127.0.0.1:23459 "]
 
 
+def test_only_the_templates_whose_input_changed_decide_what_happens(h: Harness) -> None:
+    """Nomad acts per template: a service change re-renders its noop reader and leaves the
+    task running, even beside a template of the default change_mode (restart) that reads
+    nothing that changed."""
+    static = 'template {\n data = "ok"\n destination = "local/health"\n}'
+    h.write("b.hcl", job("b", extra_task=READER % 'change_mode = "noop"' + "\n" + static))
+    h.step()
+    h.write("a.hcl", PRODUCER % (23463, "nomad"))
+    for _ in range(3):
+        h.step(1)
+    assert len([s for s in h.fake.started if s.id == "b/g/0/t"]) == 1  # never restarted
+    assert [t.templates[0].text for t in h.fake.rendered if t.id == "b/g/0/t"] == [
+        "127.0.0.1:23463 "]  # fmt: skip
+    assert signals(h, "b/g/0/t") == []
+
+
+def test_restart_and_signal_readers_changing_together_restart(h: Harness) -> None:
+    both = READER % "" + "\n" + (READER % SIGNAL).replace("upstreams", "upstreams2")
+    h.write("b.hcl", job("b", extra_task=both))
+    h.step()
+    h.write("a.hcl", PRODUCER % (23464, "nomad"))
+    for _ in range(4):
+        h.step(1)
+    texts = [s.templates[0].text for s in h.fake.started if s.id == "b/g/0/t"]
+    assert texts == ["", "127.0.0.1:23464 "] and signals(h, "b/g/0/t") == []
+
+
+SELF = """
+job "s" {
+  group "g" {
+    network {
+      port "http" { static = 23465 }
+    }
+    service {
+      name = "self"
+      provider = "nomad"
+      port = "http"
+    }
+    task "t" {
+      driver = "exec"
+      config { command = "/bin/app" }
+      template {
+        data = "{{ range nomadService \\"self\\" }}{{ .Port }}{{ end }}"
+        destination = "local/self"
+        %s
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("mode", ["", 'change_mode = "noop"'])
+def test_a_task_reading_its_own_group_service_settles(h: Harness, mode: str) -> None:
+    """A group service stays registered while its task restarts (Nomad registers it for the
+    allocation's life), so a template reading it renders it once more and is then quiet."""
+    h.write("s.hcl", SELF % mode)
+    for _ in range(8):
+        h.step(1)
+    started = [s.templates[0].text for s in h.fake.started if s.id == "s/g/0/t"]
+    rendered = [t.templates[0].text for t in h.fake.rendered if t.id == "s/g/0/t"]
+    if mode:  # noop: written, the task left running
+        assert (started, rendered) == ([""], ["23465"])
+    else:  # restart: once, and the restarted task starts with its own service listed
+        assert (started, rendered) == (["", "23465"], ["23465"])
+        assert "Restart Signaled" in h.events("s/g/0/t")
+    assert h.fake.tasks["s/g/0/t"].alive
+
+
 def test_a_new_service_process_renders_nothing_again(h: Harness) -> None:
     """The registry is in the store: after a restart of reconciler the adopted reader's
     digest is unchanged, so it is neither re-rendered nor signalled."""

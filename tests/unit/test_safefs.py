@@ -84,6 +84,26 @@ def test_a_write_replaces_a_regular_file_atomically(tmp_path: Path) -> None:
     assert (dirs.task / "tmp/t.conf").read_text() == "four"
 
 
+def test_a_re_render_writes_only_what_changed(tmp_path: Path) -> None:
+    dirs, outside = layout(tmp_path)
+    assert templates.write(dirs, "local/a.conf", "one", 0o644, ME, unless_same=True)
+    before = os.stat(dirs.local / "a.conf").st_ino
+    assert not templates.write(dirs, "local/a.conf", "one", 0o644, ME, unless_same=True)
+    assert os.stat(dirs.local / "a.conf").st_ino == before  # not replaced
+    assert templates.write(dirs, "local/a.conf", "onf", 0o644, ME, unless_same=True)
+    assert (dirs.local / "a.conf").read_text() == "onf"
+    (outside / "f").write_text("secret")
+    base = safefs.open_base(str(dirs.local))
+    try:  # what the task planted is never read through, nor waited on
+        assert not safefs.holds(base, "file-link", b"secret")
+        assert not safefs.holds(base, "link/f", b"secret")
+        assert not safefs.holds(base, "fifo", b"")
+        assert not safefs.holds(base, "missing", b"")
+        assert safefs.holds(base, "a.conf", b"onf") and not safefs.holds(base, "a.conf", b"on")
+    finally:
+        os.close(base)
+
+
 def test_ensure_dir_fixes_mode_through_the_fd(tmp_path: Path) -> None:
     base = safefs.open_base(str(tmp_path))
     try:

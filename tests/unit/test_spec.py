@@ -200,10 +200,6 @@ def test_config_errors_name_file_line_and_path(snippet: str, expected: str) -> N
             'template line 1, column 4: function "key" needs a Consul cluster',
         ),
         (
-            'template {\n data = "x"\n destination = "local/x"\n change_mode = "signal"\n}',
-            "needs change_signal",
-        ),
-        (
             'template {\n data = "x"\n destination = "local/x"\n perms = "rw"\n}',
             "must be an octal mode",
         ),

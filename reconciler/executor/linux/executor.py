@@ -334,12 +334,14 @@ class LinuxExecutor(Supervision):
         if self.pool is not None:
             self.pool.clear_pending()
 
-    def render_templates(self, config: TaskConfig) -> None:
+    def render_templates(self, config: TaskConfig) -> frozenset[str]:
         """Files only: a template that sets environment takes effect at the next start."""
         alloc_id, _, task = config.id.rpartition("/")
         pw = pwd.getpwnam(config.user or "nobody")
-        for t in config.templates:
-            templates.write(self.dirs(alloc_id, task), t.destination, t.text, t.perms, pw)
+        dirs = self.dirs(alloc_id, task)
+        return frozenset(t.destination for t in config.templates
+                         if templates.write(dirs, t.destination, t.text, t.perms, pw,
+                                            unless_same=True))  # fmt: skip
 
     def fetch_artifacts(self, config: TaskConfig, done: Callable[[str], None]) -> FetchState:
         return self.fetcher.fetch(config, done)

@@ -182,6 +182,25 @@ def write_stream(base: int, rel: str, src: IO[bytes], perms: int, owner: tuple[i
     return size
 
 
+def holds(base: int, rel: str, data: bytes) -> bool:
+    """Whether the file at `rel` beneath `base` is a regular file holding exactly `data`. A
+    missing file, a link on the way, a FIFO or a device: False, never followed or waited on."""
+    try:
+        fd = openat2(base, "/".join(components(rel)), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+            return False
+        got = bytearray()
+        while len(got) <= len(data) and (chunk := os.read(fd, len(data) + 1 - len(got))):
+            got += chunk
+        return got == data
+    finally:
+        os.close(fd)
+
+
 def unlink(base: int, rel: str) -> None:
     """Remove a file beneath `base` if it is there (the name itself, never a link's target)."""
     with parent_of(base, rel) as (parent, name), contextlib.suppress(FileNotFoundError):

@@ -30,8 +30,12 @@ def destination(dirs: rootfs.TaskDirs, dest: str) -> tuple[str, str]:
 
 
 def write(
-    dirs: rootfs.TaskDirs, dest: str, text: str | bytes, perms: int, pw: pwd.struct_passwd
-) -> None:
+    dirs: rootfs.TaskDirs, dest: str, text: str | bytes, perms: int, pw: pwd.struct_passwd,
+    *, unless_same: bool = False,
+) -> bool:
+    """Write a template's destination; with `unless_same`, only when the file does not hold
+    `text` already (a re-render: consul-template acts on a template whose output changed).
+    Whether it was written."""
     base, rel = destination(dirs, dest)
     try:
         if base == str(dirs.secrets):
@@ -46,8 +50,11 @@ def write(
         try:
             owner = (pw.pw_uid, pw.pw_gid)
             data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+            if unless_same and safefs.holds(fd, rel, data):
+                return False
             safefs.write_file(fd, rel, data, perms, owner,
                               dir_owner=owner)  # fmt: skip
+            return True
         finally:
             os.close(fd)
     except safefs.UnsafePath as e:
