@@ -33,7 +33,6 @@ IGNORED: dict[str, dict[str, str]] = {
             "reschedule",
             "migrate",
             "multiregion",
-            "vault",
             "consul",
             "ui",
             "vault_token",
@@ -49,7 +48,6 @@ IGNORED: dict[str, dict[str, str]] = {
             "spread",
             "affinity",
             "ephemeral_disk",
-            "vault",
             "consul",
             "migrate",
             "scaling",
@@ -62,7 +60,6 @@ IGNORED: dict[str, dict[str, str]] = {
     ),
     "task": dict.fromkeys(
         [
-            "vault",
             "consul",
             "identity",
             "identities",
@@ -75,7 +72,7 @@ IGNORED: dict[str, dict[str, str]] = {
         _ONE_NODE,
     ),
     "network": dict.fromkeys(["mbits"], _ONE_NODE),
-    "resources": dict.fromkeys(["device", "network", "disk", "iops", "numa", "secrets"], _ONE_NODE),
+    "resources": dict.fromkeys(["network", "disk", "iops", "numa", "secrets"], _ONE_NODE),
     "template": dict.fromkeys(["vault_grace", "once"], _ONE_NODE),
     "service": dict.fromkeys(
         ["meta", "canary_meta", "canary_tags", "enable_tag_override", "tagged_addresses",
@@ -92,7 +89,16 @@ IGNORED: dict[str, dict[str, str]] = {
 DEPRECATED: dict[str, dict[str, str]] = {
     "periodic": {"cron": "cron is deprecated and may be removed in a future release. Use crons instead"},
 }
+_VAULT = ("is not supported: reconciler has no Vault, and Nomad places a task that asks for "
+          "Vault only on a node with Vault (no token or secrets would reach it here)")
 REFUSED: dict[str, dict[str, str]] = {
+    "job": {"vault": _VAULT},
+    "group": {"vault": _VAULT},
+    "task": {"vault": _VAULT},
+    "resources": {
+        "device": "is not supported: reconciler has no device plugins, and Nomad places a task "
+                  "that asks for a device only on a node that has one",
+    },
     "service": {
         "connect": "is not supported: reconciler has no Consul Connect service mesh",
         "kind": "is not supported: Consul gateways need Consul Connect",

@@ -207,6 +207,8 @@ def test_config_errors_name_file_line_and_path(snippet: str, expected: str) -> N
         ('env { A = "${NOMAD_PORT_web}" }', 'no port labelled "web"'),
         ('env { A = "${NOMAD_UNKNOWN}" }', "is not a Nomad runtime variable"),
         ('artifact { source = "s3::https://x" }', 'getter "s3" is not supported'),
+        ('vault {\n policies = ["x"]\n}', "task.t.vault: is not supported: reconciler has no Vault"),
+        ('resources {\n device "nvidia/gpu" {}\n}', "resources.device: is not supported"),
         ('config { command = "/bin/true" }', "only one config block is allowed"),
         ("user = 5", "user: must be a string"),
     ],
