@@ -52,9 +52,12 @@ def cpu_limit(cores: tuple[int, ...], cpu: int, attrs: Mapping[str, str]) -> int
 
 
 def runtime_env(
-    spec: JobSpec, key: SlotKey, attrs: Mapping[str, str], cores: tuple[int, ...] = ()
+    spec: JobSpec, key: SlotKey, attrs: Mapping[str, str], cores: tuple[int, ...] = (),
+    ports: port_spec.Recorded = (),
 ) -> dict[str, str]:
-    """`cores`: the core ids the planner chose for the task (empty without admission)."""
+    """`cores`: the core ids the planner chose for the task (empty without admission);
+    `ports`: the host ports it chose for the group instance (empty: spec/ports.py allocated's
+    fallback)."""
     job = spec.job
     group = job.group[key.group]
     task = group.task[key.task]
@@ -81,7 +84,7 @@ def runtime_env(
             name = _NOT_IN_META_NAME.sub("_", meta_key)  # Nomad: "a-b" -> NOMAD_META_a_b
             env[f"NOMAD_META_{name}"] = v
             env[f"NOMAD_META_{name.upper()}"] = v
-    env.update(port_spec.env(port_spec.allocated(group.network, key.alloc), "127.0.0.1"))
+    env.update(port_spec.env(port_spec.allocated(group.network, key.alloc, ports), "127.0.0.1"))
     return env
 
 
@@ -91,12 +94,13 @@ def task_env(
     attrs: Mapping[str, str],
     cores: tuple[int, ...] = (),
     resolve: Callable[[str, Mapping[str, str]], str] = interpolate.resolve,
+    ports: port_spec.Recorded = (),
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(the task's environment, the values its `${...}` see): Nomad's runtime variables, then
     the task's `env` in order, each entry seeing the node's attributes and the entries before
     it. `resolve` raises KeyError for an unknown reference unless the caller passes a lenient
     one."""
-    env = runtime_env(spec, key, attrs, cores)
+    env = runtime_env(spec, key, attrs, cores, ports)
     values = {**attrs, **env}
     for k, v in spec.job.group[key.group].task[key.task].env.items():
         env[k] = values[k] = resolve(v, values)
@@ -183,13 +187,15 @@ def task_config(
     services: ServiceSource | None = None,
     *,
     cores: tuple[int, ...] = (),
+    ports: port_spec.Recorded = (),
 ) -> TaskConfig:
     """Raises KeyError naming a `${...}` reference with no value (never an empty string), or
-    TemplateError when a template fails to render. `cores`: the ids the task reserves."""
+    TemplateError when a template fails to render. `cores`: the ids the task reserves;
+    `ports`: its group instance's host ports, as the planner chose them."""
     job = spec.job
     group = job.group[key.group]
     task = group.task[key.task]
-    env, values = task_env(spec, key, attrs, cores)
+    env, values = task_env(spec, key, attrs, cores, ports=ports)
     cfg = task.config
     templates = tuple(
         Template(
@@ -218,9 +224,9 @@ def task_config(
         *(tuple(interpolate.resolve(v, values) for v in vals)
           for vals in (dns.servers, dns.searches, dns.options))
     )  # fmt: skip
-    ports = tuple(
+    mapped = tuple(
         PortMap(p.label, p.value, p.to)
-        for p in port_spec.allocated(group.network, key.alloc).values()
+        for p in port_spec.allocated(group.network, key.alloc, ports).values()
     )
     return TaskConfig(
         id=str(key), alloc_id=key.alloc,
@@ -230,7 +236,7 @@ def task_config(
         work_dir=interpolate.resolve(cfg.work_dir, values),
         pid_mode=cfg.pid_mode or node.default_pid_mode,
         ipc_mode=cfg.ipc_mode or node.default_ipc_mode,
-        net_mode=group.network.mode, ports=ports,
+        net_mode=group.network.mode, ports=mapped,
         cap_add=tuple(cfg.cap_add), cap_drop=tuple(cfg.cap_drop),
         memory_mb=task.resources.memory, memory_max_mb=task.resources.memory_max,
         cpu_shares=cpu_limit(cores, task.resources.cpu, attrs), cores=task.resources.cores,

@@ -157,7 +157,7 @@ class Applier(Starts, Exits):
             return
         try:
             config = task_config(a.spec, a.key, self.node, self.attributes, self.variables,
-                                 self.services, cores=slot.core_ids)  # fmt: skip
+                                 self.services, cores=slot.core_ids, ports=slot.ports)  # fmt: skip
             written = self.executor.render_templates(config)
         except (StartError, TemplateError) as e:  # refused or failed: recorded, and the
             # running task keeps its previous files

@@ -43,7 +43,7 @@ class Starts(Core):
             assert a.spec is not None
             try:
                 config = task_config(a.spec, a.key, self.node, self.attributes, self.variables,
-                                     self.services, cores=a.cores)  # fmt: skip
+                                     self.services, cores=a.cores, ports=a.ports)  # fmt: skip
                 config = self._with_payload(a.spec, a.key, config)
             except KeyError as e:
                 self._start_failed(a, observed.slots.get(a.key), f"cannot resolve ${{{e.args[0]}}}",
@@ -122,7 +122,7 @@ class Starts(Core):
             # started_at on the service's clock: health deadlines are measured against it
             handle = dataclasses.replace(result, started_at=now)
             batch.append(Started(a.key, a.task_digest, a.spec.digest, handle, events, new_spec,
-                                 (held.cpu, held.memory, held.cores), a.cores))  # fmt: skip
+                                 (held.cpu, held.memory, held.cores), a.cores, a.ports))  # fmt: skip
         if batch:
             self._record_starts(batch, now)
             trace.mark("start_recorded")

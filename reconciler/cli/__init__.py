@@ -124,7 +124,8 @@ def plan_cmd(
     host = planner.Host(dict(fp.attributes), fp.healthy,
                         admission.node_capacity(fp.attributes, node),
                         variables=VariableStore(d).versions(),
-                        volumes={n: ro for n, (_, ro) in node.host_volumes.items()})  # fmt: skip
+                        volumes={n: ro for n, (_, ro) in node.host_volumes.items()},
+                        reserved_ports=node.reserved_ports)  # fmt: skip
     result = planner.plan(desired, observed, host, time.time())
     buckets = result.buckets()
     if as_json:

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.db.snapshot import SlotKey
+from reconciler.db.snapshot import SlotKey, ports_text
 
 log = logging.getLogger("reconciler")
 
@@ -69,6 +69,7 @@ class Started:
     new_spec: bool  # a changed spec starts a fresh restart window
     reserve: tuple[int, int, int] = (0, 0, 0)  # MHz, MB, cores held while the slot holds
     core_ids: tuple[int, ...] = ()  # which cores, exclusively
+    ports: tuple[tuple[str, int], ...] = ()  # the group instance's host ports, by label
 
 
 @dataclass(frozen=True)
@@ -269,18 +270,18 @@ class HotPaths:
                 db.execute(
                     "INSERT INTO task_slots (job_id, group_name, idx, task, state, reason,"
                     " version_id, spec_digest, restarts, instance_id, stop_intent, updated_at,"
-                    " cpu, memory, cores, core_ids)"
-                    " VALUES (?, ?, ?, ?, 'running', '', ?, ?, 0, ?, '', ?, ?, ?, ?, ?)"
+                    " cpu, memory, cores, core_ids, ports)"
+                    " VALUES (?, ?, ?, ?, 'running', '', ?, ?, 0, ?, '', ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (job_id, group_name, idx, task) DO UPDATE SET"
                     " state = 'running', reason = '', version_id = excluded.version_id,"
                     " spec_digest = excluded.spec_digest, instance_id = excluded.instance_id,"
                     " next_start_at = NULL, stop_intent = '', updated_at = excluded.updated_at,"
                     " cpu = excluded.cpu, memory = excluded.memory, cores = excluded.cores,"
-                    " core_ids = excluded.core_ids,"
+                    " core_ids = excluded.core_ids, ports = excluded.ports,"
                     " restarts = CASE WHEN ? THEN 0 ELSE restarts END,"
                     " window_start = CASE WHEN ? THEN NULL ELSE window_start END",
                     (k.job, k.group, k.idx, k.task, vid, s.spec_digest, iid, now, *s.reserve,
-                     ",".join(map(str, s.core_ids)), s.new_spec, s.new_spec),
+                     ",".join(map(str, s.core_ids)), ports_text(s.ports), s.new_spec, s.new_spec),
                 )  # fmt: skip
                 self._insert_events(db, k, iid, s.events, now)
                 ids.append(iid)

@@ -82,6 +82,8 @@ class TaskSlot(Base):
     memory: Mapped[int] = mapped_column(default=0, server_default="0")
     cores: Mapped[int] = mapped_column(default=0, server_default="0")
     core_ids: Mapped[str] = mapped_column(Text, default="", server_default="")  # "0,2"
+    # The group instance's host ports, chosen when it was placed: '{"http":20001}'
+    ports: Mapped[str] = mapped_column(Text, default="", server_default="")
     updated_at: Mapped[float]
 
 

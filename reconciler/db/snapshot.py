@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -55,6 +56,8 @@ class SlotRecord:
     memory: int = 0
     cores: int = 0
     core_ids: tuple[int, ...] = ()  # which cores, exclusively (empty: none, or started before ids were kept)
+    # The group instance's host ports, (label, port), chosen when it was placed (empty: none)
+    ports: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)  # one or more per task: no __dict__
@@ -111,8 +114,22 @@ class Observed:
     checks: Mapping[str, tuple[CheckRecord, ...]] = field(default_factory=dict)
     # The core ids every holding slot holds (exclusive); None: gather them from `slots`.
     held_cores: frozenset[int] | None = None
+    # Every host port a holding slot holds -> its group instance (job/group/idx); None: gather
+    # them from `slots`.
+    held_ports: Mapping[int, str] | None = None
 
 
 def core_ids_of(text: str) -> tuple[int, ...]:
     """A slot's stored core ids ("0,2") as a tuple."""
     return tuple(int(c) for c in text.split(",") if c)
+
+
+def ports_of(text: str) -> tuple[tuple[str, int], ...]:
+    """A slot's stored ports ('{"http":20001}') as (label, port) pairs."""
+    if not text:
+        return ()
+    return tuple((str(k), int(v)) for k, v in json.loads(text).items())
+
+
+def ports_text(ports: tuple[tuple[str, int], ...]) -> str:
+    return json.dumps(dict(ports), separators=(",", ":")) if ports else ""

@@ -25,6 +25,7 @@ from reconciler.db.snapshot import (
     SlotKey,
     SlotRecord,
     core_ids_of,
+    ports_of,
 )
 
 if TYPE_CHECKING:
@@ -159,10 +160,10 @@ class Store(ChildJobs, Registry):
             }
             slots: dict[SlotKey, SlotRecord] = {}
             for (job, group, idx, task, state, spec_digest, version, restarts, window,
-                 next_at, reason, instance_id, intent, cpu, memory, cores, core_ids) in q(
+                 next_at, reason, instance_id, intent, cpu, memory, cores, core_ids, ports) in q(
                 "SELECT s.job_id, s.group_name, s.idx, s.task, s.state, s.spec_digest, v.digest,"
                 " s.restarts, s.window_start, s.next_start_at, s.reason, s.instance_id,"
-                " s.stop_intent, s.cpu, s.memory, s.cores, s.core_ids"
+                " s.stop_intent, s.cpu, s.memory, s.cores, s.core_ids, s.ports"
                 " FROM task_slots s LEFT JOIN job_versions v ON v.id = s.version_id",
                 "s.job_id",
             ):  # fmt: skip
@@ -171,13 +172,17 @@ class Store(ChildJobs, Registry):
                     key, _intern(state), _intern(spec_digest), _intern(version or ""), restarts,
                     window, next_at, reason,
                     instances.get(instance_id), intent, cpu, memory, cores,
-                    core_ids_of(core_ids),
+                    core_ids_of(core_ids), ports_of(ports),
                 )  # fmt: skip
             # what every job holds of the node, whatever this read's scope (admission)
             cpu, memory, cores = held.read(raw)  # kept by triggers: no sum of every slot
             held_cores = frozenset(c for (ids,) in raw.execute(
                 f"SELECT core_ids FROM task_slots WHERE core_ids != '' AND state IN {held.HOLDING}"
             ) for c in core_ids_of(ids))  # fmt: skip
+            held_ports = {port: f"{job}/{group}/{idx}" for job, group, idx, text in raw.execute(
+                "SELECT job_id, group_name, idx, ports FROM task_slots"
+                f" WHERE ports != '' AND state IN {held.HOLDING}"
+            ) for _label, port in ports_of(text)}  # fmt: skip
             children: dict[str, list[ChildRecord]] = {}
             for cid, parent, status, finished in raw.execute(
                 "SELECT id, parent_id, status, finished_at FROM jobs"
@@ -186,7 +191,8 @@ class Store(ChildJobs, Registry):
                 children.setdefault(parent, []).append(ChildRecord(cid, parent, status, finished))
             checks = read_checks(raw, jobs)
         return Observed(records, slots, frozenset(live), (cpu, memory, cores),
-                        {p: tuple(c) for p, c in children.items()}, checks, held_cores)  # fmt: skip
+                        {p: tuple(c) for p, c in children.items()}, checks, held_cores,
+                        held_ports)  # fmt: skip
 
     def promote(self, job_ids: Iterable[str], now: float) -> None:
         with self._tx() as db:

@@ -145,6 +145,7 @@ class NodeConfig:
     reserved_cpu: int = 0  # MHz
     reserved_memory_mb: int = 0
     reserved_cores: tuple[int, ...] = ()
+    reserved_ports: frozenset[int] = frozenset()  # host ports no task is given
     # Nomad's `client { artifact {} }` (0: no limit)
     artifact_read_timeout: float = 1800.0  # http_read_timeout
     artifact_max_size: int = 100_000_000_000  # http_max_size "100GB", bytes

@@ -5,9 +5,12 @@ The node's total (fingerprinted cores × MHz, memory, core count, or the node co
 tasks may reserve. Every task slot that holds its place (running, stopping, or pending a
 restart) reserves its task's `resources` until it is done. A task's `cores` are concrete core
 ids, the lowest free ones, never one of the node's reserved cores nor one another holding slot
-has (Nomad's scheduler, feasible/rank.go); a slot keeps its ids across restarts. A group instance that does not fit
-stays blocked with Nomad's words, "Resources exhausted: <dimension>", dimensions checked in
-Nomad's order (cpu, cores, memory; structs/funcs.go AllocsFit). Pure: no I/O.
+has (Nomad's scheduler, feasible/rank.go); a slot keeps its ids across restarts. A group
+instance's host ports are chosen when it is placed, never one another holding instance has nor
+one of the node's `reserved_ports` (spec/ports.py choose), and kept across restarts. A group
+instance that does not fit stays blocked with Nomad's words, "Resources exhausted: <dimension>",
+its network first, then dimensions in Nomad's order (cpu, cores, memory; structs/funcs.go
+AllocsFit). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from dataclasses import dataclass, field
 from reconciler.db.snapshot import SlotKey, SlotRecord
 from reconciler.executor.base import NodeConfig
 from reconciler.spec import memo
-from reconciler.spec.models import Group, Job, Task
+from reconciler.spec import ports as port_spec
+from reconciler.spec.models import Group, Job, Network, Task
 
 HOLDING = frozenset({"running", "stopping", "pending"})
 DIMENSIONS = ("cpu", "cores", "memory")
@@ -140,15 +144,52 @@ class Room:
     claimed_allocs: set[str] = field(default_factory=set)
     free_cores: list[int] = field(default_factory=list)  # ids, ascending
     cores_of: dict[SlotKey, tuple[int, ...]] = field(default_factory=dict)  # chosen this plan
+    # host port -> the group instance (job/group/idx) holding it, with those chosen this plan
+    held_ports: dict[int, str] = field(default_factory=dict)
+    reserved_ports: AbstractSet[int] = frozenset()  # the node's `reserved_ports`
+    ports_of: dict[str, port_spec.Recorded] = field(default_factory=dict)  # by alloc, this plan
 
     @classmethod
-    def of(cls, capacity: Capacity | None, held: Usage, held_cores: AbstractSet[int] = frozenset()) -> Room:
+    def of(cls, capacity: Capacity | None, held: Usage, held_cores: AbstractSet[int] = frozenset(),
+           held_ports: Mapping[int, str] | None = None,
+           reserved_ports: AbstractSet[int] = frozenset()) -> Room:  # fmt: skip
+        ports = dict(held_ports or {})
         if capacity is None:
-            return cls(None)
+            return cls(None, held_ports=ports, reserved_ports=reserved_ports)
         # reserved cores are exclusive: their share of MHz is no longer in the cpu pool
         free = capacity.available - held
         free = Usage(free.cpu - held.cores * capacity.mhz_per_core, free.memory, free.cores)
-        return cls(capacity, free, free_cores=[c for c in capacity.usable_cores if c not in held_cores])
+        return cls(capacity, free, free_cores=[c for c in capacity.usable_cores if c not in held_cores],
+                   held_ports=ports, reserved_ports=reserved_ports)  # fmt: skip
+
+    def pick_ports(self, alloc: str, network: Network, keep: port_spec.Recorded = ()) -> str:
+        """Choose group instance `alloc`'s host ports once per plan (its tasks share them):
+        those it holds (`keep`) where still free, else as spec/ports.py choose says; "" or
+        why not (nothing taken)."""
+        if not network.port or alloc in self.ports_of:
+            return ""
+        chosen, why = port_spec.choose(network, alloc, self.held_ports, self.reserved_ports,
+                                       dict(keep))  # fmt: skip
+        if why:
+            return f"Resources exhausted: {why}"
+        for _label, port in chosen:
+            self.held_ports[port] = alloc
+        self.ports_of[alloc] = chosen
+        return ""
+
+    def release_ports(self, alloc: str) -> None:
+        """Give back what pick_ports chose for `alloc` in this plan (it was not placed)."""
+        for _label, port in self.ports_of.pop(alloc, ()):
+            if self.held_ports.get(port) == alloc:
+                del self.held_ports[port]
+
+    def ports_collide(self, alloc: str, network: Network, keep: port_spec.Recorded) -> str:
+        """Why a new version's network could not be given to running instance `alloc`, or ""
+        (nothing taken)."""
+        if not network.port:
+            return ""
+        why = port_spec.choose(network, alloc, self.held_ports, self.reserved_ports, dict(keep))[1]
+        return f"Resources exhausted: {why}" if why else ""
 
     def _cost(self, u: Usage) -> Usage:
         assert self.capacity is not None

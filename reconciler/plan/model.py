@@ -25,6 +25,7 @@ class Host:
     held: Mapping[str, tuple[Mapping[str, int], Mapping[str, str]]] = field(default_factory=dict)
     start_budget: int | None = None  # how many tasks may start now (descriptors); None: any
     budget_reason: str = ""  # why no more may start
+    reserved_ports: frozenset[int] = frozenset()  # the node's `reserved_ports`
     volumes: Mapping[str, bool] = field(default_factory=dict)  # host volume name: read-only
     started_at: float = 0.0  # when this service process started (periodic catch-up)
     gc_after: float = 4 * 3600.0  # finished children are collected this long after (Nomad's)
@@ -38,6 +39,7 @@ class Action:
     task_digest: str = ""
     intent: str = ""  # stop: remove | update | pause | restart
     cores: tuple[int, ...] = ()  # start: the core ids the task reserves (admission)
+    ports: tuple[tuple[str, int], ...] = ()  # start: its group instance's host ports, by label
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from reconciler.plan.digest import services_part, task_digest, templates_only, v
 from reconciler.plan.model import ACTIVE, Action, Builder, Host, Plan, remove
 from reconciler.spec.load import Desired, JobSpec
 from reconciler.spec.models import RUNS_TO_COMPLETION, Job, effective_update
+from reconciler.spec.ports import Recorded
 
 __all__ = ["ACTIVE", "Action", "Host", "Plan", "leaving", "plan", "task_digest"]
 
@@ -44,7 +45,12 @@ def plan(
         else frozenset(c for s in observed.slots.values() if s.state in admission.HOLDING
                        for c in s.core_ids)
     )  # fmt: skip
-    b.room = admission.Room.of(host.capacity, held, held_cores)
+    held_ports = (
+        observed.held_ports if observed.held_ports is not None
+        else {port: s.key.alloc for s in observed.slots.values() if s.state in admission.HOLDING
+              for _label, port in s.ports}
+    )  # fmt: skip
+    b.room = admission.Room.of(host.capacity, held, held_cores, held_ports, host.reserved_ports)
     by_job: dict[str, list[SlotRecord]] = {}
     for slot in observed.slots.values():
         if scope is None or slot.key.job in scope:
@@ -220,7 +226,10 @@ def _plan_job(
     by_alloc: dict[tuple[str, int], list[SlotKey]] = {}
     for key in wanted:
         by_alloc.setdefault((key.group, key.idx), []).append(key)
-    holding = {s.key.alloc for s in current.values() if s.state in admission.HOLDING}
+    holding: dict[str, Recorded] = {}  # group instances that hold their place: their ports
+    for s in current.values():
+        if s.state in admission.HOLDING and (s.ports or s.key.alloc not in holding):
+            holding[s.key.alloc] = s.ports
     for (gname, _), keys in sorted(by_alloc.items()):
         gate = lifecycle.gates(job, gname, keys, current, wanted)
         for key in sorted(keys):
@@ -255,20 +264,28 @@ def _never_fits(
 
 
 def _claim(
-    b: Builder, spec: JobSpec, key: SlotKey, s: SlotRecord | None, holding: AbstractSet[str]
+    b: Builder, spec: JobSpec, key: SlotKey, s: SlotRecord | None, holding: Mapping[str, Recorded]
 ) -> str:
     """Room for a start: the task's growth over what its slot holds, or, for a group instance
-    that holds nothing yet, every task of the group at once (Nomad places whole allocs)."""
+    that holds nothing yet, every task of the group at once (Nomad places whole allocs). The
+    group instance's ports first (Nomad assigns the network before it fits resources): those
+    it holds, else new ones."""
     room = b.room
     group = spec.job.group[key.group]
     need = admission.of_task(group.task[key.task])
+    network, alloc = group.network, key.alloc
     if s is not None and s.state in admission.HOLDING:
-        return room.claim(need - admission.of_slot(s)) or room.pick_cores(key, need.cores, s.core_ids)
-    if key.alloc in room.claimed_allocs:
-        return ""  # claimed with a sibling task earlier in this plan, cores too
-    if key.alloc in holding:
-        return room.claim(need) or room.pick_cores(key, need.cores)
-    why = room.claim(admission.of_group(group))
+        return (room.pick_ports(alloc, network, s.ports or holding.get(alloc, ()))
+                or room.claim(need - admission.of_slot(s))
+                or room.pick_cores(key, need.cores, s.core_ids))  # fmt: skip
+    if alloc in room.claimed_allocs:
+        return ""  # claimed with a sibling task earlier in this plan, cores and ports too
+    if alloc in holding:
+        return (room.pick_ports(alloc, network, holding[alloc]) or room.claim(need)
+                or room.pick_cores(key, need.cores))  # fmt: skip
+    why = room.pick_ports(alloc, network, s.ports if s else ())
+    if not why and (why := room.claim(admission.of_group(group))):
+        room.release_ports(alloc)
     if why:
         return why
     room.claimed_allocs.add(key.alloc)
@@ -279,7 +296,7 @@ def _claim(
 
 def _plan_slot(
     b: Builder, spec: JobSpec, key: SlotKey, digest: str, s: SlotRecord | None, gate: Gate,
-    budget: int, now: float, holding: AbstractSet[str],
+    budget: int, now: float, holding: Mapping[str, Recorded],
 ) -> int:  # fmt: skip
     ph = gate.phases[key.task]
     may_start = {
@@ -298,7 +315,8 @@ def _plan_slot(
             b.blocked.append(Action(key, why, spec, digest))
             b.short_of_room.setdefault(key.job, why)
         else:
-            b.start.append(Action(key, reason, spec, digest, cores=b.room.cores_of.get(key, ())))
+            b.start.append(Action(key, reason, spec, digest, cores=b.room.cores_of.get(key, ()),
+                                  ports=b.room.ports_of.get(key.alloc, ())))  # fmt: skip
 
     if s is None:
         start("new")
@@ -310,10 +328,12 @@ def _plan_slot(
         if s.spec_digest == digest:
             b.keep.append(Action(key, "running", spec, digest))
             return budget
-        grows = admission.of_task(spec.job.group[key.group].task[key.task]) - admission.of_slot(s)
+        group = spec.job.group[key.group]
+        grows = admission.of_task(group.task[key.task]) - admission.of_slot(s)
         if templates_only(s.spec_digest, digest):
             b.rerender.append(Action(key, "template changed", spec, digest))
-        elif why := b.room.check(grows):
+        elif why := (b.room.ports_collide(key.alloc, group.network, s.ports or holding.get(key.alloc, ()))
+                     or b.room.check(grows)):  # fmt: skip
             # Nomad backs out the stop of the old alloc when the new one cannot be placed
             b.keep.append(Action(key, f"running the previous version; {why}", spec, digest))
             b.short_of_room.setdefault(key.job, why)

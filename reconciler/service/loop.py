@@ -74,7 +74,8 @@ class Service(Passes):
         self.host = Host(dict(fp.attributes), fp.healthy,
                          admission.node_capacity(fp.attributes, node),
                          volumes={n: ro for n, (_, ro) in node.host_volumes.items()},
-                         started_at=clock(), gc_after=node.job_gc_threshold)  # fmt: skip
+                         started_at=clock(), gc_after=node.job_gc_threshold,
+                         reserved_ports=node.reserved_ports)  # fmt: skip
         self.checkpoints = Checkpointer(store)
         self.variables = VariableStore(store.path.parent)
         self.children = Children(store)

@@ -110,7 +110,7 @@ class Registrar:
         spec, rec = specs.get(job_id), observed.jobs.get(job_id)
         inputs: tuple[object, ...] = (
             spec.digest if spec else None, rec.applied_digest if rec else None,
-            tuple((s.key, s.version_digest, s.instance, s.core_ids) for s in slots
+            tuple((s.key, s.version_digest, s.instance, s.core_ids, s.ports) for s in slots
                   if _running(s) or _restarting(s)),
         )  # fmt: skip
         built = self._built.get(job_id)
@@ -174,9 +174,11 @@ class Registrar:
         env_task = tname or svc.task or next(iter(group.task))
         key = SlotKey(job_id, gname, idx, env_task)
         slot = by_task.get(env_task)
-        values = _values(job_id, job, key, self.attributes, slot.core_ids if slot else ())
+        recorded = slot.ports if slot else next((m.ports for m in by_task.values() if m.ports), ())
+        values = _values(job_id, job, key, self.attributes, slot.core_ids if slot else (), recorded)
         name = service_name(svc, job_id, gname, tname)
-        host, port = self._endpoint(group, key, svc.port, svc.address_mode, svc.address, values)
+        host, port = self._endpoint(group, key, svc.port, svc.address_mode, svc.address, values,
+                                    recorded)  # fmt: skip
         tags = tuple(_resolve(t, values) for t in svc.tags)
         services.append(ServiceEntry(job_id, gname, idx, tname, name, tags, host, port, svc.port,
                                      alloc_id(key), svc.provider))  # fmt: skip
@@ -202,7 +204,7 @@ class Registrar:
             else:
                 mode = c.address_mode or svc.address_mode
                 chost, cport = self._endpoint(group, key, c.port or svc.port, mode,
-                                              svc.address, values)  # fmt: skip
+                                              svc.address, values, recorded)  # fmt: skip
                 target = Target(
                     c.type, chost, cport, _resolve(c.path, values), c.method,
                     tuple((k, _resolve(v, values)) for k, vs in sorted(c.header.items())
@@ -219,12 +221,13 @@ class Registrar:
             )  # fmt: skip
 
     def _endpoint(self, group: Group, key: SlotKey, port: str, mode: str, address: str,
-                  values: Mapping[str, str]) -> tuple[str, int]:  # fmt: skip
+                  values: Mapping[str, str],
+                  recorded: port_spec.Recorded = ()) -> tuple[str, int]:  # fmt: skip
         """auto: a bridge group's namespace address and the port inside it; a host group's
         loopback and host port; a custom `address` and the host port (Nomad: the routing
         from it to the group is the user's). host: loopback and the host port. alloc: the
         namespace's address and port."""
-        ports = port_spec.allocated(group.network, key.alloc)
+        ports = port_spec.allocated(group.network, key.alloc, recorded)
         if mode == "auto" and (custom := _resolve(address, values)):
             return custom, port_spec.service_port(ports, port, namespace=False)
         namespace = port_spec.in_namespace(mode, group.network.mode)
@@ -266,10 +269,10 @@ def service_id(e: ServiceEntry) -> str:
 
 
 def _values(job_id: str, job: Job, key: SlotKey, attrs: Mapping[str, str],
-            cores: tuple[int, ...]) -> dict[str, str]:  # fmt: skip
+            cores: tuple[int, ...], ports: port_spec.Recorded = ()) -> dict[str, str]:  # fmt: skip
     """What `${...}` in a service sees: the values task_config gave the task (an unknown
     reference is left as written rather than refused: the task runs already)."""
-    return task_env(JobSpec(job_id, job, "", "", ""), key, attrs, cores, _resolve)[1]
+    return task_env(JobSpec(job_id, job, "", "", ""), key, attrs, cores, _resolve, ports)[1]
 
 
 def _resolve(text: str, values: Mapping[str, str]) -> str:

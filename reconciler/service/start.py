@@ -24,6 +24,7 @@ from reconciler.spec.node import (
     parse_bytes,
     parse_cpuset,
 )
+from reconciler.spec.ports import parse_ranges
 
 # Exit codes, as the CLI's (reconciler.cli.common)
 USAGE = 2
@@ -66,6 +67,7 @@ def node_config(settings: NodeSettings) -> NodeConfig:
         cpu_total_compute=settings.cpu_total_compute, memory_total_mb=settings.memory_total_mb,
         reserved_cpu=settings.reserved.cpu, reserved_memory_mb=settings.reserved.memory,
         reserved_cores=parse_cpuset(settings.reserved.cores),
+        reserved_ports=parse_ranges(settings.reserved.reserved_ports),
         host_volumes={n: (v.path, v.read_only) for n, v in settings.host_volume.items()},
         template_dirs=tuple(rc.template_dirs),
         artifact_read_timeout=settings.artifact.http_read_timeout,

@@ -8,7 +8,7 @@ client { chroot_env { "/usr" = "/usr" }  meta { rack = "r1" }
          artifact { http_read_timeout = "30m"  http_max_size = "100GB"
                     decompression_size_limit = "100GB"  decompression_file_count_limit = 4096 }
          cpu_total_compute = 4000  memory_total_mb = 2048
-         reserved { cpu = 500  memory = 512  cores = "0-1" } }
+         reserved { cpu = 500  memory = 512  cores = "0-1"  reserved_ports = "22,80" } }
 reconciler { allow_root = false  cgroup_version = 1  pids_max = 4096
              bridge_name = "reconciler0"  bridge_cidr = "172.26.64.0/20"
              job_gc_threshold = "4h" }
@@ -25,6 +25,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec.fieldtypes import Duration, Scalar, Strict
+from reconciler.spec.ports import parse_ranges
 from reconciler.spec.problems import Problem
 from reconciler.spec.units import CAPABILITIES, normalize_cap
 
@@ -90,6 +91,7 @@ class Reserved(Strict):
     memory: int = Field(0, ge=0)  # MB
     cores: str = ""  # a cpuset list, as Nomad: "0-1,3"
     disk: int = Field(0, ge=0)  # accepted; ephemeral disk is not reserved on one node
+    reserved_ports: str = ""  # host ports no task is given, as Nomad: "22,80,8000-8100"
 
     @field_validator("cores")
     @classmethod
@@ -98,6 +100,15 @@ class Reserved(Strict):
             parse_cpuset(v)
         except ValueError as e:
             raise PydanticCustomError("cores", str(e)) from None
+        return v
+
+    @field_validator("reserved_ports")
+    @classmethod
+    def _port_ranges(cls, v: str) -> str:
+        try:
+            parse_ranges(v)
+        except ValueError as e:
+            raise PydanticCustomError("reserved_ports", str(e)) from None
         return v
 
 
