@@ -158,7 +158,7 @@ class Applier(Starts, Exits):
         try:
             config = task_config(a.spec, a.key, self.node, self.attributes, self.variables,
                                  self.services, cores=slot.core_ids, ports=slot.ports)  # fmt: skip
-            written = self.executor.render_templates(config)
+            written = self.executor.render_templates(config, handle_of(a.key, slot.instance))
         except (StartError, TemplateError) as e:  # refused or failed: recorded, and the
             # running task keeps its previous files
             self.store.set_slot(a.key, now, spec_digest=a.task_digest)

@@ -254,9 +254,10 @@ class Executor(Protocol):
 
     def exec(self, handle: TaskHandle, cmd: list[str], timeout: float) -> ExecResult: ...
 
-    def render_templates(self, config: TaskConfig) -> frozenset[str]:
-        """Write a running task's templates again where their output changed; the
-        destinations written (their change_mode says what follows)."""
+    def render_templates(self, config: TaskConfig, handle: TaskHandle) -> frozenset[str]:
+        """Write a running task's templates again where their output changed (`secrets/`
+        ones into the task's own /secrets too); the destinations written (their change_mode
+        says what follows)."""
         ...
 
     def fetch_artifacts(self, config: TaskConfig, done: Callable[[str], None]) -> FetchState:

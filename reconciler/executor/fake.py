@@ -150,7 +150,7 @@ class FakeExecutor:
         if t is not None and t.handle == handle and not t.alive:
             del self.tasks[handle.id]
 
-    def render_templates(self, config: TaskConfig) -> frozenset[str]:
+    def render_templates(self, config: TaskConfig, handle: TaskHandle) -> frozenset[str]:
         if self.render_error:
             raise StartError(self.render_error)
         files = self.files.setdefault(config.id, {})

@@ -108,9 +108,10 @@ def test_racing_a_directory_swap_while_templates_render(ex: LinuxExecutor,
         h = ex.start(replace(cfg, templates=()))
     wait_for(lambda: "swapping" in logs(ex, h), what="the swapping loop")
     written = refused = 0
-    for _ in range(300):
+    for i in range(300):  # new output every time: a re-render writes only what changed
         try:
-            ex.render_templates(cfg)
+            ex.render_templates(replace(cfg, templates=(
+                Template("local/sub/out.conf", f"x{i}\n", 0o666),)), h)  # fmt: skip
             written += 1
         except StartError:
             refused += 1
@@ -238,3 +239,29 @@ def test_a_volume_path_with_a_link_is_refused(ex: LinuxExecutor, tmp_path: Path,
     with pytest.raises(StartError, match="a symbolic link in its path"):
         ex.start(cfg)
     assert victim.intact()
+
+
+SECRET_PLANTER = """
+import os, time
+os.symlink('/', '/secrets/up')
+os.unlink('/secrets/app.env')
+os.symlink('/etc/passwd', '/secrets/app.env')
+print('planted', flush=True)
+time.sleep(1000)
+"""
+
+
+def test_a_re_rendered_secret_meets_the_links_a_task_planted(ex: LinuxExecutor) -> None:
+    """A secrets/ template re-rendered into the running task's own /secrets: a link the task
+    put in its place, or on the way to it, is refused and never followed."""
+    cfg = replace(sh("", "s/g/0/t"), command=PY, args=("-c", SECRET_PLANTER),
+                  templates=(Template("secrets/app.env", "A=1\n", 0o600),))  # fmt: skip
+    h = ex.start(cfg)
+    wait_for(lambda: "planted" in logs(ex, h), what="the links planted")
+    for dest in ("secrets/app.env", "secrets/up/x"):
+        with pytest.raises(StartError, match="refused"):
+            ex.render_templates(replace(cfg, templates=(Template(dest, "A=2\n", 0o600),)), h)
+    r = ex.exec(h, ["/bin/sh", "-c", "readlink /secrets/app.env; ls /secrets"], timeout=10)
+    assert r.output.decode().split() == ["/etc/passwd", "app.env", "up"]  # as the task left them
+    ex.stop(h, "SIGKILL", 0)
+    assert ex.wait(h, 10) is not None

@@ -339,15 +339,17 @@ def test_cgroup_v2_kill_and_membership(make_executor) -> None:  # type: ignore[n
 
 
 def test_templates_render_again_into_a_running_task(ex: LinuxExecutor) -> None:
-    cfg = sh("exec sleep 1000", templates=(Template("local/conf.txt", "v1\n", 0o644),))
+    cfg = sh("exec sleep 1000", templates=(Template("local/conf.txt", "v1\n", 0o644),
+                                           Template("secrets/app.env", "K=v1\n", 0o600)))
     h = ex.start(cfg)
-    again = (Template("local/conf.txt", "v2\n", 0o644), Template("local/same.txt", "s\n", 0o644))
-    assert ex.render_templates(cfg.__class__(**{**cfg.__dict__, "templates": again})) == {
-        "local/conf.txt", "local/same.txt"}  # fmt: skip
-    r = ex.exec(h, ["cat", "/local/conf.txt"], timeout=10)
-    assert r.output.decode().strip() == "v2"
+    again = (Template("local/conf.txt", "v2\n", 0o644), Template("local/same.txt", "s\n", 0o644),
+             Template("secrets/app.env", "K=v2\n", 0o600))  # fmt: skip
+    assert ex.render_templates(dataclasses.replace(cfg, templates=again), h) == {
+        "local/conf.txt", "local/same.txt", "secrets/app.env"}  # fmt: skip
+    r = ex.exec(h, ["cat", "/local/conf.txt", "/secrets/app.env"], timeout=10)
+    assert r.output.decode() == "v2\nK=v2\n"  # /secrets too: the task's own tmpfs
     # the same output again: nothing written, nothing for its change_mode to act on
-    assert ex.render_templates(cfg.__class__(**{**cfg.__dict__, "templates": again})) == set()
+    assert ex.render_templates(dataclasses.replace(cfg, templates=again), h) == set()
     ex.stop(h, "SIGKILL", 0)
     ex.wait(h, 10)
 
@@ -366,3 +368,18 @@ def test_dev_holds_only_the_usual_devices_and_they_work(ex: LinuxExecutor) -> No
                           "/dev/tty character special file 5:0 666"]  # fmt: skip
     assert lines[4].split() == ["00", "00", "00", "00"] and lines[5] == "8"
     assert lines[6] == "full-refused"
+
+
+def test_a_secret_in_a_subdirectory_reaches_the_task(ex: LinuxExecutor) -> None:
+    cfg = sh("exec sleep 1000", templates=(Template("secrets/certs/ca.pem", "CA\n", 0o600),
+                                           Template("secrets/top", "T\n", 0o600)))  # fmt: skip
+    h = ex.start(cfg)
+    r = ex.exec(h, ["/bin/sh", "-c", "cat /secrets/top /secrets/certs/ca.pem; id -u; stat -c %u "
+                    "/secrets/certs /secrets/certs/ca.pem"], timeout=10)  # fmt: skip
+    uid = r.output.decode().split()[2]
+    assert r.output.decode().split() == ["T", "CA", uid, uid, uid]
+    again = (Template("secrets/certs/ca.pem", "CA2\n", 0o600),)
+    assert ex.render_templates(dataclasses.replace(cfg, templates=again), h) == {"secrets/certs/ca.pem"}
+    assert ex.exec(h, ["cat", "/secrets/certs/ca.pem"], timeout=10).output == b"CA2\n"
+    ex.stop(h, "SIGKILL", 0)
+    ex.wait(h, 10)

@@ -334,14 +334,17 @@ class LinuxExecutor(Supervision):
         if self.pool is not None:
             self.pool.clear_pending()
 
-    def render_templates(self, config: TaskConfig) -> frozenset[str]:
+    def render_templates(self, config: TaskConfig, handle: TaskHandle) -> frozenset[str]:
         """Files only: a template that sets environment takes effect at the next start."""
         alloc_id, _, task = config.id.rpartition("/")
         pw = pwd.getpwnam(config.user or "nobody")
         dirs = self.dirs(alloc_id, task)
-        return frozenset(t.destination for t in config.templates
-                         if templates.write(dirs, t.destination, t.text, t.perms, pw,
-                                            unless_same=True))  # fmt: skip
+        written: set[str] = set()
+        for t in config.templates:
+            if templates.write(dirs, t.destination, t.text, t.perms, pw, unless_same=True):
+                templates.into_task(handle, dirs, t.destination, t.text, t.perms, pw)
+                written.add(t.destination)
+        return frozenset(written)
 
     def fetch_artifacts(self, config: TaskConfig, done: Callable[[str], None]) -> FetchState:
         return self.fetcher.fetch(config, done)

@@ -217,26 +217,41 @@ static void make_target(const char *src, const char *dst) {
     close(fd);
 }
 
-/* Flat copy of regular files (staged secrets) from an open directory into a directory, owned
-   by the task user. Takes over `dir`. */
+/* Copy of the staged secrets (regular files and the directories that hold them) from an open
+   directory into a directory of the task's fresh tmpfs, owned by the task user. The staged
+   tree is root's only, on the host; a name the service is still writing (".reconciler-*")
+   is skipped. Takes over `dir`. */
 static void copy_files(int dir, const char *to) {
     DIR *d = fdopendir(dir);
     if (!d) die("staged secrets: %s", strerror(errno));
     struct dirent *e;
     char b[4096], buf[8192];
+    uid_t uid = (uid_t)getnum("uid", 65534);
+    gid_t gid = (gid_t)getnum("gid", 65534);
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(b, sizeof b, "%s/%s", to, e->d_name);
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            !strncmp(e->d_name, ".reconciler-", 12))
+            continue;
+        if ((size_t)snprintf(b, sizeof b, "%s/%s", to, e->d_name) >= sizeof b)
+            die("staged secret %s: name too long", e->d_name);
         struct stat st;
-        if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) continue;
+        if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dir, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0 || (mkdir(b, st.st_mode & 0777) < 0 && errno != EEXIST) ||
+                chown(b, uid, gid) < 0)
+                die("copy %s: %s", e->d_name, strerror(errno));
+            copy_files(sub, b);
+            continue;
+        }
+        if (!S_ISREG(st.st_mode)) continue;
         int in = openat(dir, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         int out = open(b, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 07777);
         if (in < 0 || out < 0) die("copy %s: %s", e->d_name, strerror(errno));
         ssize_t n;
         while ((n = read(in, buf, sizeof buf)) > 0)
             if (write(out, buf, n) != n) die("copy %s: %s", e->d_name, strerror(errno));
-        if (fchown(out, (uid_t)getnum("uid", 65534), (gid_t)getnum("gid", 65534)) < 0)
-            die("chown %s: %s", b, strerror(errno));
+        if (fchown(out, uid, gid) < 0) die("chown %s: %s", b, strerror(errno));
         close(in);
         close(out);
     }

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import pwd
 
-from reconciler.executor.base import StartError
-from reconciler.executor.linux import rootfs, safefs
+from reconciler.executor.base import StartError, TaskHandle
+from reconciler.executor.linux import intask, rootfs, safefs
 
 
 def destination(dirs: rootfs.TaskDirs, dest: str) -> tuple[str, str]:
@@ -57,6 +57,26 @@ def write(
             return True
         finally:
             os.close(fd)
+    except safefs.UnsafePath as e:
+        raise StartError(f"template destination {dest!r} refused: {e.strerror}") from None
+    except OSError as e:
+        raise StartError(f"template destination {dest!r}: {e.strerror or e}") from None
+
+
+def into_task(handle: TaskHandle, dirs: rootfs.TaskDirs, dest: str, text: str | bytes, perms: int,
+              pw: pwd.struct_passwd) -> None:  # fmt: skip
+    """A re-rendered `secrets/` destination written into the running task's own /secrets too
+    (its tmpfs, which the shim filled from the staged files at the start); anything else is
+    in directories the task already shares. A task that has just ended is left alone: its
+    next start copies the staged file."""
+    base, rel = destination(dirs, dest)
+    if base != str(dirs.secrets):
+        return
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+    try:
+        intask.write_secret(handle, rel, data, perms, pw.pw_uid, pw.pw_gid)
+    except intask.NotRunning:
+        return
     except safefs.UnsafePath as e:
         raise StartError(f"template destination {dest!r} refused: {e.strerror}") from None
     except OSError as e:
