@@ -263,5 +263,10 @@ def test_a_re_rendered_secret_meets_the_links_a_task_planted(ex: LinuxExecutor) 
             ex.render_templates(replace(cfg, templates=(Template(dest, "A=2\n", 0o600),)), h)
     r = ex.exec(h, ["/bin/sh", "-c", "readlink /secrets/app.env; ls /secrets"], timeout=10)
     assert r.output.decode().split() == ["/etc/passwd", "app.env", "up"]  # as the task left them
+    # a handle whose pid is not (or no longer) this shim's task: nothing is written into it
+    other = replace(h, shim_pid=os.getpid())
+    assert ex.render_templates(replace(cfg, templates=(Template("secrets/new", "n", 0o600),)),
+                               other) == {"secrets/new"}  # (staged for its next start)
+    assert "new" not in ex.exec(h, ["ls", "/secrets"], timeout=10).output.decode()
     ex.stop(h, "SIGKILL", 0)
     assert ex.wait(h, 10) is not None
