@@ -120,12 +120,23 @@ class Exits(Core):
         events = (
             [terminated] if d.event == "Terminated" else [terminated, Event(d.event, d.message)]
         )
-        key = self.store.finished(
-            run.instance_id, outcome=outcome, slot_state=d.state, next_start_at=d.next_start_at,
+        args: dict[str, Any] = dict(
+            outcome=outcome, slot_state=d.state, next_start_at=d.next_start_at,
             restarts=d.restarts, window_start=d.window_start,
-            reason="" if d.state == "complete" else d.message, events=events,
-            **common,
+            reason="" if d.state == "complete" else d.message, events=events, **common,
         )  # fmt: skip
+        if (
+            d.state == "pending"
+            and slot is not None
+            and slot.instance is not None
+            and slot.instance.id == run.instance_id
+            and not self._is_leader(run.key)
+        ):
+            # to start again, its run open as read: written with the next start, after its
+            # launch (or after this pass, or before the next read of the store)
+            key: SlotKey | None = self.store.defer_finished(run.key, run.instance_id, **args)
+        else:
+            key = self.store.finished(run.instance_id, **args)
         if d.event == "Restarting" and key is not None:
             metrics.restarted()
         self.on_change(f"{run.key}: exited ({terminated.message}); {d.message}")
@@ -138,10 +149,13 @@ class Exits(Core):
             window_start=d.window_start, reason=d.message, instance=None, stop_intent="",
         )  # fmt: skip
 
+    def _is_leader(self, key: SlotKey) -> bool:
+        spec = self.specs.get(key.job)
+        return spec is not None and spec.job.group[key.group].task[key.task].leader
+
     def _leader_exit(self, key: SlotKey, state: str, observed: Observed) -> bool:
         """A leader's exit stops the rest of its group; True when it was a leader's."""
-        spec = self.specs.get(key.job)
-        if spec is None or not spec.job.group[key.group].task[key.task].leader:
+        if not self._is_leader(key):
             return False
         now = self.clock()
         for slot in observed.slots.values():

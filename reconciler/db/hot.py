@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from reconciler.db.snapshot import SlotKey, ports_text
 
@@ -84,21 +84,39 @@ class ScanRecord:
     written: Callable[[], None] | None = None  # called once the record is committed
 
 
+@dataclass(frozen=True)
+class ExitRecord:
+    """What `finished` writes, kept for the next transaction of the thread that deferred it."""
+
+    instance_id: int
+    args: dict[str, Any]
+    thread: int
+
+
 class HotPaths:
     # A scan's record waiting for its thread's next transaction (`defer_scan`)
     _deferred: ScanRecord | None = None
+    # Exits waiting likewise (`defer_finished`), in the order they came
+    _deferred_exits: tuple[ExitRecord, ...] = ()
 
     def _connection(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, take_scan: bool = True) -> Iterator[sqlite3.Connection]:
         with self._connection() as raw:
             raw.execute("BEGIN IMMEDIATE")
-            scan = self._deferred
+            me = threading.get_ident()
+            scan = self._deferred if take_scan else None
+            exits = tuple(e for e in self._deferred_exits if e.thread == me)
             try:
-                if scan is not None and scan.thread == threading.get_ident():
-                    self._deferred = None  # (only its thread sets or takes it)
+                # exits first: a start in this transaction moves their slots on
+                if exits:  # (only its thread sets or takes its own)
+                    self._deferred_exits = tuple(e for e in self._deferred_exits if e.thread != me)
+                    for e in exits:
+                        self._write_finished(raw, e.instance_id, **e.args)
+                if scan is not None and scan.thread == me:
+                    self._deferred = None
                     self._write_scan(raw, scan)
                 else:
                     scan = None
@@ -107,6 +125,8 @@ class HotPaths:
                 raw.execute("ROLLBACK")
                 if scan is not None and self._deferred is None:
                     self._deferred = scan  # not written: the next transaction writes it
+                if exits:
+                    self._deferred_exits = exits + self._deferred_exits
                 raise
             raw.execute("COMMIT")
         if scan is not None and scan.written is not None:
@@ -132,13 +152,22 @@ class HotPaths:
                                     written)  # fmt: skip
 
     def flush_scan(self) -> bool:
-        """Write a deferred scan record now, if it is still waiting (True: it was)."""
+        """Write a deferred scan record and deferred exits now, if they are still waiting
+        (True: the scan record was)."""
         scan = self._deferred
         if scan is None or scan.thread != threading.get_ident():
+            self.flush_exits()
             return False
         with self._tx():
             pass  # (the transaction writes it first)
         return True
+
+    def flush_exits(self) -> None:
+        """Write this thread's deferred exits now (before a read that must see them)."""
+        me = threading.get_ident()
+        if any(e.thread == me for e in self._deferred_exits):
+            with self._tx(take_scan=False):
+                pass
 
     @staticmethod
     def _insert_events(
@@ -295,38 +324,61 @@ class HotPaths:
     ) -> SlotKey | None:  # fmt: skip
         """Close a run; move its slot on (or delete it when slot_state is None)."""
         with self._tx() as db:
-            row = db.execute(
-                "SELECT job_id, group_name, idx, task, finished_at FROM task_instances WHERE id = ?",
-                (instance_id,),
-            ).fetchone()
-            if row is None or row[4] is not None:
-                return None
-            key = SlotKey(row[0], row[1], row[2], row[3])
+            return self._write_finished(
+                db, instance_id, exit_code=exit_code, signal=signal, oom=oom, error=error,
+                finished_at=finished_at, outcome=outcome, now=now, slot_state=slot_state,
+                next_start_at=next_start_at, restarts=restarts, window_start=window_start,
+                reason=reason, events=events,
+            )  # fmt: skip
+
+    def defer_finished(self, key: SlotKey, instance_id: int, **args: Any) -> SlotKey:
+        """`finished` for a run the caller knows is open (its slot, as just read, holds it),
+        written first in this thread's next transaction, or `flush_exits`, or before its next
+        `observed`: a restart's start is launched before the exit it follows is committed, and
+        both are committed together. Until then only this thread sees the exit: the task's
+        exit-status file keeps it for a service that crashes meanwhile (the executor keeps a
+        replaced run's file beside the next run's)."""
+        self._deferred_exits = (*self._deferred_exits,
+                                ExitRecord(instance_id, args, threading.get_ident()))  # fmt: skip
+        return key
+
+    @classmethod
+    def _write_finished(
+        cls, db: sqlite3.Connection, instance_id: int, *, exit_code: int, signal: int, oom: bool,
+        error: str, finished_at: float, outcome: str, now: float, slot_state: str | None,
+        next_start_at: float | None = None, restarts: int | None = None,
+        window_start: float | None = None, reason: str = "", events: Sequence[Event] = (),
+    ) -> SlotKey | None:  # fmt: skip
+        row = db.execute(
+            "SELECT job_id, group_name, idx, task, finished_at FROM task_instances WHERE id = ?",
+            (instance_id,),
+        ).fetchone()
+        if row is None or row[4] is not None:
+            return None
+        key = SlotKey(row[0], row[1], row[2], row[3])
+        db.execute(
+            "UPDATE task_instances SET finished_at = ?, exit_code = ?, signal = ?,"
+            " oom_killed = ?, error = ?, outcome = ? WHERE id = ?",
+            (finished_at, exit_code, signal or None, oom, error, outcome, instance_id),
+        )
+        cls._insert_events(db, key, instance_id, events, now)
+        where = "WHERE job_id = ? AND group_name = ? AND idx = ? AND task = ? AND instance_id = ?"
+        args = (*key, instance_id)
+        if slot_state is None:
+            db.execute(f"DELETE FROM task_slots {where}", args)
+        elif restarts is None:
             db.execute(
-                "UPDATE task_instances SET finished_at = ?, exit_code = ?, signal = ?,"
-                " oom_killed = ?, error = ?, outcome = ? WHERE id = ?",
-                (finished_at, exit_code, signal or None, oom, error, outcome, instance_id),
+                "UPDATE task_slots SET state = ?, reason = ?, next_start_at = ?,"
+                f" instance_id = NULL, stop_intent = '', updated_at = ? {where}",
+                (slot_state, reason, next_start_at, now, *args),
             )
-            self._insert_events(db, key, instance_id, events, now)
-            where = (
-                "WHERE job_id = ? AND group_name = ? AND idx = ? AND task = ? AND instance_id = ?"
+        else:
+            db.execute(
+                "UPDATE task_slots SET state = ?, reason = ?, next_start_at = ?, restarts = ?,"
+                f" window_start = ?, instance_id = NULL, stop_intent = '', updated_at = ? {where}",
+                (slot_state, reason, next_start_at, restarts, window_start, now, *args),
             )
-            args = (*key, instance_id)
-            if slot_state is None:
-                db.execute(f"DELETE FROM task_slots {where}", args)
-            elif restarts is None:
-                db.execute(
-                    "UPDATE task_slots SET state = ?, reason = ?, next_start_at = ?,"
-                    f" instance_id = NULL, stop_intent = '', updated_at = ? {where}",
-                    (slot_state, reason, next_start_at, now, *args),
-                )
-            else:
-                db.execute(
-                    "UPDATE task_slots SET state = ?, reason = ?, next_start_at = ?, restarts = ?,"
-                    f" window_start = ?, instance_id = NULL, stop_intent = '', updated_at = ? {where}",
-                    (slot_state, reason, next_start_at, restarts, window_start, now, *args),
-                )
-            return key
+        return key
 
     def stopping(self, key: SlotKey, intent: str, now: float, events: Sequence[Event]) -> None:
         with self._tx() as db:

@@ -112,7 +112,9 @@ class Store(ChildJobs, Registry):
 
     def observed(self, live: Iterable[int] = (), jobs: Collection[str] | None = None) -> Observed:
         """One read transaction of plain tuples: this runs every pass, so it skips the ORM.
-        With `jobs`, only those jobs' rows are read (a scoped pass)."""
+        With `jobs`, only those jobs' rows are read (a scoped pass), after this thread's
+        deferred exits are written."""
+        self.flush_exits()
         if jobs is not None and len(jobs) > 500:
             jobs = None  # more is harmless to a scoped plan; SQLite limits bound parameters
         args = tuple(jobs or ())

@@ -20,6 +20,7 @@ class ServiceProc:
     def __init__(self, jobs: Path, data: Path, *extra: str) -> None:
         self.jobs, self.data, self.extra = jobs, data, extra
         self.preexec: Any = None  # runs in the child before exec (limits for a test)
+        self.command: list[str] = [str(BIN)]  # what runs `run ...` (a test may wrap it)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data.parent / f"{data.name}-service.log"
 
@@ -27,7 +28,7 @@ class ServiceProc:
         self.data.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [str(BIN), "run", "--jobs", str(self.jobs), "--data-dir", str(self.data), *self.extra],
+            [*self.command, "run", "--jobs", str(self.jobs), "--data-dir", str(self.data), *self.extra],
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,

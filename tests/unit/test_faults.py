@@ -30,10 +30,10 @@ class StoreFault:
         real_tx, real_session = store._tx, store.session
 
         @contextmanager
-        def tx() -> Iterator[Any]:
+        def tx(**kw: Any) -> Iterator[Any]:
             if self.on:
                 raise self.error
-            with real_tx() as db:
+            with real_tx(**kw) as db:
                 yield db
 
         def session() -> Any:

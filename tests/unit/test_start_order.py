@@ -138,3 +138,46 @@ def _count_reads(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(h.store, "observed", counted)
     return reads
+
+
+def test_a_restart_is_launched_before_its_exit_is_committed(h: Harness) -> None:
+    """The exit that leaves its slot to start again is written in the restart's transaction,
+    after the launch: nothing commits between the exit and the claim."""
+    _restarting(h)
+    db = h.store.path
+    seen: list[list[tuple[object, ...]]] = []
+    real = h.fake.start_all
+
+    def start_all(configs: Sequence[TaskConfig]) -> list[TaskHandle | Exception]:
+        seen.append(_committed(db, "SELECT finished_at FROM task_instances WHERE job_id = 'r'"))
+        return real(configs)
+
+    h.fake.start_all = start_all  # type: ignore[method-assign]
+    h.step(1.5)  # the task exits, restarts at once
+    assert seen == [[(None,)]]  # launched with the exit not committed yet
+    assert [f is not None for (f,) in _committed(
+        db, "SELECT finished_at FROM task_instances WHERE job_id = 'r' ORDER BY id")] == [True, False]  # fmt: skip
+    assert _committed(db, "SELECT exit_code, outcome FROM task_instances WHERE job_id = 'r'"
+                      " AND finished_at IS NOT NULL") == [(0, "exited")]  # fmt: skip
+    events = h.events("r/g/0/t")
+    assert events.count("Terminated") == 1 and events.count("Started") == 2
+
+
+def test_a_deferred_exit_survives_a_failed_transaction_and_its_thread_reads_it(
+    h: Harness,
+) -> None:
+    _restarting(h)
+    db = h.store.path
+    ((iid,),) = _committed(db, "SELECT id FROM task_instances WHERE job_id = 'r'")
+    key = next(iter(h.store.observed().slots))
+    h.store.defer_finished(key, iid, exit_code=3, signal=0, oom=False, error="",
+                           finished_at=5.0, outcome="failed", now=5.0, slot_state="pending",
+                           next_start_at=5.0, restarts=1, window_start=5.0)  # fmt: skip
+    with pytest.raises(RuntimeError), h.store._tx():
+        raise RuntimeError("the store refused the start's transaction")
+    assert _committed(db, "SELECT finished_at FROM task_instances") == [(None,)]
+    # the thread that deferred it reads the store after writing it
+    assert h.store.observed().slots[key].state == "pending"
+    assert _committed(db, "SELECT exit_code, finished_at FROM task_instances") == [(3, 5.0)]
+    h.store.flush_exits()  # written once
+    assert _committed(db, "SELECT restarts FROM task_slots") == [(1,)]

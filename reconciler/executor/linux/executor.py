@@ -229,12 +229,7 @@ class LinuxExecutor(Supervision):
         limits = cgroups.Limits(config.memory_mb, config.memory_max_mb, config.cpu_shares,
                                 config.cores, config.pids_max or self.node.pids_max,
                                 config.core_ids)  # fmt: skip
-        for old in (dirs.exit_file, dirs.config_file):  # a previous run's
-            if self.pool is not None:
-                self.pool.set_file_aside(old)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    old.unlink()
+        self._previous_files(config.id, dirs)
         trace.mark("x_prepared")
         if self.pool is not None:
             self.pool.started()
@@ -280,6 +275,24 @@ class LinuxExecutor(Supervision):
         launch.ready(go)
         trace.mark("x_launched")
         return _Launch(config, dirs, cg, pid, fd)
+
+    def _previous_files(self, task_id: str, dirs: rootfs.TaskDirs) -> None:
+        """A previous run's files out of the new run's way. The exit-status of the run whose
+        exit was seen last stays beside the task under that run's name: its exit may be
+        recorded only with this start (after the launch), and a service that crashes in
+        between reads it from there (`recover`). Older ones are recorded: set aside."""
+        kept = self._exited.pop(task_id, None)
+        with contextlib.suppress(FileNotFoundError), os.scandir(dirs.task) as entries:
+            older = [Path(e.path) for e in entries if e.name.startswith("exit-status.")]
+        for old in [*older, dirs.config_file] + ([] if kept else [dirs.exit_file]):
+            if self.pool is not None:
+                self.pool.set_file_aside(old)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+        if kept:
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(dirs.exit_file, dirs.task / kept)
 
     def _claim(self, config: TaskConfig, dirs: rootfs.TaskDirs, warm: pool.Warm, name: str,
                limits: cgroups.Limits, items: list[tuple[str, str]]) -> _Launch:  # fmt: skip

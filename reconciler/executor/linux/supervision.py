@@ -34,6 +34,11 @@ class _Watched:
     report: bool = False
 
 
+def exit_name(handle: TaskHandle) -> str:
+    """The name a run's exit-status file is kept under when the next run starts."""
+    return f"exit-status.{handle.shim_pid}-{handle.shim_start_ticks}"
+
+
 def signal_number(name: str) -> int:
     n = name.upper()
     n = n if n.startswith("SIG") else "SIG" + n
@@ -61,6 +66,9 @@ class Supervision:
         # (which reads every exit from poll_exits) keeps none of the exits it has seen
         self._done: dict[str, ExitResult] | None = None
         self._reaping: dict[int, int] = {}  # pidfd -> pid of a shim that reported, to reap
+        # task id -> the run whose exit was seen last (`exit_name`): its file is kept under
+        # that name when the next run starts, until a start after that
+        self._exited: dict[str, str] = {}
 
     # ---- waiting ----
 
@@ -90,12 +98,18 @@ class Supervision:
         ):
             return True
         # The shim is gone: if it recorded the exit while we were down, report it.
-        status = Path(handle.task_dir) / "exit-status"
-        if status.exists():
+        if self._exit_file(handle).exists():
             with self._lock:
                 self._pending.append((handle, self._exit_result(handle)))
             return True
         return False
+
+    @staticmethod
+    def _exit_file(handle: TaskHandle) -> Path:
+        """The run's exit-status file: under its own name once a next run has started (that
+        run's start may not be recorded yet, and its shim writes `exit-status` in turn)."""
+        kept = Path(handle.task_dir) / exit_name(handle)
+        return kept if kept.exists() else Path(handle.task_dir) / "exit-status"
 
     def _exit_result(self, handle: TaskHandle, shim_status: int | None = None,
                      line: str | None = None) -> ExitResult:  # fmt: skip
@@ -105,7 +119,7 @@ class Supervision:
         dropped = 0
         try:
             if line is None:
-                line = (Path(handle.task_dir) / "exit-status").read_text()
+                line = self._exit_file(handle).read_text()
             code_s, sig_s, at_s, *rest = line.split()
             dropped = int(rest[0]) if rest else 0
             code, sig, at = int(code_s), int(sig_s), float(at_s)
@@ -229,6 +243,8 @@ class Supervision:
         for h in expired:
             if cg := self._cgroup(h):
                 cg.kill_all()
+        for h, _ in out:
+            self._exited[h.id] = exit_name(h)
         if self._done is not None:
             with self._lock:
                 for h, r in out:
@@ -287,7 +303,7 @@ class Supervision:
     def inspect(self, handle: TaskHandle) -> Literal["running", "exited", "unknown"]:
         if proc.same_process(handle.shim_pid, handle.shim_start_ticks):
             return "running"
-        return "exited" if (Path(handle.task_dir) / "exit-status").exists() else "unknown"
+        return "exited" if self._exit_file(handle).exists() else "unknown"
 
     def destroy(self, handle: TaskHandle, force: bool = False) -> None:
         if not force and self.inspect(handle) == "running":
@@ -295,5 +311,6 @@ class Supervision:
         if cg := self._cgroup(handle):
             cg.kill_all()
             cg.remove()
+        self._exited.pop(handle.id, None)
         with self._lock:
             self._deadlines.pop(handle.id, None)
