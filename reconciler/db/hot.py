@@ -162,6 +162,10 @@ class HotPaths:
             pass  # (the transaction writes it first)
         return True
 
+    def unwritten_exits(self) -> int:
+        """Exits deferred and not written yet (a fault keeps them; read from any thread)."""
+        return len(self._deferred_exits)
+
     def flush_exits(self) -> None:
         """Write this thread's deferred exits now (before a read that must see them)."""
         me = threading.get_ident()

@@ -196,6 +196,7 @@ class Service(Passes):
                 self.recovery.log_once("the service loop", e)
                 self.stopping.wait(1.0)
         self._guarded(self._finish_starts)  # what runs in the background is recorded
+        self._guarded(self.store.flush_exits)  # and exits a failed pass left unwritten
         if self.watcher is not None:
             self.watcher.stop()
         self.checks.stop()
@@ -339,4 +340,5 @@ class Service(Passes):
     def report(self) -> dict[str, Any]:
         """The service's condition, for `status` (read from the control thread, lock-free)."""
         return self.recovery.report(self.descriptors(), self.executor.fds_per_task,
-                                    len(self._unrecorded), self.passes)  # fmt: skip
+                                    len(self._unrecorded) + self.store.unwritten_exits(),
+                                    self.passes)  # fmt: skip
