@@ -3,6 +3,7 @@ these, so they skip the ORM (a start costs one short transaction, a batch of sta
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -121,14 +122,15 @@ class HotPaths:
                 else:
                     scan = None
                 yield raw
+                raw.execute("COMMIT")  # (a full disk fails here: what it took is kept)
             except BaseException:
-                raw.execute("ROLLBACK")
                 if scan is not None and self._deferred is None:
                     self._deferred = scan  # not written: the next transaction writes it
                 if exits:
                     self._deferred_exits = exits + self._deferred_exits
+                with contextlib.suppress(sqlite3.Error):  # (the pool drops the connection)
+                    raw.execute("ROLLBACK")
                 raise
-            raw.execute("COMMIT")
         if scan is not None and scan.written is not None:
             try:
                 scan.written()

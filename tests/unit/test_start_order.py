@@ -5,7 +5,8 @@ or after the pass, and a fault keeps them for the next transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,31 @@ def test_a_deferred_exit_survives_a_failed_transaction_and_its_thread_reads_it(
     with pytest.raises(RuntimeError), h.store._tx():
         raise RuntimeError("the store refused the start's transaction")
     assert _committed(db, "SELECT finished_at FROM task_instances") == [(None,)]
+    real = h.store._connection
+
+    class FullAtCommit:  # a full disk fails the commit, when the log grows
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def execute(self, sql: str, *a: Any) -> Any:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *a)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.conn, name)
+
+    @contextmanager
+    def full() -> Iterator[Any]:
+        with real() as conn:
+            yield FullAtCommit(conn)
+
+    h.store._connection = full  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError):
+        h.store.flush_exits()
+    h.store._connection = real  # type: ignore[method-assign]
+    assert _committed(db, "SELECT finished_at FROM task_instances") == [(None,)]
+    assert h.store.unwritten_exits() == 1
     # the thread that deferred it reads the store after writing it
     assert h.store.observed().slots[key].state == "pending"
     assert _committed(db, "SELECT exit_code, finished_at FROM task_instances") == [(3, 5.0)]
