@@ -12,6 +12,7 @@ as peers.py measures it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -44,6 +45,37 @@ def stamps_since(trace: Path, t0: int, trigger: str) -> dict[str, int]:
     return out
 
 
+def background(trace: Path, lo: int, hi: int) -> list[tuple[str, int]]:
+    """Every stamp of the service's background threads (`bg_*`: the warm pool's refill, the
+    store's checkpoint, the heap's trim) between lo and hi."""
+    out: list[tuple[str, int]] = []
+    with open(trace) as f:
+        for line in f:
+            out += [(n, ns) for n, ns in json.loads(line) if n.startswith("bg_") and lo <= ns <= hi]
+    return sorted(out, key=lambda x: x[1])
+
+
+def detail(title: str, trace: Path, samples: list[dict[str, int]], t0s: list[int]) -> str:
+    """Each sample, slowest first: its total, its longest steps, and what the background
+    threads began from 50 ms before it until its exec (ms from the sample's start)."""
+    lines = [f"{title}: each sample, slowest first"]
+    rows = sorted(
+        zip(samples, t0s, strict=True), key=lambda st: st[0]["exec"] - st[1], reverse=True
+    )
+    for s, t0 in rows:
+        named = sorted(
+            ((n, ns) for n, ns in s.items() if not n.startswith("bg_")), key=lambda x: x[1]
+        )
+        steps = sorted(((b[1] - a[1], b[0]) for a, b in itertools.pairwise(named)), reverse=True)
+        bg = background(trace, t0 - 50_000_000, s["exec"])
+        lines.append(
+            f"{(s['exec'] - t0) / 1e6:7.2f}  "
+            + " ".join(f"{n}={d / 1e6:.2f}" for d, n in steps[:3])
+            + "  |  " + " ".join(f"{n}@{(ns - t0) / 1e6:+.1f}" for n, ns in bg)
+        )  # fmt: skip
+    return "\n".join(lines)
+
+
 def table(title: str, samples: list[dict[str, int]], t0s: list[int]) -> str:
     """p50 of each phase since the sample began, and since the phase before (in the samples
     that have both); `n`: how many samples had the phase."""
@@ -74,6 +106,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--gap", type=float, default=0.0, help="seconds between samples")
+    ap.add_argument("--detail", action="store_true",
+                    help="each sample too, with what the background threads did meanwhile")  # fmt: skip
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="latency"))
     trace = root / "trace.jsonl"
@@ -121,6 +155,11 @@ def main() -> None:
     print(table("pickup: job file written -> task exec'd", pick, pick_t0))
     print()
     print(table("restart: SIGKILL -> task exec'd again", rest, rest_t0))
+    if args.detail:
+        print()
+        print(detail("pickup", trace, pick, pick_t0))
+        print()
+        print(detail("restart", trace, rest, rest_t0))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 
+from reconciler import trace
 from reconciler.db.store import Store
 from reconciler.service import threads
 
@@ -48,7 +49,9 @@ class Checkpointer:
                 return
             self._due.clear()
             try:
+                trace.mark("bg_checkpoint")
                 self.store.checkpoint()
+                trace.mark("bg_checkpointed")
                 self.done += 1
             except Exception as e:  # the loop's own writes report a store that is unwell
                 log.debug("checkpointing the store: %s", e)

@@ -9,6 +9,8 @@ import functools
 import os
 from typing import Any
 
+from reconciler import trace
+
 
 @functools.cache
 def _libc() -> Any:
@@ -65,6 +67,7 @@ class Trimmer:
         if now - self.low < self.slack_kb:
             self.low = min(self.low, now)
             return False
+        trace.mark("bg_trim")
         trim_heap()
         self.trims += 1
         self.low = anon_resident_kb()

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler import trace
 from reconciler.executor.linux import cgroups, cleanup, cpusets, launch, rootfs
 
 log = logging.getLogger("reconciler")
@@ -242,7 +243,9 @@ class Pool:
             self._remove_aside()
             while not self._closed and self.size() < self.target() and self._failures < 3:
                 try:
+                    trace.mark("bg_refill")
                     warm = self._make()
+                    trace.mark("bg_refilled")
                 except Exception as e:  # a failed warm shim costs only its own start
                     self._failures += 1
                     log.warning("preparing a warm shim: %s", e)
@@ -258,6 +261,7 @@ class Pool:
                     self._discard(warm)
             if self.spares is not None and not self._closed:
                 try:
+                    trace.mark("bg_spares")
                     self.spares.fill()
                 except OSError as e:  # only a start's speed depends on them
                     log.debug("directory skeletons: %s", e)
@@ -280,6 +284,8 @@ class Pool:
         with self._lock:
             aside, self._aside = self._aside, []
             files, self._old_names = self._old_names, []
+        if aside or files:
+            trace.mark("bg_aside")
         for f in files:
             with contextlib.suppress(OSError):
                 f.unlink()
