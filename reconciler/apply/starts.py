@@ -171,7 +171,7 @@ class Starts(Core):
             self.on_change(f"{a.key}: downloading artifacts")
         assert a.spec is not None
         self.store.defer_start(a.key, a.task_digest, a.spec.digest, now + ARTIFACT_RECHECK,
-                               events, now)  # fmt: skip
+                               events, now, a.ports)  # fmt: skip
         return False
 
     def artifacts_fetched(self, task_ids: list[str]) -> set[str]:
@@ -216,5 +216,6 @@ class Starts(Core):
         self.store.start_failed(
             a.key, a.task_digest, a.spec.digest, error, now, d.state, d.next_start_at,
             d.restarts, d.window_start, [Event(event, error), Event(d.event, d.message)],
+            a.ports,
         )  # fmt: skip
         self.on_change(f"{a.key}: failed to start: {error}")

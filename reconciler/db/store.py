@@ -26,6 +26,7 @@ from reconciler.db.snapshot import (
     SlotRecord,
     core_ids_of,
     ports_of,
+    ports_text,
 )
 
 if TYPE_CHECKING:
@@ -264,8 +265,9 @@ class Store(ChildJobs, Registry):
     def start_failed(
         self, key: SlotKey, spec_digest: str, version_digest: str, error: str, now: float,
         state: str, next_start_at: float | None, restarts: int, window_start: float | None,
-        events: Sequence[Event],
+        events: Sequence[Event], ports: tuple[tuple[str, int], ...] = (),
     ) -> None:  # fmt: skip
+        """`ports`: the group instance's host ports; a pending slot holds them for its retry."""
         with self._tx() as db:
             vid = self._vid(db, key.job, version_digest)
             cur = db.execute(
@@ -282,14 +284,17 @@ class Store(ChildJobs, Registry):
                 " stop_intent = '', updated_at = ? WHERE id = ?",
                 (state, error, spec_digest, vid, next_start_at, restarts, window_start, now, slot),
             )
+            if ports:
+                db.execute("UPDATE task_slots SET ports = ? WHERE id = ?", (ports_text(ports), slot))
             self._insert_events(db, key, iid, events, now)
 
     def defer_start(
         self, key: SlotKey, spec_digest: str, version_digest: str, next_start_at: float,
-        events: Sequence[Event], now: float,
+        events: Sequence[Event], now: float, ports: tuple[tuple[str, int], ...] = (),
     ) -> None:  # fmt: skip
         """A start that waits (for its artifacts): the slot is pending with this spec until
-        `next_start_at`, or until `hurry` brings that forward."""
+        `next_start_at`, or until `hurry` brings that forward, holding the group instance's
+        host `ports` meanwhile."""
         with self._tx() as db:
             slot = self._slot_id(db, key, now)
             old_digest, reason = db.execute(
@@ -309,6 +314,8 @@ class Store(ChildJobs, Registry):
                 (reason, spec_digest, self._vid(db, key.job, version_digest), next_start_at, now,
                  slot),
             )  # fmt: skip
+            if ports:
+                db.execute("UPDATE task_slots SET ports = ? WHERE id = ?", (ports_text(ports), slot))
             self._insert_events(db, key, None, events, now)
 
     def hurry(self, key: SlotKey, now: float) -> bool:

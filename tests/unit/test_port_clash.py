@@ -277,3 +277,30 @@ def test_the_services_node_config_reserves_ports(h: Harness) -> None:
     assert host_ports(h) == {"dyn/g/0/t": first + 1}
     assert h.job_status("static") == ("blocked", "Resources exhausted: network: reserved port "
                                       "collision http=8080 (the node's reserved_ports)")  # fmt: skip
+
+
+def test_a_start_that_waits_for_its_artifacts_holds_its_ports(h: Harness) -> None:
+    first = ports.dynamic_port("dl/g/0", "http")
+    h.write("other.hcl", job("other"))
+    h.write("dl.hcl", job("dl", extra_group='network {\n port "http" {}\n}',
+                          extra_task='artifact {\n source = "https://example.com/a.tgz"\n}'))  # fmt: skip
+    h.step()
+    assert h.states("dl") == {"dl/g/0/t": "pending"}
+    assert recorded(h, "dl/g/0/t") == (("http", first),)
+    h.write("b.hcl", port_job("b", f"static = {first}"))
+    h.step()
+    assert h.job_status("b") == ("blocked", "Resources exhausted: network: reserved port "
+                                 f"collision http={first} (held by dl/g/0)")  # fmt: skip
+    h.fake.complete_fetches()
+    h.step()
+    assert host_ports(h, "dl") == {"dl/g/0/t": first}
+
+
+def test_a_start_that_failed_and_waits_to_retry_holds_its_ports(h: Harness) -> None:
+    first = ports.dynamic_port("bad/g/0", "http")
+    h.write("bad.hcl", job("bad", env='FAKE_TEMP_ERROR = "no luck"',
+                           extra_group='network {\n port "http" {}\n}'))  # fmt: skip
+    h.step()
+    assert h.states("bad") == {"bad/g/0/t": "pending"}
+    assert recorded(h, "bad/g/0/t") == (("http", first),)
+    assert h.store.observed().held_ports == {first: "bad/g/0"}
