@@ -185,6 +185,8 @@ class Store(ChildJobs, Registry):
             held_ports = {port: f"{job}/{group}/{idx}" for job, group, idx, text in raw.execute(
                 "SELECT job_id, group_name, idx, ports FROM task_slots"
                 f" WHERE ports != '' AND state IN {held.HOLDING}"
+                " ORDER BY state = 'running'"  # two holders (recorded before ports were
+                # checked): the running one keeps it, the other moves at its next start
             ) for _label, port in ports_of(text)}  # fmt: skip
             children: dict[str, list[ChildRecord]] = {}
             for cid, parent, status, finished in raw.execute(

@@ -47,8 +47,8 @@ def plan(
     )  # fmt: skip
     held_ports = (
         observed.held_ports if observed.held_ports is not None
-        else {port: s.key.alloc for s in observed.slots.values() if s.state in admission.HOLDING
-              for _label, port in s.ports}
+        else {port: s.key.alloc for s in sorted(observed.slots.values(), key=lambda s: s.state == "running")
+              if s.state in admission.HOLDING for _label, port in s.ports}
     )  # fmt: skip
     b.room = admission.Room.of(host.capacity, held, held_cores, held_ports, host.reserved_ports)
     by_job: dict[str, list[SlotRecord]] = {}

@@ -304,3 +304,24 @@ def test_a_start_that_failed_and_waits_to_retry_holds_its_ports(h: Harness) -> N
     assert h.states("bad") == {"bad/g/0/t": "pending"}
     assert recorded(h, "bad/g/0/t") == (("http", first),)
     assert h.store.observed().held_ports == {first: "bad/g/0"}
+
+
+def test_two_instances_recorded_with_one_port_part_at_the_next_start(h: Harness) -> None:
+    """As two instances whose hashed ports clashed before the store recorded ports: the one
+    that runs keeps the port, the one that failed to bind it is given another."""
+    old, new = colliding()
+    hashed = ports.dynamic_port(f"{old}/g/0", "http")
+    h.write("old.hcl", port_job(old))
+    h.write("new.hcl", job(new, extra_group='network {\n port "http" {}\n}\nrestart { delay = "1s" }'))
+    h.step()
+    assert host_ports(h) == {f"{old}/g/0/t": hashed, f"{new}/g/0/t": hashed + 1}
+    with h.store.engine.begin() as c:
+        c.exec_driver_sql("UPDATE task_slots SET ports = ? WHERE job_id = ?",
+                          (f'{{"http":{hashed}}}', new))  # fmt: skip
+    h.fake.finish(f"{new}/g/0/t", exit_code=1)  # it could not bind
+    h.step()
+    assert h.store.observed().held_ports == {hashed: f"{old}/g/0"}
+    h.step(20)
+    runs = [int(c.env["NOMAD_HOST_PORT_http"]) for c in h.fake.started if c.id == f"{new}/g/0/t"]
+    assert runs[-1] != hashed and len(runs) == 2
+    assert h.states() == {f"{old}/g/0/t": "running", f"{new}/g/0/t": "running"}
