@@ -107,6 +107,16 @@ class Update(Strict):
     stagger: Duration = 30.0
     health_check: Literal["checks", "task_states", "manual"] = "checks"
 
+    @field_validator("canary")
+    @classmethod
+    def _no_canaries(cls, v: int) -> int:
+        if v:  # rolling through instead would change what runs: refused, not ignored
+            raise PydanticCustomError(
+                "canary", "canary deployments are not supported yet (reconciler would update "
+                'the instances in place instead of starting canaries); use health_check = '
+                '"manual" to hold each new instance for `reconciler promote`')  # fmt: skip
+        return v
+
     @model_validator(mode="after")
     def _deadline_covers_healthy_time(self) -> Update:
         if self.healthy_deadline < self.min_healthy_time:
