@@ -83,6 +83,7 @@ def _dump(*_):
     if snap is None:  # not traced: the allocators' own figures only
         with open(dump + ".tmp", "w") as f:
             f.write(f"pymalloc {_pymalloc()}\\n")
+            f.write(f"glibc {_glibc()}\\n")
         os.rename(dump + ".tmp", dump)
         return
     with open(dump + ".tmp", "w") as f:
@@ -93,6 +94,26 @@ def _dump(*_):
             fr = s.traceback[0]
             f.write(f"{s.size} {s.count} {fr.filename}:{fr.lineno}\\n")
     os.rename(dump + ".tmp", dump)
+def _glibc():
+    # mallinfo2: the brk heap's bytes in use and free (what fragmentation keeps resident)
+    import ctypes
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+                    "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = Info
+        m = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return "?"
+    try:  # SQLite's own allocations (page caches, prepared statements): not traced
+        lite = ctypes.CDLL("libsqlite3.so.0")
+        lite.sqlite3_memory_used.restype = ctypes.c_int64
+        sqlite = f"; sqlite {lite.sqlite3_memory_used() // 1024} kB"
+    except (OSError, AttributeError):
+        sqlite = ""
+    return (f"heap {m.arena // 1024} kB: in use {m.uordblks // 1024}, free {m.fordblks // 1024} "
+            f"in {m.ordblks} chunks; mmapped {m.hblkhd // 1024} kB in {m.hblks}{sqlite}")
 def _pymalloc():
     # sys._debugmallocstats() writes to the C stderr: caught in a file for its arena counts
     # (it prints nothing under tracemalloc, nor with PYTHONMALLOC=malloc).

@@ -7,13 +7,14 @@ store that is not at HEAD, and by `make_engine` for the CLI's history queries an
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,19 @@ class StoreRefused(Exception):
 
 
 CACHE_KIB = 256
+
+# Up to this many values an IN list is spelled out; more are passed as one JSON array. Each
+# connection keeps its last 128 prepared statements, and a statement made for 500 values holds
+# ~50 kB of SQLite's memory: one per length a burst passed would keep megabytes
+# (docs/operations.md, "One service lifetime").
+SPELLED_OUT = 8
+
+
+def among(values: Collection[str]) -> tuple[str, tuple[str, ...]]:
+    """` IN (...)` for `values` and its parameters: the same statement for any long list."""
+    if len(values) <= SPELLED_OUT:
+        return f" IN ({','.join('?' * len(values))})", tuple(values)
+    return " IN (SELECT value FROM json_each(?))", (json.dumps(list(values)),)
 
 
 def _busy_ms(readonly: bool, busy_ms: int | None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
-from reconciler.db.engine import Pool
+from reconciler.db.engine import Pool, among
 
 
 class ParseRows:
@@ -15,10 +15,9 @@ class ParseRows:
         out: dict[str, tuple[str, str]] = {}
         with self.pool.connection() as raw:
             for i in range(0, len(keys), 500):  # SQLite bounds the parameters of one statement
-                chunk = keys[i : i + 500]
+                where, args = among(keys[i : i + 500])
                 for k, value, check in raw.execute(
-                    f"SELECT key, value, checksum FROM parse_cache WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk,
+                    f"SELECT key, value, checksum FROM parse_cache WHERE key{where}", args
                 ):
                     if isinstance(value, str) and isinstance(check, str):
                         out[k] = (value, check)

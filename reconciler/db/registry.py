@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.db.engine import among
 from reconciler.db.hot import HotPaths
 from reconciler.db.snapshot import CheckRecord
 
@@ -61,7 +62,8 @@ class Transition:
 def _in(column: str, jobs: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
     if jobs is None:
         return "", ()
-    return f" WHERE {column} IN ({','.join('?' * len(jobs))})", tuple(jobs)
+    where, args = among(jobs)
+    return f" WHERE {column}{where}", args
 
 
 class Registry(HotPaths):

@@ -118,8 +118,7 @@ class Store(ChildJobs, Registry):
         self.flush_exits()
         if jobs is not None and len(jobs) > 500:
             jobs = None  # more is harmless to a scoped plan; SQLite limits bound parameters
-        args = tuple(jobs or ())
-        where = f" IN ({','.join('?' * len(args))})"
+        where, args = db_engine.among(jobs or ())
         with self._connection() as raw:
 
             def q(sql: str, column: str) -> Any:
