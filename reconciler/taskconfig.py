@@ -72,13 +72,13 @@ def runtime_env(
         "NOMAD_ALLOC_NAME": f"{spec.id}.{key.group}[{key.idx}]",
         "NOMAD_DC": attrs.get("node.datacenter", "dc1"), "NOMAD_REGION": "global",
         "NOMAD_NAMESPACE": "default", "NOMAD_CPU_LIMIT": str(cpu_limit(cores, res.cpu, attrs)),
-        "NOMAD_MEMORY_LIMIT": str(res.memory),
+        "NOMAD_MEMORY_LIMIT": str(res.memory + res.secrets_mb),
         # Nomad's cpuset notation ("0,5-7"); " " (an empty cpuset as Nomad writes it) when
         # the task reserves no cores, as Nomad sets it (taskenv/env.go)
         "NOMAD_CPU_CORES": core_list(cores) or " ",
     }  # fmt: skip
     if res.memory_max > 0:
-        env["NOMAD_MEMORY_MAX_LIMIT"] = str(res.memory_max)
+        env["NOMAD_MEMORY_MAX_LIMIT"] = str(res.memory_max + res.secrets_mb)
     for meta in (job.meta, group.meta, task.meta):
         for meta_key, v in meta.items():
             name = _NOT_IN_META_NAME.sub("_", meta_key)  # Nomad: "a-b" -> NOMAD_META_a_b
@@ -238,7 +238,11 @@ def task_config(
         ipc_mode=cfg.ipc_mode or node.default_ipc_mode,
         net_mode=group.network.mode, ports=mapped,
         cap_add=tuple(cfg.cap_add), cap_drop=tuple(cfg.cap_drop),
-        memory_mb=task.resources.memory, memory_max_mb=task.resources.memory_max,
+        # Nomad allocates the secrets tmpfs as memory: its pages are the task cgroup's
+        memory_mb=task.resources.memory + task.resources.secrets_mb,
+        memory_max_mb=task.resources.memory_max + task.resources.secrets_mb
+        if task.resources.memory_max > 0 else task.resources.memory_max,
+        secrets_mb=task.resources.secrets or 1,
         cpu_shares=cpu_limit(cores, task.resources.cpu, attrs), cores=task.resources.cores,
         core_ids=cores, pids_max=node.pids_max,
         log_max_files=task.logs.max_files, log_max_file_mb=task.logs.max_file_size,

@@ -103,6 +103,7 @@ class TaskConfig:
     cap_drop: tuple[str, ...] = ()
     memory_mb: int = 300
     memory_max_mb: int = 0
+    secrets_mb: int = 1  # the size of the task's /secrets tmpfs
     cpu_shares: int = 100
     cores: int = 0
     core_ids: tuple[int, ...] = ()  # the cpuset to pin the task to; empty: the first `cores`

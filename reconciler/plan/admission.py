@@ -70,7 +70,7 @@ def of_task(task: Task) -> Usage:
     """A task reserves `cores` whole cores (each worth the node's per-core MHz, which admission
     counts in the cores dimension) or `cpu` MHz, never both (Nomad: cores excludes cpu)."""
     res = task.resources
-    return Usage(0 if res.cores else res.cpu, res.memory, res.cores)
+    return Usage(0 if res.cores else res.cpu, res.memory + res.secrets_mb, res.cores)
 
 
 def of_group(group: Group) -> Usage:

@@ -31,6 +31,7 @@ _RENAMED = {
     "TaskGroups": "group", "Tasks": "task", "RestartPolicy": "restart",
     "Constraints": "constraint", "Templates": "template", "LogConfig": "logs",
     "Networks": "network", "MemoryMB": "memory", "MemoryMaxMB": "memory_max", "CPU": "cpu",
+    "SecretsMB": "secrets",
     "MaxFileSizeMB": "max_file_size", "EmbeddedTmpl": "data", "SourcePath": "source",
     "DestPath": "destination", "Envvars": "env", "LeftDelim": "left_delimiter",
     "RightDelim": "right_delimiter", "ErrMissingKey": "error_on_missing_key",

@@ -50,7 +50,7 @@ _NAMES = {
     "group": "TaskGroups", "task": "Tasks", "restart": "RestartPolicy",
     "constraint": "Constraints", "template": "Templates", "logs": "LogConfig",
     "network": "Networks", "env": "Env", "meta": "Meta", "id": "ID",
-    "cpu": "CPU", "memory": "MemoryMB", "memory_max": "MemoryMaxMB",
+    "cpu": "CPU", "memory": "MemoryMB", "memory_max": "MemoryMaxMB", "secrets": "SecretsMB",
     "max_file_size": "MaxFileSizeMB", "data": "EmbeddedTmpl", "source": "SourcePath",
     "destination": "DestPath", "env_template": "Envvars", "left_delimiter": "LeftDelim",
     "right_delimiter": "RightDelim", "error_on_missing_key": "ErrMissingKey",

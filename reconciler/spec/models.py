@@ -288,6 +288,11 @@ class Resources(Strict):
     memory: int = Field(300, ge=10)
     memory_max: int = Field(0, ge=-1)
     cores: int = Field(0, ge=0)
+    secrets: int | None = Field(None, ge=0)  # MB of the /secrets tmpfs, counted as memory
+
+    @property
+    def secrets_mb(self) -> int:
+        return self.secrets or 0
 
     @model_validator(mode="after")
     def _consistent(self) -> Resources:

@@ -66,7 +66,12 @@ def test_root_dirs_env_user_and_writability(ex: LinuxExecutor) -> None:
 
 def test_secrets_is_noexec_tmpfs(ex: LinuxExecutor) -> None:
     _, out = run_to_exit(ex, sh("grep ' /secrets ' /proc/mounts"))
-    assert "tmpfs" in out and "noexec" in out
+    assert "tmpfs" in out and "noexec" in out and "size=1024k" in out
+    # resources { secrets = 3 }: its size, on a cold start and on a warm shim's claim alike
+    for _ in range(2):
+        _, out = run_to_exit(ex, dataclasses.replace(sh("grep ' /secrets ' /proc/mounts"),
+                                                     secrets_mb=3))  # fmt: skip
+        assert "size=3072k" in out
 
 
 def test_binary_lookup_stays_inside_the_task(ex: LinuxExecutor) -> None:

@@ -172,3 +172,22 @@ def test_never_more_reserved_than_available(w) -> None:  # type: ignore[no-untyp
         assert a.spec is not None
         after[a.key] = admission.of_task(a.spec.job.group[a.key.group].task[a.key.task])
     assert not _reserved(after).exceeds(CAP.available), (p.start, p.blocked)
+
+
+def test_the_secrets_tmpfs_is_memory_as_nomad_allocates_it() -> None:
+    from reconciler.db.snapshot import SlotKey as Key
+    from reconciler.executor.base import NodeConfig
+    from reconciler.taskconfig import task_config
+
+    text = ('job "s" {\n group "g" {\n task "t" {\n driver = "exec"\n config { command = "/bin/t" }\n'
+            ' resources {\n memory = 100\n memory_max = 200\n secrets = 8\n }\n }\n }\n}')  # fmt: skip
+    r = parse_text(text, "s.hcl")
+    assert r.ok, r.problems
+    spec = r.jobs[0]
+    assert admission.of_task(spec.job.group["g"].task["t"]).memory == 108
+    cfg = task_config(spec, Key("s", "g", 0, "t"), NodeConfig(), ATTRS)
+    assert (cfg.memory_mb, cfg.memory_max_mb, cfg.secrets_mb) == (108, 208, 8)
+    assert (cfg.env["NOMAD_MEMORY_LIMIT"], cfg.env["NOMAD_MEMORY_MAX_LIMIT"]) == ("108", "208")
+    plain = parse_text(text.replace(" secrets = 8\n", ""), "p.hcl").jobs[0]
+    assert task_config(plain, Key("p", "g", 0, "t"), NodeConfig(), ATTRS).secrets_mb == 1
+    assert not parse_text(text.replace("secrets = 8", "secrets = -1"), "n.hcl").ok

@@ -207,7 +207,8 @@ class LinuxExecutor(Supervision):
         dirs = self.dirs(alloc_id, task)
         try:
             mounts = rootfs.prepare(dirs, self.node.chroot_env,
-                                    self.pool.spares if self.pool else None)  # fmt: skip
+                                    self.pool.spares if self.pool else None,
+                                    config.secrets_mb)  # fmt: skip
         except safefs.UnsafePath as e:
             raise StartError(f"building the task directory: {e.filename}: {e.strerror}") from e
         except OSError as e:
@@ -235,7 +236,8 @@ class LinuxExecutor(Supervision):
             self.pool.started()
             if shimconfig.warm_eligible(config, self.node) and (warm := self.pool.claim()):
                 head = [("root", str(self._mount_point())), ("hostname", config.hostname or task)]
-                claim = [*head, *shimconfig.warm_task_mounts(dirs), *late, *tail]
+                claim = [*head, *shimconfig.warm_task_mounts(dirs, config.secrets_mb), *late,
+                         *tail]
                 return self._claim(config, dirs, warm, cg.name, limits, claim)
         items: list[tuple[str, str]] = []
         if isolated:

@@ -91,7 +91,7 @@ class TaskDirs:
 
 
 def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None,
-            spares: Spares | None = None) -> list[tuple[str, str, str]]:  # fmt: skip
+            spares: Spares | None = None, secrets_mb: int = 1) -> list[tuple[str, str, str]]:  # fmt: skip
     """Create the host-side directories (once per group instance and task: a restart finds
     them); return what the shim builds inside the task's tmpfs root, in order, as
     (kind, source, target-inside-root).
@@ -113,7 +113,7 @@ def prepare(dirs: TaskDirs, chroot_env: Mapping[str, str] | None,
         _make_subdirs(alloc + "/alloc", SHARED_DIRS, chmod=True)
         _make_subdirs(task, TASK_DIRS, chmod=True)
     binds, masks = _host_mounts(tuple(sorted(env.items())))
-    return [*binds, *task_mounts(dirs), *masks]
+    return [*binds, *task_mounts(dirs, secrets_mb), *masks]
 
 
 Mount = tuple[str, str, str]
@@ -219,7 +219,7 @@ def _host_mounts(env: tuple[tuple[str, str], ...]) -> tuple[tuple[Mount, ...], t
     return tuple(mounts), tuple(masks)
 
 
-def task_mounts(dirs: TaskDirs) -> list[Mount]:
+def task_mounts(dirs: TaskDirs, secrets_mb: int = 1) -> list[Mount]:
     """The task's own directories in its root, in mount order: the one list both a cold start
     (prepare) and a claim of a warm shim (shimconfig.warm_task_mounts) hand to the shim."""
     alloc, task = str(dirs.alloc), str(dirs.task)
@@ -230,7 +230,7 @@ def task_mounts(dirs: TaskDirs) -> list[Mount]:
         ("bind_rw", task + "/tmp", "/tmp"),
         # /secrets is a small noexec tmpfs; templates rendered for it are staged on the host
         # (root-only) and copied in by the shim.
-        ("tmpfs", "/secrets", "size=1m,mode=0700"),
+        ("tmpfs", "/secrets", f"size={secrets_mb}m,mode=0700"),
         ("copy_into", task + "/secrets", "/secrets"),
     ]
 

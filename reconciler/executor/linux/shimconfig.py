@@ -43,12 +43,12 @@ def warm_root(root: str, chroot_env: Mapping[str, str] | None) -> Items:
     return items
 
 
-def warm_task_mounts(dirs: rootfs.TaskDirs) -> Items:
+def warm_task_mounts(dirs: rootfs.TaskDirs, secrets_mb: int = 1) -> Items:
     """rootfs.task_mounts, as a claim attaches them: binds become detached mounts the warm
     shim's parent opens (bind_late); the rest goes as it is (staged secrets are copied, or
     not, by the same code in the shim as for a cold start)."""
     items: Items = []
-    for kind, src, dst in rootfs.task_mounts(dirs):
+    for kind, src, dst in rootfs.task_mounts(dirs, secrets_mb):
         if kind in ("bind_rw", "bind_ro"):
             items.append(("bind_late", f"{src}\t{dst}\t{kind[-2:]}"))
         elif kind in ("tmpfs", "copy_into"):
