@@ -130,7 +130,12 @@ class Service(Passes):
     # ---- wake-ups from other threads ----
 
     def _say(self, line: str) -> None:
-        log.info("%s", line)
+        if self._held_lines is not None:
+            self._held_lines.append(line)
+        else:
+            log.info("%s", line)
+
+    _held_lines: list[str] | None = None  # a step's lines, logged after its pass (`step`)
 
     def _download_ended(self, task_id: str) -> None:
         """A task's artifact download ended (on a download thread): its start is due."""
@@ -263,6 +268,8 @@ class Service(Passes):
             only_exits = not (self._ended_downloads or self._check_news) and not any(
                 r.action not in READ_ONLY for r in requests)  # fmt: skip
             self._after_exits = None
+            if only_exits and self._unrecorded:  # a restart's lines wait for its launch
+                self._held_lines = []
             ok = (self._guarded(lambda: self._finish_starts_before(requests))
                   and self._guarded(self._record_exits) and self._guarded(self._record_fetches)
                   and self._guarded(self._record_checks))
@@ -280,6 +287,9 @@ class Service(Passes):
                     self.recovery.check_wal(self.store)
         finally:
             self.recovery.idle()
+            held, self._held_lines = self._held_lines, None
+            for line in held or ():
+                log.info("%s", line)
             trace.flush()
 
     def _finish_starts_before(self, requests: list[Request]) -> None:

@@ -4,6 +4,7 @@ or after the pass, and a fault keeps them for the next transaction."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -207,3 +208,23 @@ def test_a_deferred_exit_survives_a_failed_transaction_and_its_thread_reads_it(
     assert _committed(db, "SELECT exit_code, finished_at FROM task_instances") == [(3, 5.0)]
     h.store.flush_exits()  # written once
     assert _committed(db, "SELECT restarts FROM task_slots") == [(1,)]
+
+
+def test_a_restarts_lines_are_logged_after_its_launch_in_order(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    _restarting(h)
+    caplog.set_level(logging.INFO, logger="reconciler")
+    caplog.clear()
+    logged_at_launch: list[int] = []
+    real = h.fake.start_all
+
+    def start_all(configs: Sequence[TaskConfig]) -> list[TaskHandle | Exception]:
+        logged_at_launch.append(len(caplog.messages))
+        return real(configs)
+
+    h.fake.start_all = start_all  # type: ignore[method-assign]
+    h.step(1.5)
+    assert logged_at_launch == [0]  # nothing written to the log before the launch
+    lines = [m for m in caplog.messages if m.startswith("r/g/0/t")]
+    assert [m.split(": ")[1].split()[0] for m in lines] == ["exited", "started"]
