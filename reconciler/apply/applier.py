@@ -6,6 +6,7 @@ Its starts are in starts.py, the exits it is told of in exits.py, what they shar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from reconciler.apply.core import Running, handle_of
 from reconciler.apply.exits import Exits
@@ -158,6 +159,9 @@ class Applier(Starts, Exits):
         try:
             config = task_config(a.spec, a.key, self.node, self.attributes, self.variables,
                                  self.services, cores=slot.core_ids, ports=slot.ports)  # fmt: skip
+            specs = a.spec.job.group[a.key.group].task[a.key.task].template
+            again = [(t, c) for t, c in zip(specs, config.templates, strict=True) if not t.once]
+            config = dataclasses.replace(config, templates=tuple(c for _, c in again))
             written = self.executor.render_templates(config, handle_of(a.key, slot.instance))
         except (StartError, TemplateError) as e:  # refused or failed: recorded, and the
             # running task keeps its previous files
@@ -166,9 +170,7 @@ class Applier(Starts, Exits):
             self.store.event(a.key, "Template Failed", why, now)
             self.on_change(f"{a.key}: template failed ({why})")
             return
-        specs = a.spec.job.group[a.key.group].task[a.key.task].template
-        changed = [t for t, c in zip(specs, config.templates, strict=True)
-                   if c.destination in written]  # fmt: skip
+        changed = [t for t, c in again if c.destination in written]
         self.store.set_slot(a.key, now, spec_digest=a.task_digest)
         if not changed:
             return

@@ -352,6 +352,7 @@ class Template(Grown):
     right_delimiter: str = "}}"
     splay: Duration = 5.0
     error_on_missing_key: bool = False
+    once: bool = False  # rendered when the task starts, never again while it runs
     uid: int | None = None
     gid: int | None = None
     wait: TemplateWait | None = None

@@ -73,7 +73,7 @@ IGNORED: dict[str, dict[str, str]] = {
     ),
     "network": dict.fromkeys(["mbits"], _ONE_NODE),
     "resources": dict.fromkeys(["network", "disk", "iops", "numa"], _ONE_NODE),
-    "template": dict.fromkeys(["vault_grace", "once"], _ONE_NODE),
+    "template": dict.fromkeys(["vault_grace"], _ONE_NODE),
     "service": dict.fromkeys(
         ["meta", "canary_meta", "canary_tags", "enable_tag_override", "tagged_addresses",
          "weights", "cluster", "identity"],

@@ -282,6 +282,19 @@ def test_only_the_templates_whose_input_changed_decide_what_happens(h: Harness) 
     assert signals(h, "b/g/0/t") == []
 
 
+def test_a_once_template_is_not_rendered_again(h: Harness) -> None:
+    once = (READER % 'once = true').replace("upstreams", "first")
+    h.write("b.hcl", job("b", extra_task=once + "\n" + READER % 'change_mode = "noop"'))
+    h.step()
+    h.write("a.hcl", PRODUCER % (23466, "nomad"))
+    for _ in range(3):
+        h.step(1)
+    [again] = [t for t in h.fake.rendered if t.id == "b/g/0/t"]
+    assert [t.destination for t in again.templates] == ["local/upstreams"]
+    assert h.fake.files["b/g/0/t"]["local/first"] == ""  # as rendered at the start
+    assert len([s for s in h.fake.started if s.id == "b/g/0/t"]) == 1
+
+
 def test_restart_and_signal_readers_changing_together_restart(h: Harness) -> None:
     both = READER % "" + "\n" + (READER % SIGNAL).replace("upstreams", "upstreams2")
     h.write("b.hcl", job("b", extra_task=both))
