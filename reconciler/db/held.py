@@ -30,6 +30,17 @@ TRIGGERS = {
         f"AFTER UPDATE OF state, cpu, memory, cores ON task_slots BEGIN {_change('-', '+')} END"
     ),
 }
+# Slots that hold host ports: any change to them bumps ports_version, so the store reads the
+# held ports again only after one changed (db/store.py observed).
+_BUMP = "UPDATE node_held SET ports_version = ports_version + 1 WHERE id = 1;"
+TRIGGERS |= {
+    "ports_held_insert": f"AFTER INSERT ON task_slots WHEN NEW.ports != '' BEGIN {_BUMP} END",
+    "ports_held_delete": f"AFTER DELETE ON task_slots WHEN OLD.ports != '' BEGIN {_BUMP} END",
+    "ports_held_update": (
+        "AFTER UPDATE OF state, ports ON task_slots WHEN NEW.ports != '' OR OLD.ports != ''"
+        f" BEGIN {_BUMP} END"
+    ),
+}
 TOTAL = (
     "SELECT coalesce(sum(cpu), 0), coalesce(sum(memory), 0), coalesce(sum(cores), 0)"
     f" FROM task_slots WHERE state IN {HOLDING}"
@@ -43,8 +54,10 @@ def install(raw: sqlite3.Connection) -> None:
         for name, body in TRIGGERS.items():
             raw.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {body}")
         cpu, memory, cores = raw.execute(TOTAL).fetchone()
-        raw.execute(
-            "INSERT OR REPLACE INTO node_held (id, cpu, memory, cores) VALUES (1, ?, ?, ?)",
+        raw.execute(  # ports_version only grows: a reader's cached ports never look current
+            "INSERT INTO node_held (id, cpu, memory, cores) VALUES (1, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET cpu = excluded.cpu, memory = excluded.memory,"
+            " cores = excluded.cores, ports_version = ports_version + 1",
             (cpu, memory, cores),
         )
     except BaseException:
@@ -59,3 +72,9 @@ def read(raw: sqlite3.Connection) -> tuple[int, int, int]:
     if row is None:
         row = raw.execute(TOTAL).fetchone()
     return int(row[0]), int(row[1]), int(row[2])
+
+
+def ports_version(raw: sqlite3.Connection) -> int | None:
+    """The count the triggers bump when a slot holding ports changes; None: not kept."""
+    row = raw.execute("SELECT ports_version FROM node_held WHERE id = 1").fetchone()
+    return None if row is None else int(row[0])

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from reconciler.db import engine as db_engine
@@ -181,12 +182,7 @@ class Store(ChildJobs, Registry):
             held_cores = frozenset(c for (ids,) in raw.execute(
                 f"SELECT core_ids FROM task_slots WHERE core_ids != '' AND state IN {held.HOLDING}"
             ) for c in core_ids_of(ids))  # fmt: skip
-            held_ports = {port: f"{job}/{group}/{idx}" for job, group, idx, text in raw.execute(
-                "SELECT job_id, group_name, idx, ports FROM task_slots"
-                f" WHERE ports != '' AND state IN {held.HOLDING}"
-                " ORDER BY state = 'running'"  # two holders (recorded before ports were
-                # checked): the running one keeps it, the other moves at its next start
-            ) for _label, port in ports_of(text)}  # fmt: skip
+            held_ports = self._held_ports(raw)
             children: dict[str, list[ChildRecord]] = {}
             for cid, parent, status, finished in raw.execute(
                 "SELECT id, parent_id, status, finished_at FROM jobs"
@@ -197,6 +193,26 @@ class Store(ChildJobs, Registry):
         return Observed(records, slots, frozenset(live), (cpu, memory, cores),
                         {p: tuple(c) for p, c in children.items()}, checks, held_cores,
                         held_ports)  # fmt: skip
+
+    # (ports_version, every held host port -> its group instance), as last read
+    _ports_cache: tuple[int, Mapping[int, str]] | None = None
+
+    def _held_ports(self, raw: sqlite3.Connection) -> Mapping[int, str]:
+        """Every host port a holding slot holds, read again only when the triggers say one
+        changed (a pass beside 1,000 instances with ports would read them all otherwise)."""
+        version = held.ports_version(raw)
+        cache = self._ports_cache
+        if version is not None and cache is not None and cache[0] == version:
+            return cache[1]
+        ports = MappingProxyType({port: f"{job}/{group}/{idx}" for job, group, idx, text in raw.execute(
+            "SELECT job_id, group_name, idx, ports FROM task_slots"
+            f" WHERE ports != '' AND state IN {held.HOLDING}"
+            " ORDER BY state = 'running'"  # two holders (recorded before ports were
+            # checked): the running one keeps it, the other moves at its next start
+        ) for _label, port in ports_of(text)})  # fmt: skip
+        if version is not None:
+            self._ports_cache = (version, ports)
+        return ports
 
     def promote(self, job_ids: Iterable[str], now: float) -> None:
         with self._tx() as db:

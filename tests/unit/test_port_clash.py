@@ -325,3 +325,20 @@ def test_two_instances_recorded_with_one_port_part_at_the_next_start(h: Harness)
     runs = [int(c.env["NOMAD_HOST_PORT_http"]) for c in h.fake.started if c.id == f"{new}/g/0/t"]
     assert runs[-1] != hashed and len(runs) == 2
     assert h.states() == {f"{old}/g/0/t": "running", f"{new}/g/0/t": "running"}
+
+
+def test_the_held_ports_are_read_again_only_after_a_slot_holding_ports_changed(h: Harness) -> None:
+    import sqlite3
+
+    h.write("a.hcl", port_job("a"))
+    h.write("plain.hcl", job("plain"))
+    h.step()
+    held = h.store.observed().held_ports
+    assert held == {ports.dynamic_port("a/g/0", "http"): "a/g/0"}
+    with sqlite3.connect(h.store.path) as raw:  # another process: the triggers still count
+        raw.execute("UPDATE task_slots SET reason = 'x' WHERE job_id = 'a'")
+        raw.execute("UPDATE task_slots SET state = 'complete' WHERE job_id = 'plain'")
+    assert h.store.observed().held_ports is held  # nothing that holds ports changed
+    with sqlite3.connect(h.store.path) as raw:
+        raw.execute("UPDATE task_slots SET state = 'complete' WHERE job_id = 'a'")
+    assert h.store.observed().held_ports == {}
