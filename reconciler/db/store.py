@@ -63,6 +63,7 @@ class Store(ChildJobs, Registry):
             )
         self.pool = db_engine.Pool(path, readonly=readonly)
         self._engine: Engine | None = None
+        self._paths = {}
         if not readonly:
             db_engine.check(self.pool, path)
             db_engine.upgrade(self.pool, apart=migrate_apart)
@@ -148,19 +149,29 @@ class Store(ChildJobs, Registry):
                     p_from, p_digest or "", finished,
                 )  # fmt: skip
             # Strings many records repeat (names, states, digests, the boot id) are interned:
-            # the running tasks' handles and the pass's records then hold one of each.
-            instances = {
-                row[0]: InstanceRecord(
+            # the running tasks' handles and the pass's records then hold one of each. A
+            # task's cgroup and directory are its handle's own strings (`_paths`).
+            known = self._paths
+            paths: dict[int, tuple[str, str]] = {}
+            instances: dict[int, InstanceRecord] = {}
+            for row in q(
+                "SELECT i.id, i.pid, i.shim_pid, i.shim_start_ticks, i.boot_id, i.cgroup,"
+                " i.task_dir, i.started_at, i.spec_digest, v.digest FROM task_instances i"
+                " LEFT JOIN job_versions v ON v.id = i.version_id"
+                " WHERE i.finished_at IS NULL", "i.job_id"
+            ):  # fmt: skip
+                pair = known.get(row[0])
+                if pair is None or pair != (row[5], row[6]):
+                    pair = (row[5], row[6])
+                paths[row[0]] = pair
+                instances[row[0]] = InstanceRecord(
                     row[0], row[1] or 0, row[2] or 0, row[3] or 0, _intern(row[4] or ""),
-                    row[5], row[6], row[7], _intern(row[8]), _intern(row[9] or ""),
+                    *pair, row[7], _intern(row[8]), _intern(row[9] or ""),
                 )  # fmt: skip
-                for row in q(
-                    "SELECT i.id, i.pid, i.shim_pid, i.shim_start_ticks, i.boot_id, i.cgroup,"
-                    " i.task_dir, i.started_at, i.spec_digest, v.digest FROM task_instances i"
-                    " LEFT JOIN job_versions v ON v.id = i.version_id"
-                    " WHERE i.finished_at IS NULL", "i.job_id"
-                )
-            }
+            if jobs is None:  # every running instance: those of no other one go
+                self._paths = paths
+            else:
+                known.update(paths)
             slots: dict[SlotKey, SlotRecord] = {}
             for (job, group, idx, task, state, spec_digest, version, restarts, window,
                  next_at, reason, instance_id, intent, cpu, memory, cores, core_ids, ports) in q(
