@@ -15,6 +15,7 @@ from reconciler.service.recovery import Recovery
 from reconciler.spec.models import effective_update
 
 RESCAN_EVERY = 30.0
+_STATES: dict[tuple[str, ...], tuple[str, ...]] = {}  # each jobs' slots' states, held once
 
 
 class Deadlines:
@@ -26,7 +27,7 @@ class Deadlines:
     _last_scan: float
     _last_pass = 0.0
     _deadline_of: dict[str, list[float]]  # job -> when it is due without events
-    _states_of: dict[str, Tally[str]]  # job -> its slots by state
+    _states_of: dict[str, tuple[str, ...]]  # job -> its slots' states
     _states: Tally[str]  # their sum: the tasks gauge
 
     def _next_timeout(self) -> float:
@@ -66,11 +67,12 @@ class Deadlines:
         else:
             for job in scope:
                 self._deadline_of.pop(job, None)
-                self._states.subtract(self._states_of.pop(job, {}))
+                self._states.subtract(self._states_of.pop(job, ()))
+        states_of: dict[str, list[str]] = {}
         for s in obs.slots.values():
             if scope is not None and s.key.job not in scope:
                 continue  # read along (a wide scope reads every job): its note stands
-            self._states_of.setdefault(s.key.job, Tally())[s.state] += 1
+            states_of.setdefault(s.key.job, []).append(s.state)
             self._states[s.state] += 1
             due: list[float] = []
             if s.state == "pending" and s.next_start_at:
@@ -91,3 +93,10 @@ class Deadlines:
                         due.append(rolling.attempted_at + upd.healthy_deadline + 0.01)
             if due:
                 self._deadline_of.setdefault(s.key.job, []).extend(due)
+        for job, states in states_of.items():
+            # a job's slots' states, held once for every job with the same ones (most are
+            # one task, running): not a Counter per job (~0.25 kB a task at 1,000)
+            held = tuple(sorted(states))
+            if len(_STATES) > 1000:  # (a cache: any count of jobs shares a few of these)
+                _STATES.clear()
+            self._states_of[job] = _STATES.setdefault(held, held)

@@ -114,7 +114,7 @@ class Service(Passes):
         self._new_children: set[str] = set()  # launched during this pass: planned in it too
         self._leaving: set[str] = set()  # jobs whose file is gone: plans stay full till they are
         self._deadline_of: dict[str, list[float]] = {}  # job -> when it is due without events
-        self._states_of: dict[str, Tally[str]] = {}  # job -> its slots by state
+        self._states_of: dict[str, tuple[str, ...]] = {}  # job -> its slots' states
         self._states: Tally[str] = Tally()  # their sum: the tasks gauge
         # Faults: what the service is waiting out, and the exits it could not write yet (at
         # most one per task: a task whose exit is unwritten is not restarted).

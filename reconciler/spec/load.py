@@ -40,7 +40,6 @@ MAX_FILE_BYTES = 1 << 20
 
 GIT_LOCKS = ("index.lock", "HEAD.lock")
 LIST_EVERY = 300.0  # with a watcher, the whole directory is still listed this often
-_NO_LINK = (0,) * 6  # the length of a key that is not a symlink's
 
 
 def parse_text(text: str, file: str, inputs: Any = None) -> FileResult:
@@ -134,7 +133,7 @@ class Loader(KeptParses):
             self._changed = {n for n in entries.keys() | (old or {}).keys()
                              if entries.get(n) != (old or {}).get(n)}  # fmt: skip
             self._links = {
-                n for n, k in entries.items() if k is not None and len(k) > len(_NO_LINK)
+                n for n, k in entries.items() if k is not None and len(k) > jobdir.PLAIN
             }
             self._listed, self._dir = entries, ident
             return entries, None
@@ -152,7 +151,7 @@ class Loader(KeptParses):
                 entries[name] = key
             (
                 self._links.add
-                if key is not None and len(key) > len(_NO_LINK)
+                if key is not None and len(key) > jobdir.PLAIN
                 else self._links.discard
             )(name)
         self._dir = ident
