@@ -61,6 +61,9 @@ class Applier(Starts, Exits):
             self.store.promote(promote, now)
             for job_id in promote:
                 self.on_change(f"{job_id}: version applied")
+        for job_id in (j for j in plan.canaries if j not in later):
+            self.store.promote_canaries(job_id, now, "every canary healthy (auto_promote)")
+            self.on_change(f"{job_id}: canaries promoted")
         for anchor in plan.anchor:
             self.store.anchor(anchor.parent, anchor.at, anchor.digest, now, anchor.event)
             if anchor.event:
@@ -88,6 +91,7 @@ class Applier(Starts, Exits):
             or plan.changes
             or plan.attempt
             or plan.promote
+            or plan.canaries
             or plan.revert
             or plan.forget
             or plan.anchor

@@ -58,8 +58,13 @@ def services(
 
 @app.command()
 def promote(job: Annotated[str, typer.Argument()], data: DataDir = None) -> None:
-    """Mark a job's new version healthy (its update block says health_check = "manual")."""
+    """Promote a new version's canaries (update { canary }), or mark a new version healthy
+    (health_check = "manual")."""
     from reconciler.cli.ops import _act
 
     body = _act(data_dir(data), "promote", job=job)
-    console.print(f"{job}: version {body['promoted']} promoted")
+    if body.get("canaries"):
+        console.print(f"{job}: {body['canaries']} canaries of version {body['promoted']} promoted;"
+                      " the other instances are updated now")  # fmt: skip
+    else:
+        console.print(f"{job}: version {body['promoted']} promoted")

@@ -273,6 +273,10 @@ class HotPaths:
                     " WHERE job_id = ? AND digest = ?), attempted_at = ?, updated_at = ? WHERE id = ?",
                     (job_id, digest, now, now, job_id),
                 )
+                db.execute(  # a promotion belongs to one attempt: a version tried again starts over
+                    "UPDATE job_versions SET state = 'pending' WHERE job_id = ? AND digest != ?"
+                    " AND state = 'promoted'", (job_id, digest),
+                )  # fmt: skip
 
     def set_status(self, statuses: dict[str, tuple[str, str]], now: float) -> None:
         """A job that becomes blocked says why in its history too (Nomad's placement failure)."""

@@ -53,7 +53,7 @@ class JobVersion(Base):
     source_file: Mapped[str] = mapped_column(String)
     git_commit: Mapped[str | None] = mapped_column(String)
     first_seen: Mapped[float]
-    # pending | applied | rejected | superseded
+    # pending | promoted (its canaries, see plan/canary.py) | applied | rejected | superseded
     state: Mapped[str] = mapped_column(String, default="pending")
     error: Mapped[str] = mapped_column(Text, default="")
 

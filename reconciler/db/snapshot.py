@@ -76,6 +76,7 @@ class JobRecord:
     periodic_from: float | None = None  # a periodic parent: next launch is computed from here
     periodic_digest: str = ""  # ... for this version of it
     finished_at: float | None = None  # a child: when it completed or failed
+    promoted: bool = False  # the attempted version's canaries were promoted (plan/canary.py)
 
 
 @dataclass(frozen=True, slots=True)  # one or more per task: no __dict__

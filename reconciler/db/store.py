@@ -135,10 +135,10 @@ class Store(ChildJobs, Registry):
                 rejected.setdefault(job_id, set()).add(digest)
             records: dict[str, JobRecord] = {}
             for (jid, src, status, paused, applied, attempted, attempted_at, reason, canon,
-                 parent, p_from, p_digest, finished) in q(
+                 parent, p_from, p_digest, finished, t_state) in q(
                 "SELECT j.id, j.source_file, j.status, j.paused, va.digest, vt.digest,"
                 " j.attempted_at, j.reason, va.canonical, j.parent_id, j.periodic_from,"
-                " j.periodic_digest, j.finished_at FROM jobs j"
+                " j.periodic_digest, j.finished_at, vt.state FROM jobs j"
                 " LEFT JOIN job_versions va ON va.id = j.applied_version_id"
                 " LEFT JOIN job_versions vt ON vt.id = j.attempted_version_id", "j.id"
             ):  # fmt: skip
@@ -146,7 +146,7 @@ class Store(ChildJobs, Registry):
                     _intern(jid), src, _intern(status), bool(paused), _intern(applied),
                     _intern(attempted), canon,
                     frozenset(rejected.get(jid, ())), attempted_at, reason, parent or "",
-                    p_from, p_digest or "", finished,
+                    p_from, p_digest or "", finished, t_state == "promoted",
                 )  # fmt: skip
             # Strings many records repeat (names, states, digests, the boot id) are interned:
             # the running tasks' handles and the pass's records then hold one of each. A
@@ -248,6 +248,23 @@ class Store(ChildJobs, Registry):
             (attempted, now, job_id),
         )
         db.execute("UPDATE job_versions SET state = 'applied' WHERE id = ?", (attempted,))
+
+    def promote_canaries(self, job_id: str, now: float, how: str) -> None:
+        """The attempted version's canaries are promoted: the rest of its instances may be
+        updated now. Its healthy_deadline counts again from here."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT attempted_version_id FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None or row[0] is None:
+                return
+            db.execute(
+                "UPDATE job_versions SET state = 'promoted' WHERE id = ? AND state = 'pending'",
+                (row[0],),
+            )
+            db.execute("UPDATE jobs SET attempted_at = ?, updated_at = ? WHERE id = ?",
+                       (now, now, job_id))  # fmt: skip
+            self._job_event(db, job_id, ("Canaries Promoted", how), now)
 
     def reject(self, job_id: str, reason: str, now: float) -> None:
         """The attempted version failed: never retried until the file changes again."""

@@ -63,6 +63,7 @@ class Plan:
     anchor: tuple[periodic.Anchor, ...] = ()
     collect: tuple[str, ...] = ()  # finished children to garbage-collect
     wake: Mapping[str, float] = field(default_factory=dict)  # job -> when to plan it again
+    canaries: tuple[str, ...] = ()  # jobs whose canaries are promoted now (auto_promote)
 
     @property
     def changes(self) -> int:
@@ -97,6 +98,7 @@ class Builder:
     anchor: list[periodic.Anchor] = field(default_factory=list)
     collect: list[str] = field(default_factory=list)
     wake: dict[str, float] = field(default_factory=dict)
+    canaries: list[str] = field(default_factory=list)
 
     def freeze(self) -> Plan:
         return Plan(
@@ -104,7 +106,7 @@ class Builder:
             tuple(self.stop), tuple(self.keep), tuple(self.blocked), tuple(self.forget),
             tuple(self.promote), tuple(self.revert), dict(self.status), dict(self.attempt),
             tuple(self.warnings), frozenset(self.short_of_room), tuple(self.launch),
-            tuple(self.anchor), tuple(self.collect), dict(self.wake),
+            tuple(self.anchor), tuple(self.collect), dict(self.wake), tuple(self.canaries),
         )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from reconciler import constraints, lifecycle
 from reconciler.db.snapshot import CheckRecord, JobRecord, Observed, SlotKey, SlotRecord
 from reconciler.lifecycle import Gate
-from reconciler.plan import admission, parents, versions
+from reconciler.plan import admission, canary, parents, versions
 from reconciler.plan.digest import services_part, task_digest, templates_only, variables_part
 from reconciler.plan.model import ACTIVE, Action, Builder, Host, Plan, remove
 from reconciler.spec.load import Desired, JobSpec
@@ -128,6 +128,7 @@ def _hold_starts(b: Builder, budget: int, reason: str) -> None:
     held = {a.key.job for a in over}
     b.promote = [j for j in b.promote if j not in held]
     b.revert = [(j, why) for j, why in b.revert if j not in held]
+    b.canaries = [j for j in b.canaries if j not in held]
     for job in held:
         b.attempt.pop(job, None)
 
@@ -197,15 +198,33 @@ def _plan_job(
         return
     wanted: dict[SlotKey, str] = {}
     variables, services = host.held.get(spec.id, (host.variables, host.services))
-    for gname, group in job.group.items():
-        for tname in group.task:  # one digest for every instance of the group
-            digest = (task_digest(job, gname, tname)
-                      + variables_part(spec.id, job, gname, tname, variables)
-                      + services_part(job, gname, tname, services))  # fmt: skip
-            for idx in range(group.count):
+
+    def want(version: JobSpec, gname: str, indexes: range) -> None:
+        vjob = version.job
+        for tname in vjob.group[gname].task:  # one digest for every instance of the group
+            digest = (task_digest(vjob, gname, tname)
+                      + variables_part(spec.id, vjob, gname, tname, variables)
+                      + services_part(vjob, gname, tname, services))  # fmt: skip
+            for idx in indexes:
                 wanted[SlotKey(spec.id, gname, idx, tname)] = digest
+
+    deploy = canary.deployment(spec, record)
+    before = deploy if deploy is not None and not deploy.promoted else None
+    old_keys: set[SlotKey] = set()  # before promotion: the instances left on the old version
+    for gname, group in job.group.items():
+        if before is not None and gname in before.groups:
+            want(before.old, gname, range(before.old.job.group[gname].count))
+            old_keys |= {k for k in wanted if k.group == gname}
+            want(spec, gname, before.groups[gname])
+        else:
+            want(spec, gname, range(group.count))
+    lingering: list[SlotRecord] = []  # promoted canaries: they go once the update is done
     for key, s in current.items():
-        if key not in wanted:
+        if key in wanted:
+            continue
+        if deploy is not None and deploy.promoted and deploy.is_canary(key) and s.state in ACTIVE:
+            lingering.append(s)
+        else:
             remove(b, [s], "no longer in the job (count or tasks changed)")
     if unmet:
         reason = "blocked: " + "; ".join(unmet)
@@ -230,17 +249,33 @@ def _plan_job(
     for s in current.values():
         if s.state in admission.HOLDING and (s.ports or s.key.alloc not in holding):
             holding[s.key.alloc] = s.ports
-    for (gname, _), keys in sorted(by_alloc.items()):
-        gate = lifecycle.gates(job, gname, keys, current, wanted)
+    for (gname, _idx), keys in sorted(by_alloc.items()):
+        version = before.old if before is not None and keys[0] in old_keys else spec
+        gate = lifecycle.gates(version.job, gname, keys, current, wanted)
         for key in sorted(keys):
-            budget = _plan_slot(b, spec, key, wanted[key], current.get(key), gate, budget, now,
-                                holding)  # fmt: skip
+            slot = current.get(key)
+            if version is not spec and slot is not None and slot.state == "running":
+                # an old instance runs whatever it runs until the canaries are promoted
+                b.keep.append(Action(key, "running; canaries of the new version first", spec))
+            elif before is not None and before.is_canary(key):  # never held by max_parallel
+                _plan_slot(b, spec, key, wanted[key], slot, gate, len(wanted), now, holding)
+            else:
+                budget = _plan_slot(b, version, key, wanted[key], slot, gate, budget, now, holding)
     if spec.id in b.short_of_room:
         b.status[spec.id] = ("blocked", b.short_of_room[spec.id])
+        return
+    if before is not None:
+        canaries = {k: d for k, d in wanted.items() if k not in old_keys}
+        canary.judge(b, spec, record, current, canaries, now, checks)
         return
     failed = [s for s in current.values() if s.key in wanted and s.state == "failed"
               and s.spec_digest == wanted[s.key]]  # fmt: skip
     versions.judge(b, spec, record, current, wanted, failed, reverted, now, checks)
+    if spec.id in b.promote or spec.id in dict(b.revert):
+        remove(b, lingering, "canary: the update it went before is done")
+    else:
+        for s in lingering:
+            b.keep.append(Action(s.key, "canary: stopped once the update is done", spec))
     if job.type in RUNS_TO_COMPLETION and wanted and all(
         (done := current.get(k)) is not None and done.state == "complete"
         and done.spec_digest == d for k, d in wanted.items()

@@ -41,6 +41,55 @@ def in_flight(
     return n
 
 
+class Health:
+    """Whether each task instance of a version is healthy: up for min_healthy_time, and with
+    health_check = "checks" every check that gates it good for as long. What holds one back
+    is collected for `status`."""
+
+    def __init__(
+        self, spec: JobSpec, current: Mapping[SlotKey, SlotRecord], wanted: Mapping[SlotKey, str],
+        now: float, checks: Mapping[str, tuple[CheckRecord, ...]],
+    ) -> None:  # fmt: skip
+        job = spec.job
+        self.spec, self.current, self.wanted, self.now, self.checks = spec, current, wanted, now, checks
+        self.update = effective_update(job, next(iter(job.group.values())))
+        self.phases = {k: phase(job.group[k.group].task[k.task]) for k in wanted}
+        self.holders: list[str] = []  # checks that hold the version back, for `status`
+        self.young: list[str] = []  # good checks, not yet for min_healthy_time
+
+    def healthy(self, k: SlotKey) -> bool:
+        if not self.tasks_healthy(k):
+            return False
+        s, spec, update = self.current.get(k), self.spec, self.update
+        if update.health_check != "checks" or s is None or s.instance is None:
+            return True
+        want = health.expected(spec.id, spec.job, k.group, k.task)
+        if not want:
+            return True
+        since, holder = health.slot_gate(want, self.checks.get(k.alloc, ()), s.instance.id,
+                                         spec.digest)  # fmt: skip
+        if since is None:
+            assert holder is not None
+            self.holders.append(f"{health.describe(holder)} ({k.alloc})")
+            return False
+        if self.now - since < update.min_healthy_time:
+            self.young.append(f"checks of {k.alloc} passing for less than min_healthy_time")
+            return False
+        return True
+
+    def tasks_healthy(self, k: SlotKey) -> bool:
+        s, ph = self.current.get(k), self.phases[k]
+        if s is None or s.spec_digest != self.wanted[k] or ph == "poststop":
+            return ph == "poststop"
+        if s.state == "complete":
+            return True
+        if s.state != "running" or s.instance is None:
+            return False
+        if ph == "prestart":
+            return False
+        return self.now - s.instance.started_at >= self.update.min_healthy_time
+
+
 def judge(
     b: Builder, spec: JobSpec, record: JobRecord | None, current: Mapping[SlotKey, SlotRecord],
     wanted: Mapping[SlotKey, str], failed: list[SlotRecord], reverted: str, now: float,
@@ -49,43 +98,9 @@ def judge(
     """Promote a healthy attempted version, roll back a failing one (auto_revert). With
     health_check = "checks" a task is healthy once it and every check that gates it have
     been good for min_healthy_time; "manual" waits for `reconciler promote`."""
-    job = spec.job
-    update = effective_update(job, next(iter(job.group.values())))
-    phases = {k: phase(job.group[k.group].task[k.task]) for k in wanted}
-    holders: list[str] = []  # checks that hold the version back, for `status`
-    young: list[str] = []  # good checks, not yet for min_healthy_time
-
-    def healthy(k: SlotKey) -> bool:
-        if not _tasks_healthy(k):
-            return False
-        s = current.get(k)
-        if update.health_check != "checks" or s is None or s.instance is None:
-            return True
-        want = health.expected(spec.id, job, k.group, k.task)
-        if not want:
-            return True
-        since, holder = health.slot_gate(want, checks.get(k.alloc, ()), s.instance.id,
-                                         spec.digest)  # fmt: skip
-        if since is None:
-            assert holder is not None
-            holders.append(f"{health.describe(holder)} ({k.alloc})")
-            return False
-        if now - since < update.min_healthy_time:
-            young.append(f"checks of {k.alloc} passing for less than min_healthy_time")
-            return False
-        return True
-
-    def _tasks_healthy(k: SlotKey) -> bool:
-        s = current.get(k)
-        if s is None or s.spec_digest != wanted[k] or phases[k] == "poststop":
-            return phases[k] == "poststop"
-        if s.state == "complete":
-            return True
-        if s.state != "running" or s.instance is None:
-            return False
-        if phases[k] == "prestart":
-            return False
-        return now - s.instance.started_at >= update.min_healthy_time
+    gauge = Health(spec, current, wanted, now, checks)
+    update, holders, young = gauge.update, gauge.holders, gauge.young
+    healthy, _tasks_healthy = gauge.healthy, gauge.tasks_healthy
 
     unhealthy = [
         s for s in current.values()

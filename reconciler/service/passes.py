@@ -138,7 +138,7 @@ class Passes(Scans, Deadlines, TemplateInputs, Exits):
                 scope = None
                 observed = self.store.observed(self.applier.live)
             if not (p.start or p.adopt or p.promote or p.revert or p.forget or p.attempt
-                    or p.launch or p.collect):  # fmt: skip
+                    or p.launch or p.collect or p.canaries):  # fmt: skip
                 break
         self.change_passes += changed
         return p, observed, scope  # grown by launched children, or full after a collection

@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reconciler.apply import handle_of
-from reconciler.db.snapshot import Observed, SlotKey
+from reconciler.db.snapshot import JobRecord, Observed, SlotKey
+from reconciler.plan import canary
+from reconciler.spec.models import effective_update
 
 if TYPE_CHECKING:
     from reconciler.service.loop import Service
@@ -54,6 +56,10 @@ def _do(service: Service, action: str, args: dict[str, Any]) -> Any:
             raise KeyError(f"no job {job!r}")
         if rec.attempted_digest is None or rec.attempted_digest == rec.applied_digest:
             raise ValueError(f"{job}: no new version is waiting to be promoted")
+        if (waiting := _canaries(service, job, rec, now)) is not None:
+            service.store.promote_canaries(job, now, "by operator")
+            service.touch({job})
+            return {"promoted": rec.attempted_digest[:12], "canaries": waiting}
         service.store.promote([job], now)
         service.touch({job})
         return {"promoted": (rec.attempted_digest or "")[:12]}
@@ -81,3 +87,22 @@ def _do(service: Service, action: str, args: dict[str, Any]) -> Any:
             service.applier.operator_signal(k, args["signal"], obs)
         return {"signalled": [str(k) for k in keys]}
     raise ValueError(f"unknown action {action!r}")
+
+
+def _canaries(service: Service, job: str, rec: JobRecord, now: float) -> int | None:
+    """How many canaries a promotion of `job` promotes; None when it has no deployment
+    waiting for one. As Nomad's, a promotion needs every canary healthy (with
+    health_check = "manual" the operator's word is what makes them healthy)."""
+    spec = service.desired_files().get(job)
+    if spec is None or spec.digest != rec.attempted_digest:
+        return None
+    obs = service.store.observed(service.applier.live, {job})
+    tally = canary.awaiting(spec, rec, obs.slots, now, obs.checks)
+    if tally is None:
+        return None
+    healthy, total = tally
+    manual = effective_update(spec.job, next(iter(spec.job.group.values()))).health_check == "manual"
+    if healthy < total and not manual:
+        raise ValueError(f"{job}: {healthy}/{total} canaries healthy: a deployment is promoted"
+                         " once every canary is healthy")  # fmt: skip
+    return total

@@ -107,16 +107,6 @@ class Update(Strict):
     stagger: Duration = 30.0
     health_check: Literal["checks", "task_states", "manual"] = "checks"
 
-    @field_validator("canary")
-    @classmethod
-    def _no_canaries(cls, v: int) -> int:
-        if v:  # rolling through instead would change what runs: refused, not ignored
-            raise PydanticCustomError(
-                "canary", "canary deployments are not supported yet (reconciler would update "
-                'the instances in place instead of starting canaries); use health_check = '
-                '"manual" to hold each new instance for `reconciler promote`')  # fmt: skip
-        return v
-
     @model_validator(mode="after")
     def _deadline_covers_healthy_time(self) -> Update:
         if self.healthy_deadline < self.min_healthy_time:
@@ -585,6 +575,11 @@ class Job(Grown):
                 'Parameterized job can only be used with "batch" or "sysbatch" scheduler',
             )
         for gname, group in self.group.items():
+            if self.type != "service" and effective_update(self, group).canary:
+                raise PydanticCustomError(
+                    "canary", 'group "{g}": canary deployments are for "service" jobs only',
+                    {"g": gname},
+                )
             for tname, task in group.task.items():
                 if task.dispatch_payload is not None and self.parameterized is None:
                     raise PydanticCustomError(

@@ -236,7 +236,6 @@ def test_raw_exec_parses():
         ("restart { attemps = 1 }", 'did you mean "attempts"'),
         ('restart { interval = "1s" }', 'must be at least "5s"'),
         ('restart { mode = "sometimes" }', 'must be "fail" or "delay"'),
-        ("update { canary = 1 }", "canary deployments are not supported yet"),
         ('network { mode = "cni/x" }', 'must be "host", "none" or "bridge"'),
         (
             'update { healthy_deadline = "1s"\n min_healthy_time = "5s" }',
