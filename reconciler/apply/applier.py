@@ -192,6 +192,11 @@ class Applier(Starts, Exits):
 
     def operator_restart(self, key: SlotKey, observed: Observed) -> bool:
         slot = observed.slots.get(key)
+        if slot is not None and slot.state == "pending" and slot.reschedule:
+            # waiting to be rescheduled: placed again now, its count reset
+            self.store.forget_reschedules(key, self.clock())
+            self.store.event(key, "Restarting", "restart requested by operator", self.clock())
+            return True
         if slot is None or slot.state != "running" or slot.instance is None:
             return False
         self._stop(Action(key, "restart requested by operator"), observed, "restart", self.clock())

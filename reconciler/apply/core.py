@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey
+from reconciler.db.snapshot import InstanceRecord, JobRecord, Observed, SlotKey, SlotRecord
 from reconciler.db.store import Store
 from reconciler.executor.base import Executor, NodeConfig, TaskConfig, TaskHandle
 from reconciler.lifecycle import phase
@@ -62,6 +62,9 @@ class Core:
     fetching: dict[str, SlotKey] = field(default_factory=dict)  # by task id: downloads running
     on_started: Callable[[], None] = lambda: None  # starts in the background ended (their thread)
     bulks: list[Bulk] = field(default_factory=list)  # starts running in the background
+    # running siblings of a group instance being rescheduled, as now written: an exit read
+    # with an older snapshot still finds them stopping for it
+    rescheduled: dict[SlotKey, SlotRecord] = field(default_factory=dict)
     _background: ThreadPoolExecutor | None = None  # the thread they run on
 
     @property

@@ -8,7 +8,8 @@ import logging
 from typing import Any
 
 from reconciler import metrics, restarts
-from reconciler.apply.core import Core, Running, handle_of
+from reconciler.apply.core import Running, handle_of
+from reconciler.apply.rescheduling import Rescheduling
 from reconciler.db.snapshot import Observed, SlotKey, SlotRecord
 from reconciler.db.store import Event
 from reconciler.executor.base import ExitResult, TaskHandle
@@ -16,7 +17,7 @@ from reconciler.executor.base import ExitResult, TaskHandle
 log = logging.getLogger("reconciler")
 
 
-class Exits(Core):
+class Exits(Rescheduling):
     def on_exit(
         self, handle: TaskHandle, result: ExitResult, observed: Observed
     ) -> SlotRecord | None:
@@ -38,7 +39,7 @@ class Exits(Core):
         self, run: Running, handle: TaskHandle, result: ExitResult, observed: Observed
     ) -> SlotRecord | None:
         now = self.clock()
-        slot = observed.slots.get(run.key)
+        slot = self.rescheduled.pop(run.key, None) or observed.slots.get(run.key)
         with_signal = f", signal {result.signal}" if result.signal else ""
         oom = ", OOM killed" if result.oom_killed else ""
         dropped = (f"; {result.dropped_log_lines} lines of output dropped (log not writable)"
@@ -78,6 +79,12 @@ class Exits(Core):
                     **common,
                 )
                 self._release_empty_allocs((run.key,), observed)
+            elif intent == "reschedule":  # a sibling failed for good: placed again with it
+                self.store.finished(
+                    run.instance_id, outcome="killed", slot_state="pending",
+                    next_start_at=slot.next_start_at or now, restarts=0, window_start=None,
+                    reason=slot.reason, events=[terminated, killed], **common,
+                )  # fmt: skip
             elif intent == "pause":
                 self.store.finished(
                     run.instance_id,
@@ -96,7 +103,7 @@ class Exits(Core):
                     run.instance_id, outcome="killed", slot_state="pending", next_start_at=now,
                     reason=intent, events=[terminated, killed,
                                            Event("Restarting", msg.get(intent, intent))],
-                    **common,
+                    reschedule="" if intent == "restart" else None, **common,
                 )  # fmt: skip
             self.on_change(f"{run.key}: stopped")
             return None
@@ -115,6 +122,9 @@ class Exits(Core):
             now=now,
             jitter=self.jitter(),
         )
+        if d.event == "Not Restarting" and self._reschedule(run, slot, d, terminated, outcome,
+                                                            common, observed):
+            return None  # fmt: skip
         if d.state != "pending":
             destroy()
         events = (
@@ -148,6 +158,24 @@ class Exits(Core):
             slot, state=d.state, next_start_at=d.next_start_at, restarts=d.restarts,
             window_start=d.window_start, reason=d.message, instance=None, stop_intent="",
         )  # fmt: skip
+
+    def _reschedule(
+        self, run: Running, slot: SlotRecord | None, d: restarts.Decision, terminated: Event,
+        outcome: str, common: dict[str, Any], observed: Observed,
+    ) -> bool:  # fmt: skip
+        """A task that failed for good fails its group instance, which its reschedule policy
+        may place again. True when it does."""
+        now = common["now"]
+        if slot is None or (p := self._reschedule_at(run.key, slot.reschedule, now)) is None:
+            return False
+        self.store.finished(
+            run.instance_id, outcome=outcome, slot_state="pending", next_start_at=p.at,
+            restarts=0, window_start=None, reason=p.reason,
+            events=[terminated, Event(d.event, d.message), p.note], reschedule=p.tracker,
+            **common,
+        )  # fmt: skip
+        self._reschedule_siblings(run.key, p, observed, now)
+        return True
 
     def _is_leader(self, key: SlotKey) -> bool:
         spec = self.specs.get(key.job)

@@ -16,7 +16,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler import restarts, trace
-from reconciler.apply.core import Bulk, Core, Running
+from reconciler.apply.core import Bulk, Running
+from reconciler.apply.rescheduling import Rescheduling, tracker_of
 from reconciler.db.snapshot import Observed, SlotKey, SlotRecord
 from reconciler.db.store import Event, Started
 from reconciler.executor.base import ArtifactError, StartError, TaskConfig, TaskHandle
@@ -35,7 +36,7 @@ ARTIFACT_RECHECK = 10.0
 BACKGROUND_FROM = 8
 
 
-class Starts(Core):
+class Starts(Rescheduling):
     def _start_all(self, actions: tuple[Action, ...], observed: Observed, now: float) -> None:
         """Launch every start of the pass together, then record them in one transaction."""
         ready: list[tuple[Action, TaskConfig]] = []
@@ -47,11 +48,13 @@ class Starts(Core):
                 config = self._with_payload(a.spec, a.key, config)
             except KeyError as e:
                 self._start_failed(a, observed.slots.get(a.key), f"cannot resolve ${{{e.args[0]}}}",
-                                   now, permanent=True, event="Failed Validation")  # fmt: skip
+                                   now, permanent=True, event="Failed Validation",
+                                   observed=observed)  # fmt: skip
                 continue
             except TemplateError as e:
                 self._start_failed(a, observed.slots.get(a.key), f"template {e}", now,
-                                   permanent=True, event="Template Failed")  # fmt: skip
+                                   permanent=True, event="Template Failed",
+                                   observed=observed)  # fmt: skip
                 continue
             if not config.artifacts or self._artifacts_ready(a, config, observed, now):
                 ready.append((a, config))
@@ -111,7 +114,7 @@ class Starts(Core):
                 if not permanent:
                     log.error("starting %s: %s", a.key, result)
                 self._start_failed(a, slot, str(result), now, permanent=permanent,
-                                   event="Driver Failure")  # fmt: skip
+                                   event="Driver Failure", observed=observed)  # fmt: skip
                 continue
             events = [Event("Received", "task received by reconciler")] if slot is None else []
             events += [Event("Task Setup", "building task directory"),
@@ -158,7 +161,7 @@ class Starts(Core):
         except ArtifactError as e:
             self.fetching.pop(config.id, None)
             self._start_failed(a, slot, str(e), now, permanent=False,
-                               event="Failed Artifact Download")  # fmt: skip
+                               event="Failed Artifact Download", observed=observed)  # fmt: skip
             return False
         if state == "ready":
             self.fetching.pop(config.id, None)
@@ -199,7 +202,7 @@ class Starts(Core):
 
     def _start_failed(
         self, a: Action, slot: SlotRecord | None, error: str, now: float, *, permanent: bool,
-        event: str,
+        event: str, observed: Observed,
     ) -> None:  # fmt: skip
         policy = self._policy(a.key)
         restarts_n = slot.restarts if slot and slot.spec_digest == a.task_digest else 0
@@ -213,9 +216,17 @@ class Starts(Core):
                 unrecoverable=error if permanent else "",
             )  # fmt: skip
         assert a.spec is not None
+        events = [Event(event, error), Event(d.event, d.message)]
+        placed = (self._reschedule_at(a.key, tracker_of(slot, a.task_digest), now)
+                  if d.event == "Not Restarting" else None)  # fmt: skip
+        if placed is not None:  # the instance fails as a whole; its policy places it again
+            d = restarts.Decision("pending", placed.at, 0, None, d.event, d.message)
+            events.append(placed.note)
         self.store.start_failed(
             a.key, a.task_digest, a.spec.digest, error, now, d.state, d.next_start_at,
-            d.restarts, d.window_start, [Event(event, error), Event(d.event, d.message)],
-            a.ports,
+            d.restarts, d.window_start, events, a.ports,
         )  # fmt: skip
+        if placed is not None:
+            self.store.set_slot(a.key, now, reason=placed.reason, reschedule=placed.tracker)
+            self._reschedule_siblings(a.key, placed, observed, now)
         self.on_change(f"{a.key}: failed to start: {error}")

@@ -31,12 +31,22 @@ from reconciler.cli.common import (
 )
 from reconciler.db import queries
 from reconciler.db.snapshot import SlotKey
+from reconciler.spec.units import format_duration
 
 
 def _when(ts: float | None) -> str:
     if ts is None:
         return ""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _reason(slot: dict[str, Any]) -> str:
+    """A slot waiting to be rescheduled says when: "rescheduling in 28s (reschedule 2)"."""
+    reason, at = str(slot["reason"] or ""), slot.get("next_start_at")
+    if slot["state"] == "pending" and at and reason.startswith("rescheduling ("):
+        left = max(0, round(float(at) - time.time()))
+        return f"rescheduling in {format_duration(left)} {reason.removeprefix('rescheduling ')}"
+    return reason
 
 
 def _ago(ts: float | None) -> str:
@@ -88,7 +98,7 @@ def status(
             addr = f"{s['job_id']}/{s['group_name']}/{s['idx']}/{s['task']}"
             uptime = _ago(s["started_at"]) if s["state"] == "running" else ""
             table.add_row(addr, s["state"], str(s["pid"] or ""), uptime, str(s["restarts"]),
-                          str(s["runs"]), s["reason"][:80])  # fmt: skip
+                          str(s["runs"]), _reason(s)[:80])  # fmt: skip
         console.print(table)
     if problems:
         console.print("job file problems:")

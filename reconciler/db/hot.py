@@ -322,9 +322,11 @@ class HotPaths:
                     " cpu = excluded.cpu, memory = excluded.memory, cores = excluded.cores,"
                     " core_ids = excluded.core_ids, ports = excluded.ports,"
                     " restarts = CASE WHEN ? THEN 0 ELSE restarts END,"
-                    " window_start = CASE WHEN ? THEN NULL ELSE window_start END",
+                    " window_start = CASE WHEN ? THEN NULL ELSE window_start END,"
+                    " reschedule = CASE WHEN ? THEN '' ELSE reschedule END",
                     (k.job, k.group, k.idx, k.task, vid, s.spec_digest, iid, now, *s.reserve,
-                     ",".join(map(str, s.core_ids)), ports_text(s.ports), s.new_spec, s.new_spec),
+                     ",".join(map(str, s.core_ids)), ports_text(s.ports), s.new_spec, s.new_spec,
+                     s.new_spec),
                 )  # fmt: skip
                 self._insert_events(db, k, iid, s.events, now)
                 ids.append(iid)
@@ -337,6 +339,7 @@ class HotPaths:
         finished_at: float, outcome: str, now: float, slot_state: str | None,
         next_start_at: float | None = None, restarts: int | None = None,
         window_start: float | None = None, reason: str = "", events: Sequence[Event] = (),
+        reschedule: str | None = None,
     ) -> SlotKey | None:  # fmt: skip
         """Close a run; move its slot on (or delete it when slot_state is None)."""
         self._paths.pop(instance_id, None)
@@ -345,7 +348,7 @@ class HotPaths:
                 db, instance_id, exit_code=exit_code, signal=signal, oom=oom, error=error,
                 finished_at=finished_at, outcome=outcome, now=now, slot_state=slot_state,
                 next_start_at=next_start_at, restarts=restarts, window_start=window_start,
-                reason=reason, events=events,
+                reason=reason, events=events, reschedule=reschedule,
             )  # fmt: skip
 
     def defer_finished(self, key: SlotKey, instance_id: int, **args: Any) -> SlotKey:
@@ -366,6 +369,7 @@ class HotPaths:
         error: str, finished_at: float, outcome: str, now: float, slot_state: str | None,
         next_start_at: float | None = None, restarts: int | None = None,
         window_start: float | None = None, reason: str = "", events: Sequence[Event] = (),
+        reschedule: str | None = None,
     ) -> SlotKey | None:  # fmt: skip
         row = db.execute(
             "SELECT job_id, group_name, idx, task, finished_at FROM task_instances WHERE id = ?",
@@ -396,6 +400,11 @@ class HotPaths:
                 f" window_start = ?, instance_id = NULL, stop_intent = '', updated_at = ? {where}",
                 (slot_state, reason, next_start_at, restarts, window_start, now, *args),
             )
+        if reschedule is not None and slot_state is not None:
+            db.execute(
+                "UPDATE task_slots SET reschedule = ? WHERE job_id = ? AND group_name = ?"
+                " AND idx = ? AND task = ?", (reschedule, *key),
+            )  # fmt: skip
         return key
 
     def stopping(self, key: SlotKey, intent: str, now: float, events: Sequence[Event]) -> None:

@@ -84,6 +84,8 @@ class TaskSlot(Base):
     core_ids: Mapped[str] = mapped_column(Text, default="", server_default="")  # "0,2"
     # The group instance's host ports, chosen when it was placed: '{"http":20001}'
     ports: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The group instance's reschedules so far (reconciler/reschedules.py Tracker), "" for none
+    reschedule: Mapped[str] = mapped_column(Text, default="", server_default="")
     updated_at: Mapped[float]
 
 

@@ -58,6 +58,8 @@ class SlotRecord:
     core_ids: tuple[int, ...] = ()  # which cores, exclusively (empty: none, or started before ids were kept)
     # The group instance's host ports, (label, port), chosen when it was placed (empty: none)
     ports: tuple[tuple[str, int], ...] = ()
+    # The group instance's reschedules so far, as stored (reconciler/reschedules.py Tracker)
+    reschedule: str = ""
 
 
 @dataclass(frozen=True, slots=True)  # one or more per task: no __dict__

@@ -40,7 +40,7 @@ SLOT_WHERE = "job_id = ? AND group_name = ? AND idx = ? AND task = ?"
 # What `set_slot` may change (the column names are put into SQL text: never a caller's string)
 SLOT_FIELDS = frozenset({
     "state", "reason", "version_id", "spec_digest", "restarts", "window_start", "next_start_at",
-    "instance_id", "stop_intent", "cpu", "memory", "cores",
+    "instance_id", "stop_intent", "cpu", "memory", "cores", "reschedule",
 })  # fmt: skip
 
 
@@ -174,10 +174,11 @@ class Store(ChildJobs, Registry):
                 known.update(paths)
             slots: dict[SlotKey, SlotRecord] = {}
             for (job, group, idx, task, state, spec_digest, version, restarts, window,
-                 next_at, reason, instance_id, intent, cpu, memory, cores, core_ids, ports) in q(
+                 next_at, reason, instance_id, intent, cpu, memory, cores, core_ids, ports,
+                 resched) in q(
                 "SELECT s.job_id, s.group_name, s.idx, s.task, s.state, s.spec_digest, v.digest,"
                 " s.restarts, s.window_start, s.next_start_at, s.reason, s.instance_id,"
-                " s.stop_intent, s.cpu, s.memory, s.cores, s.core_ids, s.ports"
+                " s.stop_intent, s.cpu, s.memory, s.cores, s.core_ids, s.ports, s.reschedule"
                 " FROM task_slots s LEFT JOIN job_versions v ON v.id = s.version_id",
                 "s.job_id",
             ):  # fmt: skip
@@ -186,7 +187,7 @@ class Store(ChildJobs, Registry):
                     key, _intern(state), _intern(spec_digest), _intern(version or ""), restarts,
                     window, next_at, reason,
                     instances.get(instance_id), intent, cpu, memory, cores,
-                    core_ids_of(core_ids), ports_of(ports),
+                    core_ids_of(core_ids), ports_of(ports), resched,
                 )  # fmt: skip
             # what every job holds of the node, whatever this read's scope (admission)
             cpu, memory, cores = held.read(raw)  # kept by triggers: no sum of every slot
@@ -383,6 +384,35 @@ class Store(ChildJobs, Registry):
             db.execute(
                 f"UPDATE task_slots SET {sets}updated_at = ? WHERE id = ?",
                 (*fields.values(), now, slot),
+            )
+
+    def rescheduled(
+        self, key: SlotKey, at: float, reason: str, tracker: str, events: Sequence[Event],
+        now: float,
+    ) -> None:  # fmt: skip
+        """A task of a group instance that failed for good: placed again with the instance at
+        `at`, with fresh restart counters. A running one is stopping meanwhile (its exit
+        leaves it pending until `at`); any other is pending at once."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE task_slots SET next_start_at = ?, reason = ?, reschedule = ?,"
+                " restarts = 0, window_start = NULL, updated_at = ?,"
+                " state = CASE WHEN state IN ('running', 'stopping') THEN state ELSE 'pending' END,"
+                " stop_intent = CASE WHEN state = 'running' THEN 'reschedule' ELSE stop_intent END"
+                f" WHERE {SLOT_WHERE}",
+                (at, reason, tracker, now, *key),
+            )
+            self._insert_events(db, key, None, events, now)
+
+    def forget_reschedules(self, key: SlotKey, now: float) -> None:
+        """`reconciler restart`: a rescheduled instance starts again now, its count reset (as
+        a new job version's instances are)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE task_slots SET reschedule = '', updated_at = ?, next_start_at ="
+                " CASE WHEN state = 'pending' THEN ? ELSE next_start_at END"
+                f" WHERE {SLOT_WHERE}",
+                (now, now, *key),
             )
 
     def forget(self, keys: Iterable[SlotKey]) -> None:

@@ -104,8 +104,8 @@ def judge(
 
     unhealthy = [
         s for s in current.values()
-        if s.key in wanted and s.spec_digest == wanted[s.key] and s.restarts > 0
-        and s.version_digest == spec.digest
+        if s.key in wanted and s.spec_digest == wanted[s.key] and s.version_digest == spec.digest
+        and (s.restarts > 0 or (s.state == "pending" and s.reschedule))  # failed, placed again
     ]  # fmt: skip
     applied = record.applied_digest if record else None
     if failed:

@@ -24,9 +24,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec import cron
+from reconciler.spec import cron, reschedule
 from reconciler.spec.artifact import Artifact
 from reconciler.spec.fieldtypes import Duration, Scalar, Strict, StrMap
+from reconciler.spec.reschedule import Reschedule
 from reconciler.spec.services import Service
 from reconciler.spec.units import CAPABILITIES, format_duration, normalize_cap
 
@@ -456,10 +457,11 @@ class Task(Grown):
 
 
 class Group(Grown):
-    ADDED_LATER = ("service",)
+    ADDED_LATER = ("service", "reschedule")
 
     count: int = Field(1, ge=0)
     restart: Restart | None = None
+    reschedule: Reschedule | None = None
     network: Network = Network()
     meta: StrMap = {}
     constraint: list[Constraint] = []
@@ -546,13 +548,14 @@ class Parameterized(Strict):
 
 
 class Job(Grown):
-    ADDED_LATER = ("periodic", "parameterized")
+    ADDED_LATER = ("periodic", "parameterized", "reschedule")
 
     # system: one instance of each group on this node; sysbatch: batch, to completion
     type: Literal["service", "batch", "system", "sysbatch"] = "service"
     meta: StrMap = {}
     constraint: list[Constraint] = []
     update: Update | None = None
+    reschedule: Reschedule | None = None
     periodic: Periodic | None = None
     parameterized: Parameterized | None = None
     group: dict[str, Group] = Field(min_length=1)
@@ -631,6 +634,11 @@ def effective_restart(job: Job, group: Group, task: Task) -> EffectiveRestart:
 
 
 _NOMAD_UPDATE = Update()
+
+
+def effective_reschedule(job: Job, group: Group) -> reschedule.EffectiveReschedule | None:
+    """The group's reschedule policy: its fields over the job's over the type's defaults."""
+    return reschedule.effective(job.type, job.reschedule, group.reschedule)
 
 
 def effective_update(job: Job, group: Group) -> Update:

@@ -13,7 +13,7 @@ LABELLED = {"job", "group", "task", "port", "volume"}
 SINGLE = {
     "config", "env", "resources", "restart", "update", "lifecycle", "logs", "meta", "network",
     "dns", "options", "headers", "periodic", "parameterized", "dispatch_payload",
-    "check_restart", "header", "wait",
+    "check_restart", "header", "wait", "reschedule",
 }  # fmt: skip
 RAW_MAPS = {"env", "meta", "options", "headers", "header"}  # maps whose keys are data, not fields
 REPEATED = {"constraint", "template", "volume_mount", "artifact", "service", "check"}
@@ -30,7 +30,6 @@ IGNORED: dict[str, dict[str, str]] = {
             "node_pool",
             "spread",
             "affinity",
-            "reschedule",
             "migrate",
             "multiregion",
             "consul",
@@ -44,7 +43,6 @@ IGNORED: dict[str, dict[str, str]] = {
     ),
     "group": dict.fromkeys(
         [
-            "reschedule",
             "spread",
             "affinity",
             "ephemeral_disk",

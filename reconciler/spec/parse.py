@@ -10,9 +10,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.spec import fieldmessages, hcl, hclbody, interpolate, services, template_source
+from reconciler.spec import (
+    fieldmessages,
+    hcl,
+    hclbody,
+    interpolate,
+    reschedule,
+    services,
+    template_source,
+)  # fmt: skip
 from reconciler.spec.desired import FileResult, JobSpec, canonical_json
-from reconciler.spec.models import Job, JobFile
+from reconciler.spec.models import Job, JobFile, effective_reschedule
 from reconciler.spec.normalize import normalize
 from reconciler.spec.problems import Problem
 from reconciler.spec.template import Workload, check_template
@@ -143,6 +151,13 @@ def semantic_problems(job_id: str, job: Job) -> Iterable[tuple[tuple[str | int, 
         if job.type == "system" and group.count > 1:  # at the count line (structs.go wording)
             yield ((*gp, "count"), f"Job task group {gname} has count {group.count}. "
                    "Count cannot exceed 1 with system scheduler")  # fmt: skip
+        if (policy := effective_reschedule(job, group)) is not None:
+            # at the group's block, else the job's (whose fields it took)
+            at, who = ((*gp, "reschedule"), "") if group.reschedule else (
+                (*base, "reschedule"), f"group {gname}: ")  # fmt: skip
+            if group.reschedule or job.reschedule:
+                for problem in reschedule.problems(policy):
+                    yield at, who + problem
         ports = list(group.network.port)
         yield from services.problems(job_id, gname, group, gp)
         for tname, task in group.task.items():

@@ -14,7 +14,7 @@ from reconciler.executor.linux import cgroups, proc
 from reconciler.executor.linux.executor import LinuxExecutor
 from tests.e2e.conftest import sh, wait_for
 from tests.e2e.service import BIN, ServiceProc, alive
-from tests.e2e.test_service import job, write
+from tests.e2e.test_service import NO_RESCHEDULE, job, write
 
 
 def test_the_reported_exit_and_the_file_agree(make_executor: Callable[..., LinuxExecutor]) -> None:
@@ -48,7 +48,7 @@ def test_an_exit_reported_to_a_service_that_then_crashed_is_recorded_once(
     """The service is stopped when the task dies, so the shim's line waits unread in the pipe
     while the shim writes the file and ends; then the service is killed and started again."""
     svc.start()
-    write(svc, "k.hcl", job("k", attempts=0))
+    write(svc, "k.hcl", job("k", attempts=0, update=NO_RESCHEDULE))
     svc.wait(lambda: len(svc.pids("k")) == 1)
     pid = svc.pids("k")["k/g/0/t"]
     status = svc.data / "allocs" / "k" / "g" / "0" / "tasks" / "t" / "exit-status"

@@ -51,6 +51,11 @@ def job(
                           mode=mode, extra=extra, update=update)  # fmt: skip
 
 
+# Nomad's defaults place a failed instance again (services after 30 s, batch once after 5 s);
+# a test of the failure itself turns that off.
+NO_RESCHEDULE = "reschedule {\n attempts = 0\n unlimited = false\n}"
+
+
 def write(svc: ServiceProc, name: str, text: str) -> None:
     tmp = svc.jobs / f".{name}.tmp"
     tmp.write_text(text)
@@ -95,7 +100,8 @@ def test_drop_edit_break_fix_delete(svc: ServiceProc) -> None:
 
 def test_restart_policy_both_modes(svc: ServiceProc) -> None:
     svc.start()
-    write(svc, "f.hcl", job("f", script="exit 3", attempts=2, delay="0s", mode="fail"))
+    write(svc, "f.hcl", job("f", script="exit 3", attempts=2, delay="0s", mode="fail",
+                            update=NO_RESCHEDULE))  # fmt: skip
     write(
         svc,
         "d.hcl",
@@ -193,7 +199,7 @@ def test_auto_revert_rolls_back(svc: ServiceProc) -> None:
 def test_tasks_survive_a_service_crash_and_are_readopted(svc: ServiceProc) -> None:
     svc.start()
     write(svc, "s.hcl", job("s", count=3))
-    write(svc, "e.hcl", job("e", script="sleep 1.5; exit 42", attempts=0))
+    write(svc, "e.hcl", job("e", script="sleep 1.5; exit 42", attempts=0, update=NO_RESCHEDULE))
     svc.wait(lambda: len(svc.pids()) == 4)
     pids = svc.pids("s")
     svc.kill(signal.SIGKILL)
@@ -338,3 +344,20 @@ def test_chaos_sigkill_during_churn(svc: ServiceProc) -> None:
                             " AND outcome != 'start_failed'")[0][0]  # fmt: skip
     assert unexplained == 0
     assert shutil.which("git")
+
+
+def test_a_failed_instance_is_rescheduled_on_this_node(svc: ServiceProc) -> None:
+    """restart { attempts = 0 } gives up at once; reschedule places the instance again after
+    its delay (5 s: Nomad's minimum), again and again with `unlimited`."""
+    svc.start()
+    policy = 'reschedule {\n delay = "5s"\n delay_function = "constant"\n unlimited = true\n}'
+    write(svc, "rs.hcl", job("rs", script="sleep 0.5; exit 3", attempts=0, update=policy))
+    runs = "SELECT count(*) FROM task_instances WHERE job_id = 'rs'"
+    svc.wait(lambda: svc.query(runs)[0][0] >= 2, 60, "a second run")
+    events = [r[0] for r in svc.query("SELECT type FROM task_events WHERE job_id = 'rs'"
+                                      " ORDER BY id")]  # fmt: skip
+    assert events.count("Started") >= 2
+    first = events.index("Rescheduling")
+    assert events[first - 1] == "Not Restarting" and "Started" in events[first:]
+    out = svc.cli("status", "rs").stdout
+    assert "rs/g/0/t" in out

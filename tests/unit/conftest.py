@@ -78,6 +78,11 @@ class Harness:
         return row[0], row[1]
 
 
+# Nomad's defaults place a failed group instance again (services after 30 s, batch once after
+# 5 s); a test of the failure itself turns that off.
+NO_RESCHEDULE = "reschedule {\n attempts = 0\n unlimited = false\n}"
+
+
 @pytest.fixture
 def h(tmp_path: Path) -> Iterator[Harness]:
     harness = Harness(tmp_path)

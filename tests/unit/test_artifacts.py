@@ -18,7 +18,7 @@ from reconciler.spec.artifact import (
 from reconciler.spec.load import Loader
 from reconciler.spec.node import load_node_config
 from reconciler.taskconfig import artifacts
-from tests.unit.conftest import Harness, job
+from tests.unit.conftest import NO_RESCHEDULE, Harness, job
 
 SHA = "a" * 64
 
@@ -49,7 +49,8 @@ def test_start_waits_for_artifacts_without_blocking_the_pass(h: Harness) -> None
 
 
 def test_failed_download_is_recoverable_and_retried(h: Harness) -> None:
-    h.write("web.hcl", job(extra_task=artifact("https://example.com/fail.tgz")))
+    h.write("web.hcl", job(extra_task=artifact("https://example.com/fail.tgz"),
+                           extra_group=NO_RESCHEDULE))  # fmt: skip
     h.step()
     fetched(h)
     assert h.states()["web/g/0/t"] == "pending"

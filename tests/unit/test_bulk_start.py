@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tests.unit.conftest import Harness, job
+from tests.unit.conftest import NO_RESCHEDULE, Harness, job
 
 
 def test_a_bulk_start_where_some_fail(h: Harness) -> None:
@@ -25,7 +25,8 @@ def test_a_bulk_start_where_some_fail(h: Harness) -> None:
             env = 'FAKE_START_ERROR = "no such binary"'  # refused: not retried
         elif i % 4 == 2:
             env = 'FAKE_TEMP_ERROR = "the shim ended"'  # failed: the restart policy retries
-        h.write(f"j{i}.hcl", job(f"j{i}", env=env, extra_group='restart {\n delay = "5s"\n}'))
+        h.write(f"j{i}.hcl", job(f"j{i}", env=env,
+                                 extra_group='restart {\n delay = "5s"\n}\n' + NO_RESCHEDULE))  # fmt: skip
     h.step()
     states = h.states()
     assert {k for k, v in states.items() if v == "running"} == {
@@ -70,7 +71,7 @@ def test_a_bulk_start_in_the_background_lets_the_next_scan_run(h: Harness) -> No
     h.service.loader.scan = watching_scan  # type: ignore[method-assign]
     for i in range(12):
         env = 'FAKE_START_ERROR = "no such binary"' if i % 4 == 1 else ""
-        h.write(f"j{i}.hcl", job(f"j{i}", env=env))
+        h.write(f"j{i}.hcl", job(f"j{i}", env=env, extra_group=NO_RESCHEDULE))
     h.step()
     assert "running" not in h.states().values()  # launched, not recorded yet
     assert len(h.service.applier.starting) == 12

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from reconciler.cli import app
 from reconciler.spec.load import load_paths
+from reconciler.spec.models import effective_reschedule
 
 FILES = Path(__file__).parents[1] / "nomad_style"
 
@@ -18,8 +19,13 @@ def test_accepted_with_warnings_only() -> None:
     assert {"isolation_check", "templated_service", "web", "e2e_locals"} <= set(d.jobs)
     assert not d.errors
     warned = {p.path for p in d.problems}
-    assert {"job.isolation_check.datacenters", "job.isolation_check.reschedule",
+    assert {"job.isolation_check.datacenters",
             "job.templated_service.group.web.ephemeral_disk"} <= warned  # fmt: skip
+    # reschedule is read, not ignored: this batch job is never placed again
+    assert "job.isolation_check.reschedule" not in warned
+    iso = d.jobs["isolation_check"].job
+    policy = effective_reschedule(iso, iso.group["print"])
+    assert policy is not None and not policy.enabled
     assert "job.templated_service.group.web.service" not in warned
     svc = d.jobs["templated_service"].job.group["web"].service[0]
     assert (svc.name, svc.port, svc.provider) == ("templated", "http", "nomad")

@@ -131,7 +131,8 @@ def test_restart_policy_fail_mode(h: Harness) -> None:
         job(
             "w",
             env='FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "3"',
-            extra_group='restart {\n attempts = 2\n delay = "5s"\n interval = "10m"\n mode = "fail"\n}',
+            extra_group='restart {\n attempts = 2\n delay = "5s"\n interval = "10m"\n mode = "fail"\n}'
+            "\nreschedule {\n attempts = 0\n unlimited = false\n}",  # the failure itself
         ),
     )
     h.step()
@@ -186,7 +187,8 @@ def test_service_task_restarts_after_exit_zero_batch_does_not(h: Harness) -> Non
 
 
 def test_permanent_start_error_is_not_retried(h: Harness) -> None:
-    h.write("w.hcl", job("w", env='FAKE_START_ERROR = "no such binary"'))
+    h.write("w.hcl", job("w", env='FAKE_START_ERROR = "no such binary"',
+                         extra_group="reschedule {\n attempts = 0\n unlimited = false\n}"))  # fmt: skip
     h.step()
     assert h.states() == {"w/g/0/t": "failed"}
     assert h.events("w/g/0/t")[-2:] == ["Driver Failure", "Not Restarting"]
