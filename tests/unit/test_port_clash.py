@@ -342,3 +342,22 @@ def test_the_held_ports_are_read_again_only_after_a_slot_holding_ports_changed(h
     with sqlite3.connect(h.store.path) as raw:
         raw.execute("UPDATE task_slots SET state = 'complete' WHERE job_id = 'a'")
     assert h.store.observed().held_ports == {}
+
+
+def test_a_changed_job_whose_new_static_port_is_taken_keeps_its_previous_version(h: Harness) -> None:
+    h.write("a.hcl", port_job("a", "static = 23001"))
+    h.write("b.hcl", port_job("b", "static = 23002"))
+    h.step()
+    h.write("b.hcl", port_job("b", "static = 23001"))  # a holds it
+    h.step()
+    assert host_ports(h, "b") == {"b/g/0/t": 23002}
+    assert h.states("b") == {"b/g/0/t": "running"}
+    assert h.job_status("b") == ("blocked", "Resources exhausted: network: reserved port "
+                                 "collision http=23001 (held by a/g/0)")  # fmt: skip
+    h.write("b.hcl", port_job("b", "static = 23003"))  # free: b moves to it
+    h.step()
+    h.step(10)
+    assert [c.env["NOMAD_HOST_PORT_http"] for c in h.fake.started if c.id == "b/g/0/t"] == [
+        "23002", "23003"]  # fmt: skip
+    assert recorded(h, "b/g/0/t") == (("http", 23003),)
+    assert h.store.observed().held_ports == {23001: "a/g/0", 23003: "b/g/0"}
