@@ -13,7 +13,7 @@ from reconciler.db.registry import CheckEntry, ServiceEntry
 from reconciler.db.snapshot import Observed, SlotKey, SlotRecord
 from reconciler.db.store import Store
 from reconciler.executor.base import Executor
-from reconciler.plan import health
+from reconciler.plan import canary, health
 from reconciler.service import nomad
 from reconciler.service.checks import CheckSpec, Key, Scheduler
 from reconciler.service.probes import Target
@@ -110,6 +110,7 @@ class Registrar:
         spec, rec = specs.get(job_id), observed.jobs.get(job_id)
         inputs: tuple[object, ...] = (
             spec.digest if spec else None, rec.applied_digest if rec else None,
+            rec is not None and rec.promoted,
             tuple((s.key, s.version_digest, s.instance, s.core_ids, s.ports) for s in slots
                   if _running(s) or _restarting(s)),
         )  # fmt: skip
@@ -139,6 +140,8 @@ class Registrar:
                  specs: Mapping[str, JobSpec]) -> tuple[list[ServiceEntry], dict[Key, CheckSpec]]:  # fmt: skip
         services: list[ServiceEntry] = []
         checks: dict[Key, CheckSpec] = {}
+        spec = specs.get(job_id)
+        deploy = canary.deployment(spec, observed.jobs.get(job_id)) if spec is not None else None
         # A group's services are registered for its instance's life, through its tasks'
         # restarts (Nomad's group service hook); a task's only while the task runs.
         allocs: dict[tuple[str, int], list[SlotRecord]] = {}
@@ -153,22 +156,26 @@ class Registrar:
                 continue
             group = job.group[gname]
             by_task = {s.key.task: s for s in members}
+            # an unpromoted canary is registered with its services' canary_tags (Nomad's)
+            unpromoted = (deploy is not None and not deploy.promoted and spec is not None
+                          and version == spec.digest and deploy.is_canary(members[0].key))  # fmt: skip
             for s in running:
                 job_s = self._job(job_id, s.version_digest, observed, specs) or job
                 g = job_s.group.get(gname)
                 task = g.task.get(s.key.task) if g else None
                 for svc in task.service if task else ():
                     self._add(job_id, job_s, gname, idx, s.key.task, svc, by_task, s,
-                              services, checks)  # fmt: skip
+                              services, checks, canary=unpromoted)  # fmt: skip
             for svc in group.service:
                 self._add(job_id, job, gname, idx, "", svc, by_task, None, services, checks,
-                          version=version)  # fmt: skip
+                          version=version, canary=unpromoted)  # fmt: skip
         return services, checks
 
     def _add(
         self, job_id: str, job: Job, gname: str, idx: int, tname: str, svc: Service,
         by_task: Mapping[str, SlotRecord], owner: SlotRecord | None,
         services: list[ServiceEntry], checks: dict[Key, CheckSpec], version: str = "",
+        canary: bool = False,
     ) -> None:  # fmt: skip
         group = job.group[gname]
         env_task = tname or svc.task or next(iter(group.task))
@@ -179,7 +186,8 @@ class Registrar:
         name = service_name(svc, job_id, gname, tname)
         host, port = self._endpoint(group, key, svc.port, svc.address_mode, svc.address, values,
                                     recorded)  # fmt: skip
-        tags = tuple(_resolve(t, values) for t in svc.tags)
+        tags = tuple(_resolve(t, values) for t in (svc.canary_tags if canary and svc.canary_tags
+                                                   else svc.tags))  # fmt: skip
         services.append(ServiceEntry(job_id, gname, idx, tname, name, tags, host, port, svc.port,
                                      alloc_id(key), svc.provider))  # fmt: skip
         for ec in effective_checks(svc, name):

@@ -73,7 +73,7 @@ IGNORED: dict[str, dict[str, str]] = {
     "resources": dict.fromkeys(["network", "disk", "iops", "numa"], _ONE_NODE),
     "template": dict.fromkeys(["vault_grace"], _ONE_NODE),
     "service": dict.fromkeys(
-        ["meta", "canary_meta", "canary_tags", "enable_tag_override", "tagged_addresses",
+        ["meta", "canary_meta", "enable_tag_override", "tagged_addresses",
          "weights", "cluster", "identity"],
         "is for Consul's catalog; reconciler's registry keeps name, tags, address and port",
     ),  # fmt: skip

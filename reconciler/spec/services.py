@@ -87,6 +87,7 @@ class Service(Strict):
     provider: Literal["consul", "nomad"] = "consul"
     port: PortRef = ""
     tags: list[str] = []
+    canary_tags: list[str] = []  # instead of `tags` while its instance is an unpromoted canary
     address: str = ""
     address_mode: Literal["auto", "host", "alloc"] = "auto"
     on_update: OnUpdate = "require_healthy"
@@ -189,6 +190,7 @@ def _service(
     env_names: list[str] = list(group.task[tname].env) if tname else []
     svc_texts: list[tuple[Path, str]] = [((*path, "address"), svc.address)]
     svc_texts += [((*path, "tags", i), t) for i, t in enumerate(svc.tags)]
+    svc_texts += [((*path, "canary_tags", i), t) for i, t in enumerate(svc.canary_tags)]
     for where, text in svc_texts:
         for ref in interpolate.references(text):
             if why := interpolate.unresolvable(ref, ports=ports, env=env_names):

@@ -229,3 +229,23 @@ def test_canaries_are_for_service_jobs_only() -> None:
     assert any('canary deployments are for "service" jobs only' in p.message
                for p in result.problems)  # fmt: skip
     assert parse_text(job(extra_job="update { canary = 1 }"), "jobs/s.hcl").jobs
+
+
+def test_an_unpromoted_canary_is_registered_with_canary_tags(h: Harness) -> None:
+    svc = ('service {\n name = "api"\n provider = "nomad"\n tags = ["live"]\n'
+           ' canary_tags = ["canary"]\n}')  # fmt: skip
+    for v in ("1", "2"):
+        h.write("web.hcl", job(count=2, env=f'V = "{v}"', extra_task=svc,
+                               extra_job=CANARY.format("")))  # fmt: skip
+        h.step()
+        h.step(6)
+
+    def tags() -> dict[int, str]:
+        with h.store.engine.connect() as c:
+            return dict(c.exec_driver_sql("SELECT idx, tags FROM services WHERE job_id = 'web'")
+                        .all())  # fmt: skip
+
+    assert tags() == {0: '["live"]', 1: '["live"]', 2: '["canary"]'}
+    h.service.request("promote", job="web")
+    h.step()
+    assert tags() == {0: '["live"]', 1: '["live"]', 2: '["live"]'}  # promoted: tags
