@@ -97,7 +97,10 @@ def test_static_port_answers_on_loopback_and_closes_with_the_job(svc: ServicePro
 
 
 def test_stale_ports_of_a_dead_service_are_removed(svc: ServiceProc) -> None:
-    (svc.jobs / "web.hcl").write_text(WEB)
+    # a start that meets the old namespace still being torn down is retried soon and often
+    # (the default policy waits 15 s twice, then gives up): this test is about the elements
+    retry_soon = 'restart {\n      attempts = 20\n      delay = "1s"\n    }\n    task "srv" {'
+    (svc.jobs / "web.hcl").write_text(WEB.replace('task "srv" {', retry_soon, 1))
     svc.start()
     svc.wait(lambda: answer(PORT) == "pong", timeout=90, what="the published port")
     svc.kill()
