@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,10 +32,12 @@ class JobSpec:
             if canonical is None:
                 raise TypeError("JobSpec needs the job's canonical JSON")
             packed = _pack(canonical)
-        object.__setattr__(self, "id", id)
+        # the id and digest interned: the pass's snapshot interns the ones it reads from the
+        # store (db/store.py), and then holds these very strings
+        object.__setattr__(self, "id", sys.intern(id))
         object.__setattr__(self, "job", share(job))  # its parts equal to other jobs' held once
         object.__setattr__(self, "file", file)
-        object.__setattr__(self, "digest", digest)
+        object.__setattr__(self, "digest", sys.intern(digest))
         object.__setattr__(self, "packed", packed)
 
     @property

@@ -69,7 +69,7 @@ class Loader(KeptParses):
     extra_roots: tuple[str, ...] = ()  # host dirs absolute template sources may name
     _by_stat: dict[str, tuple[Any, FileResult]] = field(default_factory=dict)
     # file name -> (its content key, the result): a file touched but not changed is not parsed
-    _by_digest: dict[str, tuple[str, FileResult]] = field(default_factory=dict)
+    _by_digest: dict[str, tuple[bytes, FileResult]] = field(default_factory=dict)
     # job file name -> the other files its result was made from (var file, file() reads)
     _inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _last: Desired | None = None
@@ -369,7 +369,8 @@ class Loader(KeptParses):
             return fail(got)
         data, digest, vars_path, var_data = got
         env = repr(sorted(self.env.items())).encode()
-        key = digest + hashlib.sha256(var_data + b"\0" + env).hexdigest()
+        # what the result was made from, as 32 raw bytes (kept per file: not 128 hex digits)
+        key = hashlib.sha256(digest.encode() + b"\0" + var_data + b"\0" + env).digest()
         if (hit := self._by_digest.get(name)) is not None and hit[0] == key:
             return hit[1]
         try:

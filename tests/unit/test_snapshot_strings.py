@@ -40,3 +40,12 @@ def test_an_ended_run_leaves_nothing_behind(h: Harness) -> None:
     h.store.observed()
     assert list(h.store._paths.values()) == [
         (h.fake.tasks["b/g/0/t"].handle.cgroup, h.fake.tasks["b/g/0/t"].handle.task_dir)]
+
+
+def test_the_snapshot_holds_the_job_s_id_and_digest_as_its_spec_does(h: Harness) -> None:
+    h.write("a.hcl", job("a"))
+    h.step()
+    spec = h.service.desired_files()["a"]
+    rec = h.store.observed().jobs["a"]
+    assert rec.attempted_digest == spec.digest and rec.attempted_digest is spec.digest
+    assert rec.id is spec.id
