@@ -129,6 +129,8 @@ def judge(
         held = f": {holders[0]}" if holders else ""
         why = (
             f"task {failed[0].key} failed" if failed
+            else f"task {unhealthy[0].key} failed; {unhealthy[0].reason}"
+            if unhealthy and unhealthy[0].state == "pending" and unhealthy[0].reschedule
             else f"task {unhealthy[0].key} did not stay up for min_healthy_time" if unhealthy
             else f"not healthy within healthy_deadline{held}"
         )  # fmt: skip

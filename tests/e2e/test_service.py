@@ -359,5 +359,5 @@ def test_a_failed_instance_is_rescheduled_on_this_node(svc: ServiceProc) -> None
     assert events.count("Started") >= 2
     first = events.index("Rescheduling")
     assert events[first - 1] == "Not Restarting" and "Started" in events[first:]
-    out = svc.cli("status", "rs").stdout
-    assert "rs/g/0/t" in out
+    svc.wait(lambda: "rescheduling in" in svc.cli("status", "rs").stdout, 30,
+             "status saying when it is placed again")  # fmt: skip

@@ -70,6 +70,7 @@ def test_a_batch_job_is_retried_once_after_5s_then_fails(h: Harness) -> None:
     h.step()
     h.step(1)
     assert h.states() == {"b/g/0/t": "pending"}
+    assert h.job_status("b")[1] == "task b/g/0/t failed; rescheduling (reschedule 1 of 1)"
     h.step(4)
     assert starts(h) == 1
     h.step(1.5)
