@@ -60,7 +60,7 @@ class Rescheduling(Core):
                 )  # fmt: skip
                 signal, timeout, delay = self._kill_settings(other.key, observed)
                 self.executor.stop(handle_of(other.key, other.instance), signal, timeout, delay)
-        self.on_change(f"{key}: failed; {p.reason} at {p.at:.1f}")
+        self.on_change(f"{key}: failed; {p.reason} in {format_duration(round(max(0.0, p.at - now), 3))}")
 
 
 def tracker_of(slot: SlotRecord | None, digest: str | None = None) -> str:
