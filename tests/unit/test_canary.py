@@ -249,3 +249,40 @@ def test_an_unpromoted_canary_is_registered_with_canary_tags(h: Harness) -> None
     h.service.request("promote", job="web")
     h.step()
     assert tags() == {0: '["live"]', 1: '["live"]', 2: '["live"]'}  # promoted: tags
+
+
+def test_a_canary_is_healthy_once_its_checks_pass(h: Harness) -> None:
+    import socket
+
+    from tests.unit.test_checks import TCP, run_checks
+
+    def version(v: str) -> str:
+        return job(
+            env=f'V = "{v}"', extra_job=CANARY.format(""),
+            extra_group='network {\n port "http" {}\n}',
+            extra_task=f'service {{\n name = "api"\n provider = "nomad"\n port = "http"\n{TCP % ""}\n}}',
+        )  # fmt: skip
+
+    def listen(key: str) -> socket.socket:
+        job_id, group, idx, task = key.split("/")
+        [(_label, port)] = h.store.observed().slots[SlotKey(job_id, group, int(idx), task)].ports
+        s = socket.socket()
+        s.bind(("127.0.0.1", port))
+        s.listen(16)
+        return s
+
+    h.write("web.hcl", version("1"))
+    h.step()
+    with listen("web/g/0/t"):
+        run_checks(h, 8)
+        assert h.job_status("web") == ("ready", "")
+        h.write("web.hcl", version("2"))
+        h.step()
+        assert versions(h) == {"web/g/0/t": "1", "web/g/1/t": "2"}
+        run_checks(h, 8)  # up long enough, but its check is critical: not healthy
+        status, reason = h.job_status("web")
+        assert status == "reconciling" and reason.startswith("0/1 canaries healthy")
+        assert "alive" in reason and "web/g/1" in reason
+        with listen("web/g/1/t"):
+            run_checks(h, 10)
+            assert "waiting for promotion (1/1 canaries healthy)" in h.job_status("web")[1]
