@@ -52,7 +52,7 @@ def slots(store: Store, job: str | None = None) -> list[Row]:
         store,
         """
         SELECT s.job_id, s.group_name, s.idx, s.task, s.state, s.reason, s.restarts,
-               s.next_start_at, s.updated_at, s.stop_intent, s.version_id,
+               s.next_start_at, s.updated_at, s.stop_intent, s.version_id, s.reschedule,
                i.id AS instance_id, i.pid, i.started_at, i.finished_at, i.exit_code,
                i.signal, i.oom_killed, i.outcome,
                (SELECT min(x.started_at) FROM task_instances x WHERE x.job_id = s.job_id

@@ -29,6 +29,7 @@ _SERVER_SET = {
 }  # fmt: skip
 _RENAMED = {
     "TaskGroups": "group", "Tasks": "task", "RestartPolicy": "restart",
+    "ReschedulePolicy": "reschedule",
     "Constraints": "constraint", "Templates": "template", "LogConfig": "logs",
     "Networks": "network", "MemoryMB": "memory", "MemoryMaxMB": "memory_max", "CPU": "cpu",
     "SecretsMB": "secrets",
@@ -44,6 +45,7 @@ _OPAQUE = {"config", "env", "meta", "header"}  # maps whose keys are the user's
 _DURATIONS = {
     "min_healthy_time", "healthy_deadline", "progress_deadline", "stagger", "interval",
     "delay", "kill_timeout", "shutdown_delay", "splay", "min", "max", "timeout", "grace",
+    "max_delay",
 }  # fmt: skip
 
 

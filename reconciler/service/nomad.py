@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.reschedules import Tracker
 from reconciler.spec.units import parse_duration
 
 NAMESPACE, REGION, DATACENTER = "default", "global", "dc1"
@@ -48,6 +49,7 @@ def rfc3339(seconds: float | None) -> str:
 # HCL name -> Nomad's JSON name where it is not the plain CamelCase of the HCL name.
 _NAMES = {
     "group": "TaskGroups", "task": "Tasks", "restart": "RestartPolicy",
+    "reschedule": "ReschedulePolicy",
     "constraint": "Constraints", "template": "Templates", "logs": "LogConfig",
     "network": "Networks", "env": "Env", "meta": "Meta", "id": "ID",
     "cpu": "CPU", "memory": "MemoryMB", "memory_max": "MemoryMaxMB", "secrets": "SecretsMB",
@@ -60,7 +62,7 @@ _NAMES = {
 # Fields that hold a duration: Nomad's JSON has int64 nanoseconds.
 _DURATIONS = {
     "min_healthy_time", "healthy_deadline", "progress_deadline", "stagger", "interval",
-    "delay", "kill_timeout", "shutdown_delay", "splay", "min", "max",
+    "delay", "kill_timeout", "shutdown_delay", "splay", "min", "max", "max_delay",
 }  # fmt: skip
 # Blocks that stay maps with their own keys (driver config, env, meta).
 _OPAQUE = {"config", "env", "meta"}
@@ -131,6 +133,8 @@ def _group(body: Mapping[str, Any]) -> dict[str, Any]:
 def job(job_id: str, model: Mapping[str, Any], row: Row | None, version: int) -> dict[str, Any]:
     """A Nomad api.Job from a job's canonical model dict and its store row."""
     body = {camel(k): _value(k, v) for k, v in model.items() if k != "group"}
+    if "ReschedulePolicy" in body:  # a group's ReschedulePolicy is the job's Reschedule
+        body["Reschedule"] = body.pop("ReschedulePolicy")
     status, description = job_status(row)
     return {
         "Region": REGION, "Namespace": NAMESPACE, "ID": job_id, "Name": job_id,
@@ -275,7 +279,8 @@ def allocation(
         "ClientDescription": "; ".join(f"{t['task']}: {t['reason']}" for t in tasks if t["reason"]),
         "TaskStates": {t["task"]: task_state(t, by_task.get(t["task"], [])) for t in tasks},
         "DeploymentStatus": None, "FollowupEvalID": "", "NextAllocation": "",
-        "RescheduleTracker": None, "PreemptedAllocations": None, "PreemptedByAllocation": "",
+        "RescheduleTracker": _tracker(tasks, node["ID"], alloc_id(job_id, group, idx)),
+        "PreemptedAllocations": None, "PreemptedByAllocation": "",
         "CreateIndex": 0, "ModifyIndex": 0, "CreateTime": ns(created), "ModifyTime": ns(modified),
         "reconciler": {"Address": f"{job_id}/{group}/{idx}"},
     }  # fmt: skip
@@ -287,6 +292,16 @@ def allocation(
         out["Resources"] = None
         out["AllocatedResources"] = None
     return out
+
+
+def _tracker(tasks: list[Row], node_id: str, alloc: str) -> dict[str, Any] | None:
+    """Nomad's RescheduleTracker: the group instance's reschedules (the same instance here)."""
+    text = next((t.get("reschedule") for t in tasks if t.get("reschedule")), "")
+    events = Tracker.of(text).events if text else ()
+    if not events:
+        return None
+    return {"Events": [{"RescheduleTime": ns(at), "PrevAllocID": alloc, "PrevNodeID": node_id,
+                        "Delay": ns(delay)} for at, delay in events]}  # fmt: skip
 
 
 # ---- the node ----

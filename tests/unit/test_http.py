@@ -149,6 +149,28 @@ def test_job_in_nomads_shape() -> None:
     assert job["SubmitTime"] == 10_000_000_000
 
 
+def test_reschedule_both_ways() -> None:
+    """Nomad's JSON (ReschedulePolicy in a group, Reschedule in the job, durations in ns)
+    reads as the block, and is written back the same way."""
+    from reconciler.service.jobjson import to_hcl
+
+    sent = {"ID": "w", "Type": "service", "Reschedule": {"Delay": 10_000_000_000},
+            "TaskGroups": [{"Name": "g", "Count": 1, "ReschedulePolicy": {
+                "Attempts": 0, "Interval": 0, "Delay": 30_000_000_000,
+                "DelayFunction": "fibonacci", "MaxDelay": 3_600_000_000_000, "Unlimited": True},
+                "Tasks": [{"Name": "t", "Driver": "exec", "Config": {"command": "/bin/true"}}]}]}  # fmt: skip
+    result = parse_text(to_hcl(sent), "w.hcl")
+    assert not result.problems
+    spec = result.jobs[0]
+    r = spec.job.group["g"].reschedule
+    assert r is not None and (r.delay, r.max_delay, r.delay_function) == (30.0, 3600.0, "fibonacci")
+    row = {"id": "w", "status": "ready", "reason": "", "paused": False, "source_file": "w.hcl",
+           "applied": "d", "attempted": "d", "applied_at": 10.0}  # fmt: skip
+    back = nomad.job("w", spec.job.model_dump(mode="json"), row, 1)
+    assert back["Reschedule"]["Delay"] == 10_000_000_000
+    assert back["TaskGroups"][0]["ReschedulePolicy"]["MaxDelay"] == 3_600_000_000_000
+
+
 def _slot(state: str, **kw: object) -> dict[str, object]:
     return {"job_id": "web", "group_name": "g", "idx": 0, "task": "t", "state": state,
             "reason": "", "restarts": 0, "started_at": 5.0, "first_started": 5.0,
@@ -163,6 +185,11 @@ def test_allocation_status_and_ids() -> None:
     assert nomad.allocation([_slot("failed")], [], node)["ClientStatus"] == "failed"
     assert nomad.allocation([_slot("complete"), _slot("dead", task="u")], [], node)["ClientStatus"] == "complete"
     assert nomad.alloc_id("web", "g", 0) != nomad.alloc_id("web", "g", 1)
+    assert a["RescheduleTracker"] is None
+    moved = nomad.allocation([_slot("pending", reschedule='{"n":1,"e":[[100.0,30.0]]}')], [], node)
+    assert moved["RescheduleTracker"]["Events"] == [{
+        "RescheduleTime": 100_000_000_000, "PrevAllocID": a["ID"], "PrevNodeID": "n",
+        "Delay": 30_000_000_000}]  # fmt: skip
     assert nomad.rfc3339(None) == nomad.ZERO_TIME
 
 
