@@ -3,9 +3,16 @@ means the same in a task, a service check and an artifact. Pure."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec.units import format_duration, parse_duration
@@ -48,3 +55,20 @@ StrMap = dict[str, Scalar]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Grown(Strict):
+    """A model that gained fields after a release: left at their default, they dump as before
+    they existed, so an upgrade changes no digest (running tasks are neither re-rendered nor
+    restarted by it)."""
+
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if isinstance(out, dict):
+            for name in self.ADDED_LATER:
+                if name in out and getattr(self, name) == type(self).model_fields[name].default:
+                    del out[name]
+        return out

@@ -11,43 +11,23 @@ import json
 import os
 import re
 import signal as _signal
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     field_validator,
-    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec import cron, reschedule
 from reconciler.spec.artifact import Artifact
-from reconciler.spec.fieldtypes import Duration, Scalar, Strict, StrMap
+from reconciler.spec.fieldtypes import Duration, Grown, Scalar, Strict, StrMap
 from reconciler.spec.reschedule import Reschedule
 from reconciler.spec.services import Service
 from reconciler.spec.units import CAPABILITIES, format_duration, normalize_cap
-
-
-class Grown(Strict):
-    """A model that gained fields after a release: left at their default, they dump as before
-    they existed, so an upgrade changes no digest (running tasks are neither re-rendered nor
-    restarted by it)."""
-
-    ADDED_LATER: ClassVar[tuple[str, ...]] = ()
-
-    @model_serializer(mode="wrap")
-    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> Any:
-        out = handler(self)
-        if isinstance(out, dict):
-            for name in self.ADDED_LATER:
-                if name in out and getattr(self, name) == type(self).model_fields[name].default:
-                    del out[name]
-        return out
-
 
 CONSTRAINT_OPERATORS = frozenset(
     [
@@ -274,7 +254,9 @@ class ExecConfig(Strict):
         return v
 
 
-class Resources(Strict):
+class Resources(Grown):
+    ADDED_LATER = ("secrets",)
+
     cpu: int = Field(100, ge=1)
     memory: int = Field(300, ge=10)
     memory_max: int = Field(0, ge=-1)
@@ -330,7 +312,7 @@ class TemplateWait(Strict):
 
 
 class Template(Grown):
-    ADDED_LATER = ("wait",)
+    ADDED_LATER = ("wait", "once")
 
     data: str | None = None
     source: str | None = None

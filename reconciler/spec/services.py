@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec import interpolate
-from reconciler.spec.fieldtypes import Duration, Strict
+from reconciler.spec.fieldtypes import Duration, Grown, Strict
 
 Path = tuple[str | int, ...]
 OnUpdate = Literal["require_healthy", "ignore_warnings", "ignore"]
@@ -82,7 +82,9 @@ class Check(Strict):
         return v.upper()
 
 
-class Service(Strict):
+class Service(Grown):
+    ADDED_LATER = ("canary_tags",)
+
     name: str = ""
     provider: Literal["consul", "nomad"] = "consul"
     port: PortRef = ""
