@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from reconciler.spec.gotemplate.nomadservices import ANY
 from reconciler.spec.load import JobSpec
-from reconciler.spec.models import Job, Template
+from reconciler.spec.models import Job
+from reconciler.spec.taskblocks import Template
 from reconciler.spec.template import (
     change_wait,
     job_reads_services,

@@ -19,7 +19,8 @@ from reconciler.spec.gotemplate import (
     VariableSource,
     Workload,
 )
-from reconciler.spec.models import Job, Template
+from reconciler.spec.models import Job
+from reconciler.spec.taskblocks import Template
 
 __all__ = [
     "Iface",
