@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.executor.base import StartError, TaskConfig, TaskHandle, Template, VolumeBind
-from reconciler.executor.linux import cgroups, pool
+from reconciler.executor.linux import cgroups, cpusets, pool
 from reconciler.executor.linux.executor import LinuxExecutor
 from tests.e2e.conftest import logs, run_to_exit, sh, wait_for
 from tests.e2e.service import alive
@@ -302,3 +302,18 @@ def test_a_claim_ends_with_its_own_limits_whatever_was_set_ahead(data_dir: Path)
             assert ex.wait(h, 10) is not None
     finally:
         ex.close()
+
+
+def test_a_pool_cgroup_left_only_in_the_shared_cpuset_is_swept(data_dir: Path) -> None:
+    """A removal cut short (the service killed between its rmdirs) can leave a set-aside
+    cgroup's name only under the shared cpuset: the next service's sweep finds it there."""
+    ex = LinuxExecutor(data_dir)
+    layout = ex.layout
+    if layout is None or layout.version != 1 or not cgroups.cpusets_mounted():
+        pytest.skip("cgroup v1 with the cpuset controller only")
+    shared = cgroups.cpuset_base(layout) / cpusets.SHARED
+    shared.mkdir(parents=True, exist_ok=True)
+    left = shared / f"{pool.PREFIX}1x000000-old0"
+    left.mkdir()
+    pool.sweep(layout)
+    assert not left.exists() and shared.is_dir()

@@ -22,9 +22,14 @@ def remove_cgroups(
     and the warm pool's sweep (its own, pool.is_pool_name) go through here."""
     killed = 0
     names: set[str] = set()
-    for base in layout.bases.values():
+    bases = list(layout.bases.values())
+    if layout.version == 1 and cgroups.cpusets_mounted():  # (a removal cut short may leave
+        own = cgroups.cpuset_base(layout)  # a name only there)
+        bases += [own, own / cpusets.SHARED]
+    for base in bases:
         if base.is_dir():
-            names |= {p.name for p in base.iterdir() if p.is_dir() and wanted(p.name)}
+            names |= {p.name for p in base.iterdir()
+                      if p.is_dir() and p.name != cpusets.SHARED and wanted(p.name)}  # fmt: skip
     for name in sorted(names):
         cg = cgroups.TaskCgroup.at(layout, name)
         killed += len(cg.pids())
