@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.spec import hclfast
+from reconciler.spec import hclfast, hclscan
 from reconciler.spec.hcloutline import LineIndex, Outline, index
 
 Path = tuple[str | int, ...]
@@ -89,7 +89,7 @@ def parse(text: str, positions: bool = True) -> Parsed:
     (problems found in what it returns have no line numbers); the fast path always has them."""
     try:
         fast = hclfast.parse(text, MAX_TOKENS, MAX_PARSE_SECONDS)
-    except hclfast.Declined:
+    except hclscan.Declined:
         from reconciler.spec import hclfull
 
         return hclfull.parse(text, positions)

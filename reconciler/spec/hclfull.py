@@ -27,8 +27,8 @@ from lark.exceptions import LarkError, UnexpectedInput
 
 from reconciler.spec import hcl
 from reconciler.spec.hcl import HclLimitError, HclSyntaxError, Parsed
-from reconciler.spec.hclfast import TOP_LEVEL
 from reconciler.spec.hcloutline import Attribute, Block, Expression, Outline, index
+from reconciler.spec.hclscan import TOP_LEVEL
 
 OPTIONS = SerializationOptions(
     strip_string_quotes=True,
