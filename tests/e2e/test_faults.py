@@ -66,11 +66,12 @@ def fill(path: Path) -> None:
         os.close(fd)
 
 
-def shim_read(task_pid: int) -> int:
-    """Bytes the task's shim has read (its output pipe, mostly)."""
+def shim_io(task_pid: int) -> tuple[int, int]:
+    """Bytes the task's shim has read and written (a failed write counts nothing)."""
     shim = psutil.Process(task_pid).ppid()
     with open(f"/proc/{shim}/io") as f:
-        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+        io = dict(line.split(":") for line in f)
+    return int(io["rchar"]), int(io["wchar"])
 
 
 def test_full_disk_degrades_and_converges_when_space_returns(tmpfs: Path, tmp_path: Path) -> None:
@@ -92,7 +93,7 @@ def test_full_disk_degrades_and_converges_when_space_returns(tmpfs: Path, tmp_pa
             fill(chat_log)
 
         full()
-        read_before = shim_read(chat_pid)
+        read_before, written_before = shim_io(chat_pid)
         write(svc, "b.hcl", job("b"))  # a job arrives while the disk is full
         os.kill(victim, signal.SIGKILL)  # and a task dies
         def degraded_by_the_disk() -> bool:  # one reading: a commit that fits in the WAL's
@@ -104,9 +105,13 @@ def test_full_disk_degrades_and_converges_when_space_returns(tmpfs: Path, tmp_pa
         assert svc.proc is not None and svc.proc.poll() is None
         assert alive(survivor)
         # The chatty task's shim reads output it cannot write (the drops its exit reports),
-        # while what the service frees meanwhile (set-aside files, its WAL) is taken again.
-        svc.wait(lambda: (full(), shim_read(chat_pid) > read_before + 8192)[1], 60,
-                 "the shim reading output")  # fmt: skip
+        # while what the service frees meanwhile (set-aside files, its WAL) is taken again: a
+        # write that found room counts in wchar, so the difference is what was dropped.
+        def dropped() -> int:
+            read, written = shim_io(chat_pid)
+            return (read - read_before) - (written - written_before)
+
+        svc.wait(lambda: (full(), dropped() > 8192)[1], 60, "the shim dropping output")
         (tmpfs / "filler").unlink()
         svc.wait(lambda: service_state(svc)["state"] == "ok", timeout=60, what="recovery")
         svc.wait(lambda: len(svc.pids()) == 4, timeout=60)
