@@ -254,14 +254,11 @@ class Store(ChildJobs, Registry):
         """The attempted version's canaries are promoted: the rest of its instances may be
         updated now. Its healthy_deadline counts again from here."""
         with self._tx() as db:
-            row = db.execute(
-                "SELECT attempted_version_id FROM jobs WHERE id = ?", (job_id,)
-            ).fetchone()
-            if row is None or row[0] is None:
+            if (attempted := _attempted_version(db, job_id)) is None:
                 return
             db.execute(
                 "UPDATE job_versions SET state = 'promoted' WHERE id = ? AND state = 'pending'",
-                (row[0],),
+                (attempted,),
             )
             db.execute("UPDATE jobs SET attempted_at = ?, updated_at = ? WHERE id = ?",
                        (now, now, job_id))  # fmt: skip
@@ -270,14 +267,11 @@ class Store(ChildJobs, Registry):
     def reject(self, job_id: str, reason: str, now: float) -> None:
         """The attempted version failed: never retried until the file changes again."""
         with self._tx() as db:
-            row = db.execute(
-                "SELECT attempted_version_id FROM jobs WHERE id = ?", (job_id,)
-            ).fetchone()
-            if row is None or row[0] is None:
+            if (attempted := _attempted_version(db, job_id)) is None:
                 return
             db.execute(
                 "UPDATE job_versions SET state = 'rejected', error = ? WHERE id = ?",
-                (reason, row[0]),
+                (reason, attempted),
             )
             self._job_event(db, job_id, ("Rolled Back", reason), now)
 
@@ -424,3 +418,9 @@ class Store(ChildJobs, Registry):
     ) -> None:
         with self._tx() as db:
             self._insert_events(db, key, instance_id, [Event(type, message)], now)
+
+
+def _attempted_version(db: sqlite3.Connection, job_id: str) -> int | None:
+    """The id of the version a job is trying (None: no such job, or none attempted)."""
+    row = db.execute("SELECT attempted_version_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])

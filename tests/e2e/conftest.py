@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,3 +90,12 @@ def svc(tmp_path: Path) -> Iterator[ServiceProc]:
     if s.proc and s.proc.poll() is None:
         s.kill()
     teardown(s.data)
+
+
+def answer(port: int) -> str:
+    """What a server on loopback `port` says first (a test's task answers "pong")."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), 1) as c:
+            return c.recv(64).decode()
+    except OSError as e:
+        return f"error {e}"

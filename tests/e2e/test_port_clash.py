@@ -9,6 +9,7 @@ import json
 import socket
 
 from reconciler.spec import ports
+from tests.e2e.conftest import answer
 from tests.e2e.service import ServiceProc
 
 JOB = """job "NAME" {
@@ -60,14 +61,6 @@ def colliding() -> tuple[str, str, int]:
             return seen[port], name, port
         seen.setdefault(port, name)
     raise AssertionError("unreachable")
-
-
-def answer(port: int) -> str:
-    try:
-        with socket.create_connection(("127.0.0.1", port), 1) as c:
-            return c.recv(64).decode()
-    except OSError as e:
-        return f"error {e}"
 
 
 def test_two_instances_whose_hashed_ports_collide_both_run(svc: ServiceProc) -> None:

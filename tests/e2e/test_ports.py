@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from reconciler.executor.linux import cgroups, network, ports
 from reconciler.executor.linux.cleanup import teardown
+from tests.e2e.conftest import answer
 from tests.e2e.service import ServiceProc
 
 if not ports.available():
@@ -66,14 +66,6 @@ def svc(tmp_path: Path) -> Iterator[ServiceProc]:
 
 def tag(data: Path) -> str:
     return hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:8]
-
-
-def answer(port: int) -> str:
-    try:
-        with socket.create_connection(("127.0.0.1", port), 1) as c:
-            return c.recv(64).decode()
-    except OSError as e:
-        return f"error {e}"
 
 
 def elements(data: Path) -> list[object]:
