@@ -14,6 +14,8 @@ from reconciler.db.store import Event
 from reconciler.spec.models import effective_reschedule
 from reconciler.spec.units import format_duration
 
+RESCHEDULING = "rescheduling"  # the reason of the slots of an instance waiting to be placed again
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -38,7 +40,7 @@ class Rescheduling(Core):
         of = "" if policy.unlimited else f" of {policy.attempts}"
         note = Event("Rescheduling", "alloc was rescheduled because it failed: placed again in "
                      f"{format_duration(round(r.delay, 3))} (reschedule {n}{of})")  # fmt: skip
-        return Placement(r.at, f"rescheduling (reschedule {n}{of})", note, r.tracker.text())
+        return Placement(r.at, f"{RESCHEDULING} (reschedule {n}{of})", note, r.tracker.text())
 
     def _reschedule_siblings(
         self, key: SlotKey, p: Placement, observed: Observed, now: float

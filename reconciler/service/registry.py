@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.apply import handle_of
+from reconciler.apply.rescheduling import RESCHEDULING
 from reconciler.db.registry import CheckEntry, ServiceEntry
 from reconciler.db.snapshot import Observed, SlotKey, SlotRecord
 from reconciler.db.store import Store
@@ -38,10 +39,14 @@ def _running(s: SlotRecord) -> bool:
 
 def _restarting(s: SlotRecord) -> bool:
     """A task between two runs of the same group instance: stopped to start again, or
-    waiting out its restart policy's delay (a pending slot that ran and was not replaced)."""
+    waiting out its restart policy's delay (a pending slot that ran and was not replaced). An
+    instance that failed for good and waits to be rescheduled is not: Nomad's failed
+    allocation has deregistered its services, its replacement registers its own."""
     if s.state == "stopping":
         return s.stop_intent in _AGAIN
-    return s.state == "pending" and s.reason not in ("", "update")
+    return (s.state == "pending" and s.reason not in ("", "update")
+            and not s.reason.startswith(RESCHEDULING))  # fmt: skip
+
 
 @dataclass
 class Registrar:

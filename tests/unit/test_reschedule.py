@@ -9,6 +9,7 @@ from reconciler.reschedules import Tracker
 from reconciler.service.loop import Service
 from reconciler.spec import parse
 from tests.unit.conftest import Harness, job
+from tests.unit.test_checks import rows
 
 FAILING = 'FAKE_RUN_FOR = "1"\n FAKE_EXIT_CODE = "3"'
 ONE_TRY = 'restart {\n attempts = 1\n delay = "1s"\n interval = "10m"\n mode = "fail"\n}'
@@ -248,3 +249,24 @@ def test_status_says_when_it_is_rescheduled() -> None:
             "next_start_at": time.time() + 28.2}  # fmt: skip
     assert _reason(slot) == "rescheduling in 28s (reschedule 2)"
     assert _reason({**slot, "state": "failed"}) == "rescheduling (reschedule 2)"
+
+
+GROUP_SERVICE = 'service {\n name = "w"\n provider = "nomad"\n}'
+
+
+def test_an_instance_waiting_to_be_rescheduled_has_no_services(h: Harness) -> None:
+    """A restart keeps the group's service registered; a failure for good (Nomad: a failed
+    allocation, its replacement yet to come) does not."""
+    h.write("w.hcl", job("w", env=FAILING, extra_group=ONE_TRY + "\n" + GROUP_SERVICE))
+    h.step()
+
+    def registered() -> list[tuple[object, ...]]:
+        return rows(h, "SELECT name FROM services")
+
+    assert registered() == [("w",)]
+    h.step(1)  # the first failure: restarting within policy, still registered
+    assert h.states() == {"w/g/0/t": "pending"} and registered() == [("w",)]
+    h.step(1.5)
+    h.step(1)  # failed for good: waiting to be rescheduled
+    assert h.events("w/g/0/t")[-1] == "Rescheduling"
+    assert registered() == []
